@@ -1,0 +1,5 @@
+import sys
+
+from voicedrag.cli import main
+
+sys.exit(main())

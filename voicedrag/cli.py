@@ -1,0 +1,50 @@
+"""The `voicedrag` command line: one subcommand per step of the pipeline.
+
+Each `voicedrag/cmd_*.py` module registers its subcommands with `register(sub)`
+and keeps heavy imports (torch, whisper, ...) inside the functions that run
+them, so that `voicedrag --help` and the TUI start fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from engine.errors import VoicedragError
+
+# Modules that contribute subcommands, in the order they appear in --help.
+SUBCOMMAND_MODULES: list[str] = [
+    "voicedrag.cmd_engine",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voicedrag",
+        description="Speak or type an edit; the image changes the way DragGAN changes it.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.run(args) or 0)
+    except VoicedragError as err:
+        print(f"voicedrag: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("voicedrag: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
