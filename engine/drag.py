@@ -1,0 +1,312 @@
+"""The DragGAN loop: motion supervision and point tracking on generator features.
+
+`DragSession` owns the whole loop (convergence, max_steps, cancellation and
+the preview cadence); front-ends only iterate over `steps()`. The order of
+operations per step is the official one:
+
+1. synthesise from the current ws, keeping the feature block's output `F`,
+   resized bilinearly to the image size;
+2. on the first step, remember `F0` and each handle's feature (the reference);
+3. track: move each handle to the nearest neighbour of its reference feature
+   inside a (2 r2 + 1)^2 window of `F`;
+4. stop if every handle is close enough to its target; otherwise
+5. motion supervision: L1 between the detached features of a disc of radius
+   r1 around each handle and the same disc shifted one unit step toward the
+   target (bilinear sampling), plus lambda * L1 between `F` and `F0` on the
+   region that must stay fixed;
+6. one Adam step on the first 6 rows of w+ (or on a single w).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.stylegan2 import Generator
+from engine.types import DragPair, Point
+
+# The paper's radii are given for 512 px images and scale with resolution.
+REFERENCE_RESOLUTION = 512
+
+
+@dataclass
+class DragConfig:
+    r1: float = 3.0  # motion-supervision radius, in 512-px units
+    r2: float = 12.0  # tracking half-window, in 512-px units
+    lr: float = 2e-3
+    lambda_mask: float = 20.0
+    space: str = "w+"  # "w+" (per-layer rows) or "w" (one vector shared by the rows)
+    num_optimized_ws: int = 6
+    feature_block: int | None = None  # None: the generator config's choice
+    max_steps: int = 300
+    # None: 1 px, or 2 px with more than 5 handles (the paper's criterion).
+    stop_distance: float | None = None
+    # A full preview frame is rendered every `preview_every` steps (0: never),
+    # or when `preview_seconds` have passed since the last one (None: off),
+    # and always on the first step.
+    preview_every: int = 10
+    preview_seconds: float | None = None
+    noise_mode: str = "const"
+
+    def radii(self, resolution: int) -> tuple[int, int]:
+        """(r1, r2) in pixels at this resolution. r1 is kept >= 1 so that small
+        models still supervise at least the handle's own pixel."""
+        scale = resolution / REFERENCE_RESOLUTION
+        return max(round(self.r1 * scale), 1), max(round(self.r2 * scale), 1)
+
+    def stop_px(self, num_points: int) -> float:
+        if self.stop_distance is not None:
+            return self.stop_distance
+        return 2.0 if num_points > 5 else 1.0
+
+
+@dataclass
+class StepResult:
+    step: int
+    points: list[Point]  # handle positions after this step's tracking
+    distances: list[float]
+    mean_distance: float
+    loss_motion: float
+    loss_fix: float | None
+    loss: float
+    converged: bool
+    image: np.ndarray | None = None  # [H, W, 3] uint8 of the ws this step started from
+    seconds: float = 0.0  # wall time of this step
+
+
+@dataclass
+class DragResult:
+    ws: torch.Tensor  # [1, num_ws, w_dim], detached
+    points: list[Point]
+    targets: list[Point]
+    steps: int
+    converged: bool
+    cancelled: bool
+    mean_distance: float
+    seconds: float
+    image: np.ndarray  # [H, W, 3] uint8 of `ws`
+    frames: list[np.ndarray] = field(default_factory=list)
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """[1, 3, H, W] in [-1, 1] -> [H, W, 3] uint8, as the official renderer rounds."""
+    x = (img[0].detach().float().clamp(-1, 1) + 1) * 127.5
+    return x.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def track_points(
+    feat: torch.Tensor,  # [1, C, H, W]
+    refs: torch.Tensor,  # [N, C]
+    points: list[tuple[int, int]],  # (x, y) integer pixels
+    r2: int,
+) -> list[tuple[int, int]]:
+    """Nearest neighbour of each reference feature in a window around its point.
+
+    Ties go to the first pixel in row-major order, as in the official code.
+    """
+    _, _, h, w = feat.shape
+    out = []
+    for (x, y), ref in zip(points, refs):
+        top, bottom = max(y - r2, 0), min(y + r2 + 1, h)
+        left, right = max(x - r2, 0), min(x + r2 + 1, w)
+        patch = feat[0, :, top:bottom, left:right]  # [C, h', w']
+        dist = torch.linalg.norm(patch - ref.reshape(-1, 1, 1), dim=0)
+        idx = int(torch.argmin(dist.reshape(-1)))
+        width = right - left
+        out.append((idx % width + left, idx // width + top))
+    return out
+
+
+def motion_loss(
+    feat: torch.Tensor,  # [1, C, H, W], differentiable
+    point: tuple[int, int],
+    target: Point,
+    r1: int,
+) -> torch.Tensor:
+    """L1 between a disc of detached features and the same disc shifted one unit step toward the target."""
+    _, _, h, w = feat.shape
+    x, y = point
+    # The official grid is linspace(0, size, size): pixel i sits at i * size / (size - 1).
+    rows = torch.linspace(0, h, h, device=feat.device).reshape(-1, 1)
+    cols = torch.linspace(0, w, w, device=feat.device).reshape(1, -1)
+    dist = ((rows - y) ** 2 + (cols - x) ** 2).sqrt()
+    ii, jj = torch.where(dist < r1)
+    d = torch.tensor([target.x - x, target.y - y], dtype=torch.float32, device=feat.device)
+    d = d / (torch.linalg.norm(d) + 1e-7)
+    gx = (jj + d[0]) / (w - 1) * 2 - 1
+    gy = (ii + d[1]) / (h - 1) * 2 - 1
+    grid = torch.stack([gx, gy], dim=-1).reshape(1, 1, -1, 2)
+    shifted = F.grid_sample(feat, grid, align_corners=True).squeeze(2)  # [1, C, n]
+    return F.l1_loss(feat[:, :, ii, jj].detach(), shifted)
+
+
+class DragSession:
+    """One drag: handle/target pairs on a latent, optimised step by step.
+
+    `mask` is a boolean [H, W] array where True marks the region that may move;
+    the rest is held to its initial features (weight `lambda_mask`).
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        ws: torch.Tensor,  # [1, num_ws, w_dim]
+        pairs: list[DragPair],
+        mask: np.ndarray | torch.Tensor | None = None,
+        config: DragConfig | None = None,
+    ) -> None:
+        if not pairs:
+            raise ValueError("a drag needs at least one handle/target pair")
+        self.G = generator
+        self.config = config or DragConfig()
+        self.res = generator.img_resolution
+        self.r1, self.r2 = self.config.radii(self.res)
+        self.feature_block = (
+            self.config.feature_block if self.config.feature_block is not None else generator.cfg.drag_feature_block
+        )
+        device = generator.device
+        self.ws0 = ws.detach().to(device, torch.float32).clone()
+        k = self.config.num_optimized_ws
+        if self.config.space == "w+":
+            self.latent = self.ws0[:, :k].clone()
+        elif self.config.space == "w":
+            self.latent = self.ws0[:, 0].clone()
+        else:
+            raise ValueError(f"space must be 'w+' or 'w', not {self.config.space!r}")
+        self.latent.requires_grad_(True)
+        self.optimizer = torch.optim.Adam([self.latent], lr=self.config.lr)
+        self.targets = [p.target for p in pairs]
+        # Handles live on the pixel grid: tracking returns integer positions.
+        self.points = [(int(round(p.handle.x)), int(round(p.handle.y))) for p in pairs]
+        for x, y in self.points:
+            if not (0 <= x < self.res and 0 <= y < self.res):
+                raise ValueError(f"handle ({x}, {y}) is outside the {self.res}x{self.res} image")
+        self.fixed = self._fixed_region(mask, device)
+        self.step_index = 0
+        self.converged = False
+        self._cancel = threading.Event()
+        self._feat0: torch.Tensor | None = None
+        self._refs: torch.Tensor | None = None
+        self._last_preview = -math.inf
+        self.frames: list[np.ndarray] = []
+        self.seconds = 0.0
+
+    def _fixed_region(self, mask: np.ndarray | torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+        if mask is None:
+            return None
+        movable = torch.as_tensor(np.asarray(mask), device=device).bool()
+        if movable.shape != (self.res, self.res):
+            raise ValueError(f"mask must be {self.res}x{self.res}, not {tuple(movable.shape)}")
+        fixed = (~movable).float()
+        # As in the official loop, a mask that is all movable or all fixed adds no term.
+        if fixed.min() == fixed.max():
+            return None
+        return fixed.reshape(1, 1, self.res, self.res)
+
+    @property
+    def ws(self) -> torch.Tensor:
+        """The full ws the generator sees: optimised rows, then the untouched rest of w0."""
+        k = self.config.num_optimized_ws
+        head = self.latent if self.config.space == "w+" else self.latent.unsqueeze(1).repeat(1, k, 1)
+        return torch.cat([head, self.ws0[:, k:]], dim=1)
+
+    def cancel(self) -> None:
+        """Ask the loop to stop before its next step; the last completed step's state is kept."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def current_points(self) -> list[Point]:
+        return [Point(float(x), float(y)) for x, y in self.points]
+
+    def distances(self) -> list[float]:
+        return [math.hypot(t.x - x, t.y - y) for (x, y), t in zip(self.points, self.targets)]
+
+    def _preview_due(self) -> bool:
+        cfg = self.config
+        if self.step_index == 0:
+            return True
+        if cfg.preview_every and self.step_index % cfg.preview_every == 0:
+            return True
+        return cfg.preview_seconds is not None and time.perf_counter() - self._last_preview >= cfg.preview_seconds
+
+    def step(self) -> StepResult:
+        """One iteration of the loop (forward, track, stop check, loss, Adam step)."""
+        t0 = time.perf_counter()
+        want_image = self._preview_due()
+        out = self.G.synthesis(
+            self.ws, noise_mode=self.config.noise_mode,
+            stop_after=None if want_image else self.feature_block, return_features=want_image,
+        )
+        feat = out.features[self.feature_block]
+        feat = F.interpolate(feat, [self.res, self.res], mode="bilinear", align_corners=False)
+        if self._refs is None:
+            self._feat0 = feat.detach()
+            self._refs = torch.stack([self._feat0[0, :, y, x] for x, y in self.points])
+        with torch.no_grad():
+            self.points = track_points(feat, self._refs, self.points, self.r2)
+        dists = self.distances()
+        stop = all(d <= self.config.stop_px(len(dists)) for d in dists)
+        loss_motion = torch.zeros((), device=feat.device)
+        for point, target, d in zip(self.points, self.targets, dists):
+            # Handles within 1 px are left alone: a unit step would overshoot them.
+            if d > 1:
+                loss_motion = loss_motion + motion_loss(feat, point, target, self.r1)
+        loss = loss_motion
+        loss_fix = None
+        if self.fixed is not None:
+            assert self._feat0 is not None
+            fix = F.l1_loss(feat * self.fixed, self._feat0 * self.fixed)
+            loss = loss + self.config.lambda_mask * fix
+            loss_fix = float(fix.detach())
+        if not stop:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        image = None
+        if want_image and out.image is not None:
+            image = to_uint8(out.image)
+            self.frames.append(image)
+            self._last_preview = time.perf_counter()
+        self.converged = stop
+        result = StepResult(
+            step=self.step_index, points=self.current_points(), distances=dists,
+            mean_distance=float(np.mean(dists)), loss_motion=float(loss_motion.detach()), loss_fix=loss_fix,
+            loss=float(loss.detach()), converged=stop, image=image, seconds=time.perf_counter() - t0,
+        )
+        self.seconds += result.seconds
+        self.step_index += 1
+        return result
+
+    def steps(self) -> Iterator[StepResult]:
+        """Iterate until convergence, max_steps or cancellation."""
+        while self.step_index < self.config.max_steps and not self.cancelled and not self.converged:
+            yield self.step()
+
+    def render(self) -> np.ndarray:
+        with torch.no_grad():
+            out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode)
+        assert out.image is not None
+        return to_uint8(out.image)
+
+    def result(self) -> DragResult:
+        image = self.render()
+        dists = self.distances()
+        return DragResult(
+            ws=self.ws.detach().clone(), points=self.current_points(), targets=list(self.targets),
+            steps=self.step_index, converged=self.converged, cancelled=self.cancelled,
+            mean_distance=float(np.mean(dists)), seconds=self.seconds, image=image, frames=list(self.frames),
+        )
+
+    def run(self) -> DragResult:
+        for _ in self.steps():
+            pass
+        return self.result()

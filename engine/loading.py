@@ -1,0 +1,184 @@
+"""Load a generator from an official NVlabs pickle or from the project's own format.
+
+The project's own format is a safetensors file of weights with a JSON file of
+the same name beside it (`model.safetensors` + `model.json`) holding
+`{"format": "voicedrag-generator", "family": "stylegan2", "config": {...}}`.
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.errors import CheckpointError
+from engine.stylegan2 import Generator, GeneratorConfig, MappingConfig
+
+OWN_FORMAT = "voicedrag-generator"
+PICKLE_OPCODES = (b"\x80",)  # every pickle of protocol >= 2 starts with PROTO
+
+# Official init arguments this implementation knows how to build; any other
+# argument means an architecture variant it would silently get wrong.
+_SYNTHESIS_KEYS = {
+    "channel_base", "channel_max", "num_fp16_res", "conv_clamp", "architecture", "resample_filter",
+    "use_noise", "activation", "kernel_size",
+}
+_IGNORED_KEYS = {"fp16_channels_last", "fused_modconv_default"}  # change speed only, never results
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """CUDA when present, else CPU; `name` ("cpu", "cuda", "cuda:1", ...) overrides."""
+    if name:
+        try:
+            device = torch.device(name)
+        except RuntimeError as err:
+            raise CheckpointError(f"unknown device {name!r}; use 'cpu' or 'cuda'.") from err
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise CheckpointError("CUDA was asked for but no CUDA GPU is available; use --device cpu.")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def config_from_init_kwargs(init_kwargs: dict[str, Any]) -> GeneratorConfig:
+    """Translate an official `Generator(**init_kwargs)` call into a GeneratorConfig.
+
+    Both layouts occur: stylegan2-ada-pytorch nests synthesis arguments under
+    `synthesis_kwargs`; stylegan3 and converted TF pickles keep them flat.
+    """
+    kw = dict(init_kwargs)
+    mapping_kwargs = dict(kw.pop("mapping_kwargs", None) or {})
+    synthesis = dict(kw.pop("synthesis_kwargs", None) or {})
+    for key in list(kw):
+        if key in _SYNTHESIS_KEYS or key in _IGNORED_KEYS:
+            synthesis[key] = kw.pop(key)
+    unknown = [k for k in list(kw) + list(synthesis) + list(mapping_kwargs)
+               if k not in {"z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"}
+               | _SYNTHESIS_KEYS | _IGNORED_KEYS | set(MappingConfig.__dataclass_fields__)]
+    if unknown:
+        raise CheckpointError(
+            f"this StyleGAN2 checkpoint uses arguments voicedrag cannot build yet ({', '.join(sorted(unknown))}); "
+            "use a standard StyleGAN2 checkpoint."
+        )
+    for key in _IGNORED_KEYS:
+        synthesis.pop(key, None)
+    if synthesis.get("architecture", "skip") not in ("skip", "orig", "resnet"):
+        raise CheckpointError(
+            f"the StyleGAN2 architecture {synthesis['architecture']!r} cannot be built yet; "
+            "use a 'skip', 'orig' or 'resnet' generator."
+        )
+    return GeneratorConfig(mapping=MappingConfig(**mapping_kwargs), **kw, **synthesis)
+
+
+def _build(cfg: GeneratorConfig, state_dict: dict[str, torch.Tensor], source: Path) -> Generator:
+    G = Generator(cfg)
+    missing, unexpected = G.load_state_dict(state_dict, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source.name} does not fit the generator its config describes "
+            f"({len(missing)} missing and {len(unexpected)} unexpected tensors); the file may be damaged."
+        )
+    return G.eval().requires_grad_(False)
+
+
+def _load_pickle(path: Path) -> Generator:
+    from engine.nvlabs_pickle import read_nvlabs_pickle
+
+    net = read_nvlabs_pickle(path, key="G_ema")
+    if net.family == "stylegan3":
+        raise CheckpointError(
+            f"{path.name} is a StyleGAN3 generator, which voicedrag cannot build yet; use a StyleGAN2 checkpoint."
+        )
+    if net.family != "stylegan2":
+        raise CheckpointError(
+            f"{path.name} holds a {net.class_name} that is not a StyleGAN2 generator; "
+            "use a StyleGAN2 checkpoint (stylegan2-ada-pytorch, stylegan3 or DragGAN)."
+        )
+    if net.init_args:
+        raise CheckpointError(f"{path.name} passes positional arguments to its generator; re-export it with keywords.")
+    return _build(config_from_init_kwargs(net.init_kwargs), net.state_dict, path)
+
+
+def _load_own(weights: Path, config_path: Path) -> Generator:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not config_path.is_file():
+        raise CheckpointError(f"{weights.name} needs its config {config_path.name} beside it; copy both files.")
+    try:
+        meta = json.loads(config_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{config_path.name} is not valid JSON; restore it from the model's release.") from err
+    if not isinstance(meta, dict) or meta.get("format") != OWN_FORMAT:
+        raise CheckpointError(f"{config_path.name} is not a voicedrag generator config (expected \"format\": \"{OWN_FORMAT}\").")
+    if meta.get("family", "stylegan2") != "stylegan2":
+        raise CheckpointError(f"{config_path.name} describes a {meta.get('family')} generator, which voicedrag cannot build yet.")
+    try:
+        cfg = GeneratorConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{config_path.name} has an invalid generator config ({err}); restore it from the model's release.") from err
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{weights.name} is truncated or corrupt; download or copy it again.") from err
+    return _build(cfg, state, weights)
+
+
+def save_generator(G: Generator, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write `path` (.safetensors) and its JSON config beside it."""
+    from safetensors.torch import save_file
+
+    path = Path(path).with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in G.state_dict().items()}
+    save_file(state, str(path))
+    meta = {"format": OWN_FORMAT, "family": "stylegan2", "config": G.cfg.to_dict(), **(extra or {})}
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def embedded_model_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "assets" / "models" / "faces128.safetensors"
+
+
+def resolve_model_path(name: str | Path) -> Path:
+    if str(name) == "embedded":
+        path = embedded_model_path()
+        if not path.is_file():
+            raise CheckpointError("the embedded face model is not installed; reinstall voicedrag or pass --model PATH.")
+        return path
+    return Path(name).expanduser()
+
+
+def load_generator(path: str | Path, device: str | torch.device | None = None) -> Generator:
+    """Read a generator from an official pickle or the project's own format, onto `device`."""
+    path = resolve_model_path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; pass the model file itself (.pkl or .safetensors).")
+    if not path.is_file():
+        raise CheckpointError(f"no model file at {path}; check the path or pass --model embedded.")
+    dev = device if isinstance(device, torch.device) else pick_device(device)
+    if path.suffix == ".json":
+        path = path.with_suffix(".safetensors")
+        if not path.is_file():
+            raise CheckpointError(f"no weights {path.name} beside the config; copy both files.")
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if not head:
+        raise CheckpointError(f"{path.name} is empty; download or copy it again.")
+    if path.suffix == ".safetensors":
+        G = _load_own(path, path.with_suffix(".json"))
+    elif head.startswith(PICKLE_OPCODES):
+        G = _load_pickle(path)
+    elif zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path.name} is a torch.save archive, not an NVlabs network pickle; voicedrag reads official .pkl "
+            "snapshots and its own .safetensors models."
+        )
+    else:
+        raise CheckpointError(
+            f"{path.name} is neither an NVlabs network pickle nor a voicedrag .safetensors model; "
+            "pass one of those."
+        )
+    return G.to(dev)
