@@ -1,0 +1,123 @@
+"""load_generator: formats, the project's own format, and one clear sentence for every bad file."""
+from __future__ import annotations
+
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from engine import CheckpointError, Generator, load_generator, save_generator
+from engine.loading import config_from_init_kwargs
+from tests.conftest import fixture_path
+
+
+def one_sentence(err: BaseException) -> str:
+    msg = str(err)
+    assert msg.endswith(".") and "\n" not in msg and "Traceback" not in msg
+    return msg
+
+
+def test_own_format_round_trip(tiny_generator, tmp_path):
+    path = save_generator(tiny_generator, tmp_path / "m.safetensors")
+    assert path.with_suffix(".json").is_file()
+    G = load_generator(path, device="cpu")
+    assert G.cfg == tiny_generator.cfg
+    ws = tiny_generator.ws_from_seed(5)
+    with torch.no_grad():
+        torch.testing.assert_close(G.synthesis(ws).image, tiny_generator.synthesis(ws).image, rtol=0, atol=0)
+    # The config file can be named instead of the weights.
+    assert load_generator(path.with_suffix(".json"), device="cpu").cfg == G.cfg
+
+
+@pytest.mark.parametrize(
+    "make,needle",
+    [
+        (lambda p: None, "no model file"),
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: p.write_bytes(b"hello, this is text"), "neither"),
+        (lambda p: zipfile.ZipFile(p, "w").writestr("data.pkl", b"x"), "torch.save archive"),
+        (lambda p: p.write_bytes(b"\x80\x04\x95" + bytes(range(200))), "corrupt"),
+    ],
+)
+def test_bad_files_give_one_sentence(tmp_path, make, needle):
+    path = tmp_path / "model.pkl"
+    make(path)
+    with pytest.raises(CheckpointError) as info:
+        load_generator(path, device="cpu")
+    assert needle in one_sentence(info.value)
+
+
+def test_truncated_official_pickle(tmp_path):
+    data = fixture_path("sg2_128_ada.pkl").read_bytes()
+    path = tmp_path / "cut.pkl"
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError) as info:
+        load_generator(path, device="cpu")
+    one_sentence(info.value)
+
+
+def test_corrupt_safetensors(tiny_generator, tmp_path):
+    path = save_generator(tiny_generator, tmp_path / "m.safetensors")
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError) as info:
+        load_generator(path, device="cpu")
+    assert "corrupt" in one_sentence(info.value)
+    path.with_suffix(".json").unlink()
+    with pytest.raises(CheckpointError) as info:
+        load_generator(path, device="cpu")
+    assert "config" in one_sentence(info.value)
+
+
+def test_stylegan3_is_named_as_not_buildable_yet():
+    with pytest.raises(CheckpointError) as info:
+        load_generator(fixture_path("sg3_t_64.pkl"), device="cpu")
+    assert "StyleGAN3" in one_sentence(info.value)
+
+
+class _Evil:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_calling_os_system_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": _Evil(str(marker))}, protocol=4))
+    with pytest.raises(CheckpointError) as info:
+        load_generator(path, device="cpu")
+    msg = one_sentence(info.value)
+    assert "refused" in msg and "system" in msg
+    assert not marker.exists()
+
+
+def test_architecture_comes_from_init_kwargs_not_the_name(tmp_path):
+    # A copy under a misleading name still builds the 128 px generator its pickle describes.
+    src = fixture_path("sg2_64_flat.pkl")
+    dst = tmp_path / "stylegan2-ffhq-512x512.pkl"
+    dst.write_bytes(src.read_bytes())
+    assert load_generator(dst, device="cpu").img_resolution == 64
+
+
+def test_unknown_init_arguments_are_named():
+    with pytest.raises(CheckpointError) as info:
+        config_from_init_kwargs({"z_dim": 8, "c_dim": 0, "w_dim": 8, "img_resolution": 32, "img_channels": 3,
+                                 "channel_base": 256, "magic_flux": 3})
+    assert "magic_flux" in one_sentence(info.value)
+
+
+def test_both_kwarg_layouts():
+    flat = config_from_init_kwargs({"z_dim": 8, "c_dim": 0, "w_dim": 8, "img_resolution": 32, "img_channels": 3,
+                                    "channel_base": 256, "channel_max": 16, "mapping_kwargs": {"num_layers": 2}})
+    nested = config_from_init_kwargs({"z_dim": 8, "c_dim": 0, "w_dim": 8, "img_resolution": 32, "img_channels": 3,
+                                      "synthesis_kwargs": {"channel_base": 256, "channel_max": 16},
+                                      "mapping_kwargs": {"num_layers": 2}})
+    assert flat == nested and flat.channel_max == 16 and flat.mapping.num_layers == 2
+    assert Generator(flat).num_ws == 8
+    assert np.isclose(flat.mapping.lr_multiplier, 0.01)

@@ -1,0 +1,136 @@
+"""Shared pieces of the drag front-ends: point specs, masks, progress, outputs, JSON reports."""
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from engine.errors import VoicedragError
+from engine.types import DragPair, Point
+
+
+class SpecError(VoicedragError):
+    """Malformed points, masks or coordinates typed by the user."""
+
+
+_NUM = r"\s*(-?\d+(?:\.\d+)?)\s*"
+_PAIR_RE = re.compile(rf"^{_NUM},{_NUM}>{_NUM},{_NUM}$")
+
+
+def parse_points(spec: str, size: tuple[int, int]) -> list[DragPair]:
+    """"x1,y1>x2,y2;x3,y3>x4,y4" -> pairs, each point inside the W x H image."""
+    pairs = []
+    for part in [p for p in spec.split(";") if p.strip()]:
+        m = _PAIR_RE.match(part)
+        if not m:
+            raise SpecError(
+                f"cannot read the point pair {part.strip()!r}; write handle>target as x1,y1>x2,y2, "
+                "separating pairs with ';'."
+            )
+        x1, y1, x2, y2 = map(float, m.groups())
+        pairs.append(DragPair(Point(x1, y1), Point(x2, y2)))
+    if not pairs:
+        raise SpecError("no points given; write --points \"x1,y1>x2,y2\".")
+    for pair in pairs:
+        for p in (pair.handle, pair.target):
+            check_inside(p, size)
+    return pairs
+
+
+def check_inside(p: Point, size: tuple[int, int]) -> None:
+    w, h = size
+    if not (0 <= p.x <= w - 1 and 0 <= p.y <= h - 1):
+        raise SpecError(
+            f"point ({p.x:g}, {p.y:g}) is outside the {w}x{h} image; use x in 0..{w - 1} and y in 0..{h - 1}."
+        )
+
+
+def parse_mask(spec: str, size: tuple[int, int]) -> np.ndarray:
+    """"x0,y0,x1,y1" (inclusive rectangle that may move) -> boolean [H, W] mask."""
+    try:
+        x0, y0, x1, y1 = (int(round(float(v))) for v in spec.split(","))
+    except ValueError as err:
+        raise SpecError(f"cannot read the mask {spec!r}; write the movable rectangle as x0,y0,x1,y1.") from err
+    w, h = size
+    if not (0 <= x0 <= x1 < w and 0 <= y0 <= y1 < h):
+        raise SpecError(
+            f"the mask rectangle {spec!r} does not fit the {w}x{h} image; "
+            f"use 0 <= x0 <= x1 <= {w - 1} and 0 <= y0 <= y1 <= {h - 1}."
+        )
+    mask = np.zeros((h, w), dtype=bool)
+    mask[y0 : y1 + 1, x0 : x1 + 1] = True
+    return mask
+
+
+@dataclass
+class Progress:
+    """A one-line progress bar on a terminal; a single summary line otherwise."""
+
+    total: int
+    stream: TextIO = sys.stderr
+    label: str = "drag"
+
+    def __post_init__(self) -> None:
+        self.start = time.perf_counter()
+        self.tty = self.stream.isatty()
+
+    def update(self, step: int, mean_distance: float) -> None:
+        if not self.tty:
+            return
+        done = step + 1
+        rate = done / max(time.perf_counter() - self.start, 1e-9)
+        width = 24
+        fill = int(width * done / max(self.total, 1))
+        bar = "#" * fill + "-" * (width - fill)
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{self.total}  {mean_distance:6.2f} px  {rate:5.1f} it/s")
+        self.stream.flush()
+
+    def close(self, steps: int, mean_distance: float, converged: bool) -> None:
+        secs = time.perf_counter() - self.start
+        state = "converged" if converged else "stopped"
+        end = "\n" if self.tty else ""
+        self.stream.write(f"{end}{self.label}: {state} after {steps} steps, {mean_distance:.2f} px from targets, {secs:.1f} s\n")
+        self.stream.flush()
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    from PIL import Image
+
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Image.fromarray(image).save(path)
+    except (OSError, ValueError) as err:
+        raise VoicedragError(f"cannot write {path} ({err}); choose a writable .png path.") from err
+    return path
+
+
+def save_gif(frames: list[np.ndarray], path: str | Path, ms_per_frame: int = 80) -> Path:
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray(f) for f in frames]
+    try:
+        images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
+    except (OSError, ValueError) as err:
+        raise VoicedragError(f"cannot write {path} ({err}); choose a writable .gif path.") from err
+    return path
+
+
+def pair_report(pairs: list[DragPair], finals: list[Point]) -> list[dict[str, list[float]]]:
+    return [
+        {"handle": p.handle.as_list(), "target": p.target.as_list(), "final": f.as_list()}
+        for p, f in zip(pairs, finals)
+    ]
+
+
+def finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
