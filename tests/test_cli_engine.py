@@ -1,0 +1,67 @@
+"""`voicedrag render` and `voicedrag drag` as a user runs them."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import fixture_path
+
+
+def voicedrag(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "voicedrag", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("name", ["sg2_64_flat.pkl", "sg2_128_ada.pkl"])
+def test_drag_json_on_fixture_pickles(name, tmp_path):
+    model = fixture_path(name)
+    out, gif, ws = tmp_path / "out.png", tmp_path / "drag.gif", tmp_path / "ws.npy"
+    p = voicedrag("drag", "--model", str(model), "--seed", "0", "--points", "20,30>26,30;40,40>40,36",
+                  "--steps", "4", "--out", str(out), "--gif", str(gif), "--save-latent", str(ws),
+                  "--device", "cpu", "--json")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    assert set(report) >= {"model", "seed", "size", "pairs", "steps", "converged", "mean_distance", "seconds", "out"}
+    res = 64 if "64" in name else 128
+    assert report["size"] == [res, res] and report["steps"] == 4 and report["converged"] is False
+    assert [p_["handle"] for p_ in report["pairs"]] == [[20.0, 30.0], [40.0, 40.0]]
+    assert all(len(p_["final"]) == 2 for p_ in report["pairs"])
+    assert Image.open(out).size == (res, res)
+    assert Image.open(gif).n_frames >= 2
+    assert np.load(ws).shape[1] == (10 if res == 64 else 12)
+
+
+def test_render_json(tmp_path):
+    model = fixture_path("sg2_128_ada.pkl")
+    out = tmp_path / "img.png"
+    p = voicedrag("render", "--model", str(model), "--seed", "1", "--out", str(out), "--json")
+    assert p.returncode == 0, p.stderr
+    report = json.loads(p.stdout)
+    assert report["size"] == [128, 128] and report["out"] == str(out)
+    ref = np.load(fixture_path("sg2_128_ada_ref.npz"))["seed1_psi0.7_img"][0]
+    expected = ((np.clip(ref, -1, 1) + 1) * 127.5).round().astype(np.uint8).transpose(1, 2, 0)
+    got = np.asarray(Image.open(out))
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--points", "20,30>200,30"], "outside"),
+        (["--points", "20,30-26,30"], "cannot read"),
+        (["--points", "20,30>26,30", "--mask", "1,2,3"], "mask"),
+        (["--points", "20,30>26,30", "--model", "/no/such/model.pkl"], "no model file"),
+    ],
+)
+def test_user_errors_exit_2_with_one_sentence(args, needle, tmp_path):
+    model = str(fixture_path("sg2_64_flat.pkl"))
+    base = ["drag", "--model", model, "--out", str(tmp_path / "o.png")]
+    p = voicedrag(*base, *args)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in p.stderr
+    assert not (tmp_path / "o.png").exists()
