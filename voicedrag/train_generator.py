@@ -1,0 +1,216 @@
+"""Train the embedded face generator on the procedural face world.
+
+The generator is a standard StyleGAN2 (engine.stylegan2), so the drag engine
+treats it exactly like an official checkpoint. Training is regression, not
+adversarial: every latent z names one face of the world. The mapping network
+sees z normalised to unit RMS; each coordinate of that normalised z, pushed
+through the normal CDF, sets one renderer attribute, so z ~ N(0, I) draws
+faces from (very nearly) the world's own distribution and the target image of
+every z is known exactly. The loss is L1 on pixels plus L1 on image
+gradients (for sharp edges), at full and half resolution.
+
+    python -m voicedrag.train_generator --out ~/.cache/voicedrag/train/faces128 [--minutes 60]
+
+Runs resume from `DIR/checkpoint.pt` (written every few minutes and at the
+end); `DIR/log.tsv` records the losses. `--export PATH.safetensors` writes the
+EMA generator in the project's own format.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.loading import save_generator
+from engine.stylegan2 import Generator, GeneratorConfig, MappingConfig
+from keypoints.faceworld import ATTRIBUTE_NAMES, SIGNED_ATTRIBUTES, FaceParams, render
+
+Z_DIM = 32  # the first len(ATTRIBUTE_NAMES) coordinates name attributes; the rest are unused
+
+
+@dataclass
+class TrainConfig:
+    resolution: int = 128
+    batch: int = 16
+    lr: float = 2e-3
+    ema_beta: float = 0.998
+    grad_weight: float = 1.0
+    seed: int = 0
+    checkpoint_minutes: float = 5.0
+    threads: int = 2
+
+
+def generator_config(resolution: int) -> GeneratorConfig:
+    # Narrow at high resolution: the world is flat-shaded, and CPU time is the budget.
+    return GeneratorConfig(
+        z_dim=Z_DIM, w_dim=256, img_resolution=resolution, channel_base=2048, channel_max=256,
+        num_fp16_res=0, conv_clamp=None, use_noise=False,
+        mapping=MappingConfig(num_layers=4, lr_multiplier=0.1, w_avg_beta=None),
+        feature_block=None,
+    )
+
+
+def _phi(x: np.ndarray) -> np.ndarray:
+    from math import erf
+
+    return 0.5 * (1.0 + np.vectorize(erf)(x / math.sqrt(2.0)))
+
+
+def params_from_z(z: np.ndarray) -> FaceParams:
+    """The face a latent names: z is normalised as the mapping network normalises it."""
+    z = np.asarray(z, dtype=np.float64)
+    zn = z / math.sqrt(float(np.mean(z * z)) + 1e-8)
+    t = np.clip(_phi(zn[: len(ATTRIBUTE_NAMES)]), 1e-6, 1 - 1e-6)
+    values = {}
+    for name, u in zip(ATTRIBUTE_NAMES, t):
+        values[name] = 2 * u - 1 if name in SIGNED_ATTRIBUTES else u
+    # Closed mouths and eyes need real probability mass, as in the world's own sampler.
+    values["mouth_open"] = max(0.0, (t[ATTRIBUTE_NAMES.index("mouth_open")] - 0.3) / 0.7)
+    for eye in ("eye_open_left", "eye_open_right"):
+        u = t[ATTRIBUTE_NAMES.index(eye)]
+        values[eye] = float(np.clip((u - 0.1) / 0.5, 0.0, 1.0))
+    values["hair_style"] = min(values["hair_style"], 0.999)
+    return FaceParams(**{k: float(v) for k, v in values.items()})
+
+
+def target_batch(z: np.ndarray, resolution: int) -> torch.Tensor:
+    """Rendered images of a batch of latents, [N, 3, H, W] in [-1, 1]."""
+    imgs = np.stack([np.asarray(render(params_from_z(zi), resolution).image) for zi in z])
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def image_loss(pred: torch.Tensor, target: torch.Tensor, grad_weight: float) -> torch.Tensor:
+    loss = torch.zeros((), device=pred.device)
+    for scale in (1, 2):
+        p = F.avg_pool2d(pred, scale) if scale > 1 else pred
+        t = F.avg_pool2d(target, scale) if scale > 1 else target
+        loss = loss + F.l1_loss(p, t)
+        if grad_weight:
+            loss = loss + grad_weight * (
+                F.l1_loss(p[..., 1:, :] - p[..., :-1, :], t[..., 1:, :] - t[..., :-1, :])
+                + F.l1_loss(p[..., :, 1:] - p[..., :, :-1], t[..., :, 1:] - t[..., :, :-1])
+            )
+    return loss
+
+
+def compute_w_avg(G: Generator, n: int = 4096, seed: int = 123) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        z = torch.randn(n, G.cfg.z_dim, generator=g)
+        return G.mapping(z)[:, 0].mean(0)
+
+
+class Trainer:
+    def __init__(self, out: Path, cfg: TrainConfig) -> None:
+        self.out, self.cfg = out, cfg
+        torch.manual_seed(cfg.seed)
+        self.G = Generator(generator_config(cfg.resolution))
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.opt = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(0.0, 0.99), eps=1e-8)
+        self.step = 0
+        self.images_seen = 0
+        self.seconds = 0.0
+        self.rng = np.random.default_rng(cfg.seed)
+        self.ckpt = out / "checkpoint.pt"
+        if self.ckpt.is_file():
+            self._resume()
+
+    def _resume(self) -> None:
+        # Our own checkpoint, written by this script: tensors and plain values only.
+        state = torch.load(self.ckpt, map_location="cpu", weights_only=True)
+        self.G.load_state_dict(state["G"])
+        self.G_ema.load_state_dict(state["G_ema"])
+        self.opt.load_state_dict(state["opt"])
+        self.step, self.images_seen, self.seconds = int(state["step"]), int(state["images_seen"]), float(state["seconds"])
+        self.rng = np.random.default_rng([self.cfg.seed, self.step])
+        print(f"resumed at step {self.step} ({self.images_seen} images, {self.seconds / 3600:.2f} h)", file=sys.stderr)
+
+    def save(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.ckpt.with_suffix(".tmp")
+        torch.save({"G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "opt": self.opt.state_dict(),
+                    "step": self.step, "images_seen": self.images_seen, "seconds": self.seconds,
+                    "config": asdict(self.cfg)}, tmp)
+        tmp.replace(self.ckpt)
+
+    def train_step(self) -> float:
+        z = self.rng.standard_normal((self.cfg.batch, Z_DIM))
+        target = target_batch(z, self.cfg.resolution)
+        ws = self.G.mapping(torch.from_numpy(z).float())
+        # The unfused modulated conv is the faster of the two for training batches on CPU.
+        pred = self.G.synthesis(ws, noise_mode="none", fused=False).image
+        loss = image_loss(pred, target, self.cfg.grad_weight)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        with torch.no_grad():
+            for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                pe.lerp_(p, 1 - self.cfg.ema_beta)
+        self.step += 1
+        self.images_seen += self.cfg.batch
+        return float(loss.detach())
+
+    def run(self, minutes: float) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        log = (self.out / "log.tsv").open("a")
+        if log.tell() == 0:
+            log.write("step\timages\thours\tloss\n")
+        t_end = time.time() + minutes * 60
+        last_ckpt = time.time()
+        losses: list[float] = []
+        while time.time() < t_end:
+            t0 = time.time()
+            losses.append(self.train_step())
+            self.seconds += time.time() - t0
+            if self.step % 10 == 0:
+                mean = float(np.mean(losses))
+                losses.clear()
+                log.write(f"{self.step}\t{self.images_seen}\t{self.seconds / 3600:.4f}\t{mean:.5f}\n")
+                log.flush()
+                sys.stderr.write(f"\rstep {self.step}  images {self.images_seen}  loss {mean:.4f}  "
+                                 f"{self.seconds / 3600:.2f} h")
+                sys.stderr.flush()
+            if time.time() - last_ckpt > self.cfg.checkpoint_minutes * 60:
+                self.save()
+                last_ckpt = time.time()
+        self.save()
+        sys.stderr.write("\n")
+
+    def export(self, path: Path) -> Path:
+        G = copy.deepcopy(self.G_ema)
+        G.mapping.w_avg.copy_(compute_w_avg(G))
+        extra = {"training": {"objective": "L1 regression on rendered targets (pixels + gradients, 2 scales)",
+                              "steps": self.step, "images_seen": self.images_seen,
+                              "cpu_hours": round(self.seconds / 3600, 3), "config": asdict(self.cfg)}}
+        return save_generator(G, path, extra=extra)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="Train the embedded face generator (resumable).")
+    ap.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, log); keep it outside git")
+    ap.add_argument("--minutes", type=float, default=60.0, help="train this long, then checkpoint and stop")
+    ap.add_argument("--resolution", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--export", type=Path, default=None, help="write the EMA generator here (.safetensors)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = TrainConfig(resolution=args.resolution, batch=args.batch, threads=args.threads)
+    trainer = Trainer(args.out, cfg)
+    if args.minutes > 0:
+        trainer.run(args.minutes)
+    if args.export:
+        print(json.dumps({"exported": str(trainer.export(args.export)), "step": trainer.step}))
+
+
+if __name__ == "__main__":
+    main()
