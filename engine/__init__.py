@@ -1,15 +1,30 @@
 """The DragGAN core: StyleGAN2 generators, checkpoint loading and the drag loop.
 
 Needs only torch and numpy; nothing here imports `keypoints` or `voicedrag`.
+Names are resolved lazily so that `engine.types` and `engine.errors` can be
+imported (by the CLI, the command parser, the TUI) without loading torch.
 """
-from engine.drag import DragConfig, DragResult, DragSession, StepResult, to_uint8
-from engine.errors import CheckpointError, VoicedragError
-from engine.loading import load_generator, pick_device, save_generator
-from engine.stylegan2 import Generator, GeneratorConfig, MappingConfig, SynthesisOutput
-from engine.types import DragPair, Point
+from __future__ import annotations
 
-__all__ = [
-    "CheckpointError", "DragConfig", "DragPair", "DragResult", "DragSession", "Generator", "GeneratorConfig",
-    "MappingConfig", "Point", "StepResult", "SynthesisOutput", "VoicedragError", "load_generator", "pick_device",
-    "save_generator", "to_uint8",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DragConfig": "engine.drag", "DragResult": "engine.drag", "DragSession": "engine.drag",
+    "StepResult": "engine.drag", "to_uint8": "engine.drag",
+    "CheckpointError": "engine.errors", "VoicedragError": "engine.errors",
+    "load_generator": "engine.loading", "pick_device": "engine.loading", "save_generator": "engine.loading",
+    "Generator": "engine.stylegan2", "GeneratorConfig": "engine.stylegan2", "MappingConfig": "engine.stylegan2",
+    "SynthesisOutput": "engine.stylegan2",
+    "DragPair": "engine.types", "Point": "engine.types",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from engine.stylegan2 import Generator
 from engine.types import DragPair, Point
+from engine.window import Box, feature_box_for, resize_window, windowed_features
 
 # The paper's radii are given for 512 px images and scale with resolution.
 REFERENCE_RESOLUTION = 512
@@ -53,6 +54,9 @@ class DragConfig:
     preview_every: int = 10
     preview_seconds: float | None = None
     noise_mode: str = "const"
+    # Synthesise only windows around the handles between previews when there is no mask
+    # (exact; engine.window). False: the full feature map on every step, as the official loop.
+    windowed: bool = True
 
     def radii(self, resolution: int) -> tuple[int, int]:
         """(r1, r2) in pixels at this resolution. r1 is kept >= 1 so that small
@@ -101,21 +105,24 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 
 
 def track_points(
-    feat: torch.Tensor,  # [1, C, H, W]
+    feat: torch.Tensor,  # [1, C, h, w]: the resized feature map, or a window of it
     refs: torch.Tensor,  # [N, C]
-    points: list[tuple[int, int]],  # (x, y) integer pixels
+    points: list[tuple[int, int]],  # (x, y) integer pixels of the full image
     r2: int,
+    origin: tuple[int, int] = (0, 0),  # (x0, y0) of `feat` in the full image
+    size: tuple[int, int] | None = None,  # (W, H) of the full image; default: feat's own
 ) -> list[tuple[int, int]]:
     """Nearest neighbour of each reference feature in a window around its point.
 
     Ties go to the first pixel in row-major order, as in the official code.
     """
-    _, _, h, w = feat.shape
+    ox, oy = origin
+    w, h = size if size is not None else (feat.shape[3], feat.shape[2])
     out = []
     for (x, y), ref in zip(points, refs):
         top, bottom = max(y - r2, 0), min(y + r2 + 1, h)
         left, right = max(x - r2, 0), min(x + r2 + 1, w)
-        patch = feat[0, :, top:bottom, left:right]  # [C, h', w']
+        patch = feat[0, :, top - oy : bottom - oy, left - ox : right - ox]  # [C, h', w']
         dist = torch.linalg.norm(patch - ref.reshape(-1, 1, 1), dim=0)
         idx = int(torch.argmin(dist.reshape(-1)))
         width = right - left
@@ -124,23 +131,27 @@ def track_points(
 
 
 def motion_loss(
-    feat: torch.Tensor,  # [1, C, H, W], differentiable
+    feat: torch.Tensor,  # [1, C, h, w], differentiable: the resized feature map, or a window of it
     point: tuple[int, int],
     target: Point,
     r1: int,
+    origin: tuple[int, int] = (0, 0),  # (x0, y0) of `feat` in the full image
+    size: tuple[int, int] | None = None,  # (W, H) of the full image; default: feat's own
 ) -> torch.Tensor:
     """L1 between a disc of detached features and the same disc shifted one unit step toward the target."""
-    _, _, h, w = feat.shape
+    ox, oy = origin
+    _, _, fh, fw = feat.shape
+    w, h = size if size is not None else (fw, fh)
     x, y = point
     # The official grid is linspace(0, size, size): pixel i sits at i * size / (size - 1).
-    rows = torch.linspace(0, h, h, device=feat.device).reshape(-1, 1)
-    cols = torch.linspace(0, w, w, device=feat.device).reshape(1, -1)
+    rows = torch.linspace(0, h, h, device=feat.device)[oy : oy + fh].reshape(-1, 1)
+    cols = torch.linspace(0, w, w, device=feat.device)[ox : ox + fw].reshape(1, -1)
     dist = ((rows - y) ** 2 + (cols - x) ** 2).sqrt()
-    ii, jj = torch.where(dist < r1)
+    ii, jj = torch.where(dist < r1)  # window-relative
     d = torch.tensor([target.x - x, target.y - y], dtype=torch.float32, device=feat.device)
     d = d / (torch.linalg.norm(d) + 1e-7)
-    gx = (jj + d[0]) / (w - 1) * 2 - 1
-    gy = (ii + d[1]) / (h - 1) * 2 - 1
+    gx = (jj + d[0]) / (fw - 1) * 2 - 1
+    gy = (ii + d[1]) / (fh - 1) * 2 - 1
     grid = torch.stack([gx, gy], dim=-1).reshape(1, 1, -1, 2)
     shifted = F.grid_sample(feat, grid, align_corners=True).squeeze(2)  # [1, C, n]
     return F.l1_loss(feat[:, :, ii, jj].detach(), shifted)
@@ -238,32 +249,61 @@ class DragSession:
             return True
         return cfg.preview_seconds is not None and time.perf_counter() - self._last_preview >= cfg.preview_seconds
 
+    def _features(self, want_image: bool) -> tuple[list[tuple[torch.Tensor, tuple[int, int]]], torch.Tensor | None]:
+        """Per handle: (resized feature map or window of it, its (x0, y0) origin); and the image if rendered.
+
+        Without a mask and between previews, only windows around the handles are
+        synthesised (engine.window); otherwise the full map, as in the official loop.
+        """
+        n = len(self.points)
+        windowed = self.config.windowed and self.fixed is None and not want_image and self._refs is not None
+        if not windowed:
+            out = self.G.synthesis(
+                self.ws, noise_mode=self.config.noise_mode,
+                stop_after=None if want_image else self.feature_block, return_features=want_image,
+            )
+            feat = out.features[self.feature_block]
+            feat = F.interpolate(feat, [self.res, self.res], mode="bilinear", align_corners=False)
+            return [(feat, (0, 0))] * n, out.image
+        # The tracking window, the motion disc around where tracking may move the handle,
+        # and one more pixel for the shifted bilinear samples.
+        m = self.r2 + self.r1 + 2
+        feat_res = self.G.synthesis.block_resolutions[self.feature_block]
+        boxes = [Box(y - m, y + m + 1, x - m, x + m + 1).clip(self.res) for x, y in self.points]
+        fboxes = [feature_box_for(b, self.res, feat_res) for b in boxes]
+        crops = windowed_features(self.G.synthesis, self.ws, self.feature_block, fboxes, self.config.noise_mode)
+        views = [
+            (resize_window(c, fb, feat_res, b, self.res), (b.x0, b.y0)) for c, fb, b in zip(crops, fboxes, boxes)
+        ]
+        return views, None
+
     def step(self) -> StepResult:
         """One iteration of the loop (forward, track, stop check, loss, Adam step)."""
         t0 = time.perf_counter()
         want_image = self._preview_due()
-        out = self.G.synthesis(
-            self.ws, noise_mode=self.config.noise_mode,
-            stop_after=None if want_image else self.feature_block, return_features=want_image,
-        )
-        feat = out.features[self.feature_block]
-        feat = F.interpolate(feat, [self.res, self.res], mode="bilinear", align_corners=False)
+        views, image_t = self._features(want_image)
+        size = (self.res, self.res)
         if self._refs is None:
+            feat = views[0][0]
             self._feat0 = feat.detach()
             self._refs = torch.stack([self._feat0[0, :, y, x] for x, y in self.points])
         with torch.no_grad():
-            self.points = track_points(feat, self._refs, self.points, self.r2)
+            self.points = [
+                track_points(v, self._refs[i : i + 1], [p], self.r2, origin=o, size=size)[0]
+                for i, (p, (v, o)) in enumerate(zip(self.points, views))
+            ]
         dists = self.distances()
         stop = all(d <= self.config.stop_px(len(dists)) for d in dists)
-        loss_motion = torch.zeros((), device=feat.device)
-        for point, target, d in zip(self.points, self.targets, dists):
+        loss_motion = torch.zeros((), device=self.ws0.device)
+        for point, target, d, (v, o) in zip(self.points, self.targets, dists, views):
             # Handles within 1 px are left alone: a unit step would overshoot them.
             if d > 1:
-                loss_motion = loss_motion + motion_loss(feat, point, target, self.r1)
+                loss_motion = loss_motion + motion_loss(v, point, target, self.r1, origin=o, size=size)
         loss = loss_motion
         loss_fix = None
         if self.fixed is not None:
             assert self._feat0 is not None
+            feat = views[0][0]  # with a mask the map is always dense
             fix = F.l1_loss(feat * self.fixed, self._feat0 * self.fixed)
             loss = loss + self.config.lambda_mask * fix
             loss_fix = float(fix.detach())
@@ -272,8 +312,8 @@ class DragSession:
             loss.backward()
             self.optimizer.step()
         image = None
-        if want_image and out.image is not None:
-            image = to_uint8(out.image)
+        if image_t is not None:
+            image = to_uint8(image_t)
             self.frames.append(image)
             self._last_preview = time.perf_counter()
         self.converged = stop

@@ -194,15 +194,22 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
     def forward(
-        self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", fused: bool = True, gain: float = 1.0
+        self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", fused: bool = True, gain: float = 1.0,
+        crop: tuple[int, int] | None = None,
     ) -> torch.Tensor:
+        """`crop=(y0, x0)`: x is a crop of the layer's input whose output starts at
+        (y0, x0) of the full output; the constant noise is cropped to match."""
         styles = self.affine(w)
         noise = None
+        out_h, out_w = x.shape[2] * self.up, x.shape[3] * self.up
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
+            noise = torch.randn([x.shape[0], 1, out_h, out_w], device=x.device)
             noise = noise * self.noise_strength
         elif self.use_noise and noise_mode == "const":
-            noise = self.noise_const * self.noise_strength
+            noise = self.noise_const
+            if crop is not None:
+                noise = noise[crop[0] : crop[0] + out_h, crop[1] : crop[1] + out_w]
+            noise = noise * self.noise_strength
         x = modulated_conv2d(
             x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
             resample_filter=self.resample_filter, fused=fused,
