@@ -16,7 +16,9 @@ from engine.errors import VoicedragError
 # Modules that contribute subcommands, in the order they appear in --help.
 SUBCOMMAND_MODULES: list[str] = [
     "voicedrag.cmd_engine",
+    "voicedrag.cmd_speech",
     "voicedrag.cmd_demo",
+    "voicedrag.cmd_parse",
 ]
 
 

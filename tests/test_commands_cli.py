@@ -1,0 +1,86 @@
+"""`voicedrag parse`: one command as JSON, or one command per line from stdin."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from voicedrag.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+FIELDS = {"text", "corrected", "control", "edits", "error"}
+EDIT_FIELDS = {"action", "part", "side", "direction", "amount", "pixels", "handle", "target"}
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(argv)
+    return code, capsys.readouterr().out
+
+
+def test_parse_json_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_cli(["parse", "Open the mouse.", "--json", "--no-embeddings"], capsys)
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 1
+    js = json.loads(lines[0])
+    assert FIELDS <= set(js)
+    assert js["text"] == "Open the mouse." and js["corrected"] == "open the mouth"
+    assert js["control"] is None and js["error"] is None
+    assert len(js["edits"]) == 1 and set(js["edits"][0]) == EDIT_FIELDS
+    assert js["edits"][0]["action"] == "open" and js["edits"][0]["part"] == "mouth"
+
+
+def test_parse_json_drag_points(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out = run_cli(["parse", "drag 30,40 to 50,60", "--json", "--no-embeddings"], capsys)
+    e = json.loads(out)["edits"][0]
+    assert e["action"] == "drag" and e["handle"] == [30.0, 40.0] and e["target"] == [50.0, 60.0]
+
+
+def test_parse_json_error_and_control(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out = run_cli(["parse", "wag the tail", "--json", "--no-embeddings"], capsys)
+    js = json.loads(out)
+    assert "no tail" in js["error"] and js["edits"] == []
+    _, out = run_cli(["parse", "undo", "--json", "--no-embeddings"], capsys)
+    assert json.loads(out)["control"] == "undo"
+
+
+def test_parse_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_cli(["parse", "close the left eye", "--no-embeddings"], capsys)
+    assert code == 0 and "close the left eye" in out
+
+
+def test_parse_stdin_one_object_per_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = ["open the mouth", "", "undo", "drag 1,2 to 3,4", "banana"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    code, out = run_cli(["parse", "--json", "--no-embeddings", "-"], capsys)
+    assert code == 0
+    objs = [json.loads(line) for line in out.strip().splitlines()]
+    assert [o["text"] for o in objs] == lines
+    assert objs[0]["edits"][0]["part"] == "mouth"
+    assert objs[1]["error"] and objs[2]["control"] == "undo" and objs[4]["error"]
+
+
+def test_parse_unknown_rules_file_is_a_clear_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(["parse", "smile", "--rules", str(tmp_path / "none.toml")])
+    assert code == 2
+    assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_parse_stdin_subprocess_with_model() -> None:
+    """The real entry point, sentence model included, reading several lines in one process."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "voicedrag", "parse", "--json", "-"],
+        input="open the mouth\nshow me your teeth\nraise both years\n", capture_output=True, text=True,
+        cwd=REPO, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    objs = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    assert len(objs) == 3
+    assert objs[0]["edits"][0]["action"] == "open"
+    assert objs[1]["edits"][0]["action"] == "open" and objs[1]["edits"][0]["part"] == "mouth"
+    assert objs[2]["edits"][0]["part"] == "ears"

@@ -1,0 +1,65 @@
+"""`voicedrag parse`: show what a command means, as JSON or plain text."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "parse",
+        help="show how a typed or transcribed command is understood",
+        description="Parse a command into a control word or edit intents. TEXT '-' reads one command "
+                    "per line from standard input (the models load once).",
+    )
+    p.add_argument("text", help="the command, or '-' for one command per line on stdin")
+    p.add_argument("--json", action="store_true", help="print one JSON object per command")
+    p.add_argument("--rules", default=None, help="rules file (.toml) or shipped rules name; default: face")
+    p.add_argument("--no-embeddings", action="store_true",
+                   help="grammar and mishearing correction only, without the sentence model")
+    p.set_defaults(run=run)
+
+
+def _plain(result: object) -> str:
+    from voicedrag.commands import ParseResult
+
+    assert isinstance(result, ParseResult)
+    lines = []
+    if result.corrected and result.corrected != result.text.strip().lower():
+        lines.append(f"heard as: {result.corrected}")
+    if result.error:
+        lines.append(f"error: {result.error}")
+    elif result.control:
+        lines.append(f"control: {result.control}")
+    for e in result.edits:
+        extra = []
+        if e.amount != 1.0:
+            extra.append(f"amount {e.amount:g}")
+        if e.pixels is not None:
+            extra.append(f"{e.pixels:g} px")
+        lines.append(f"edit: {e.phrase()}" + (f" ({', '.join(extra)})" if extra else ""))
+    lines.extend(f"note: {w}" for w in result.warnings)
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from voicedrag.commands import CommandParser
+    from voicedrag.rules import default_rules, load_rules
+
+    rules = load_rules(args.rules) if args.rules else default_rules()
+    parser = CommandParser(rules, use_embeddings=not args.no_embeddings)
+    if args.text != "-":
+        result = parser.parse(args.text)
+        print(json.dumps(result.to_json()) if args.json else _plain(result))
+        # Not understanding a command is a result (in "error"), not a failure of the tool.
+        return 0
+    if not args.no_embeddings:
+        parser.load()
+    for line in sys.stdin:
+        line = line.rstrip("\n")
+        if not line.strip() and not args.json:
+            continue
+        result = parser.parse(line)
+        print(json.dumps(result.to_json()) if args.json else _plain(result), flush=True)
+    return 0

@@ -1,0 +1,552 @@
+"""Edit rules (one TOML file per model domain) and the planner.
+
+`plan(edits, keypoints, size)` turns edit intents into drag pairs on the named
+keypoints of the current image, plus the region that may move. Displacements
+in a rules file are multiples of a reference length measured on the image
+(for faces, the inter-ocular distance), so a plan scales with the subject.
+"""
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import VoicedragError
+from engine.types import DragPair, Point
+from voicedrag.intents import ACTIONS, DIRECTION_VECTORS, DIRECTIONS, EditIntent
+
+RULES_DIR = Path(__file__).resolve().parent.parent / "assets" / "rules"
+DEFAULT_RULES = "face"
+
+# Explicit point moves without a distance ("move the point at 10,20 up") move
+# this many reference lengths; without keypoints, this fraction of the image.
+POINT_STEP_REFERENCE = 0.25
+POINT_STEP_IMAGE = 0.05
+# Pairs shorter than this do nothing the tracker could see.
+MIN_PAIR_PIXELS = 0.5
+
+
+class RulesError(VoicedragError):
+    """A rules file that cannot be read, or an edit its rules cannot plan."""
+
+
+@dataclass(frozen=True)
+class HandleSpec:
+    """How one keypoint moves; exactly one of the motion fields is set."""
+
+    point: str
+    side: str | None = None
+    move: tuple[float, float] | None = None
+    along: float | None = None
+    rotate: float | None = None
+    pivot: str | None = None
+    scale: float | None = None
+    center: tuple[str, ...] = ()
+    toward: str | None = None
+    fraction: float | None = None
+
+    def keypoints(self) -> list[str]:
+        names = [self.point, *self.center]
+        names += [n for n in (self.pivot, self.toward) if n is not None]
+        return names
+
+
+@dataclass(frozen=True)
+class Rule:
+    action: str
+    part: str
+    handles: tuple[HandleSpec, ...]
+    directions: tuple[str, ...] = ()
+    mask: tuple[tuple[str, ...], ...] = ()
+    verbs: tuple[str, ...] = ()
+    phrases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    name: str
+    words: tuple[str, ...]
+    sided: bool = False
+
+
+@dataclass
+class Rules:
+    name: str
+    description: str
+    keypoints: tuple[str, ...]
+    reference: tuple[str, str]
+    mask_margin: float
+    parts: dict[str, PartSpec]
+    rules: list[Rule]
+    path: Path | None = None
+
+    def part_words(self) -> dict[str, str]:
+        """Every word that names a part -> the part's canonical name."""
+        out: dict[str, str] = {}
+        for spec in self.parts.values():
+            out[spec.name] = spec.name
+            for word in spec.words:
+                out[word] = spec.name
+        return out
+
+    def actions_for(self, part: str) -> list[str]:
+        return [r.action for r in self.rules if r.part == part]
+
+    def find(self, action: str, part: str) -> Rule | None:
+        for rule in self.rules:
+            if rule.action == action and rule.part == part:
+                return rule
+        return None
+
+    def resolve(self, action: str, part: str, direction: str | None) -> tuple[Rule, str | None] | None:
+        """The rule an action word means on a part, and the direction it implies.
+
+        Falls back from a part-specific verb ("drop the jaw" opens the mouth)
+        and from raise/lower to moving up/down, so the grammar can stay generic.
+        """
+        rule = self.find(action, part)
+        if rule is not None:
+            return rule, direction
+        for rule in self.rules:
+            if rule.part == part and action in rule.verbs:
+                return rule, direction
+        implied = {"raise": "up", "lower": "down"}.get(action)
+        if implied is not None and direction in (None, implied):
+            move = self.find("move", part)
+            if move is not None:
+                return move, implied
+        return None
+
+    def describe_part(self, part: str) -> str:
+        """Plain words for what a part can do, for error messages."""
+        return _join_or(self.actions_for(part))
+
+    def unknown_part_message(self, word: str) -> str:
+        return f"this model has no {word}; it knows: {', '.join(self.parts)}."
+
+    def words(self) -> list[str]:
+        """Words of these rules: part names and their synonyms, and part-specific verbs."""
+        seen: dict[str, None] = {}
+        for spec in self.parts.values():
+            for w in (spec.name, *spec.words):
+                seen[w] = None
+        for rule in self.rules:
+            for w in rule.verbs:
+                seen[w] = None
+        return list(seen)
+
+
+def _join_or(items: list[str]) -> str:
+    if not items:
+        return "nothing"
+    if len(items) == 1:
+        return items[0]
+    return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _str_tuple(value: object, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise RulesError(f"{where} must be a string or a list of strings; fix the rules file.")
+
+
+def _float(value: object, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RulesError(f"{where} must be a number; fix the rules file.")
+    return float(value)
+
+
+def _parse_handle(raw: dict[str, object], where: str) -> HandleSpec:
+    if "point" not in raw or not isinstance(raw["point"], str):
+        raise RulesError(f"{where} needs point = \"keypoint name\"; fix the rules file.")
+    motions = [k for k in ("move", "along", "rotate", "scale", "toward") if k in raw]
+    if len(motions) != 1:
+        raise RulesError(f"{where} must set exactly one of move, along, rotate, scale or toward; fix the rules file.")
+    side = raw.get("side")
+    if side is not None and side not in ("left", "right"):
+        raise RulesError(f"{where}: side must be \"left\" or \"right\"; fix the rules file.")
+    move = None
+    if "move" in raw:
+        vec = raw["move"]
+        if not (isinstance(vec, list) and len(vec) == 2):
+            raise RulesError(f"{where}: move must be [dx, dy]; fix the rules file.")
+        move = (_float(vec[0], where), _float(vec[1], where))
+    motion = motions[0]
+    if motion == "rotate" and not isinstance(raw.get("pivot"), str):
+        raise RulesError(f"{where}: rotate needs pivot = \"keypoint name\"; fix the rules file.")
+    if motion == "scale" and "center" not in raw:
+        raise RulesError(f"{where}: scale needs center = keypoint name(s); fix the rules file.")
+    if motion == "toward" and "fraction" not in raw:
+        raise RulesError(f"{where}: toward needs fraction = number; fix the rules file.")
+    return HandleSpec(
+        point=raw["point"],
+        side=side if isinstance(side, str) else None,
+        move=move,
+        along=_float(raw["along"], where) if "along" in raw else None,
+        rotate=_float(raw["rotate"], where) if "rotate" in raw else None,
+        pivot=raw["pivot"] if isinstance(raw.get("pivot"), str) else None,
+        scale=_float(raw["scale"], where) if "scale" in raw else None,
+        center=_str_tuple(raw["center"], where) if "center" in raw else (),
+        toward=raw["toward"] if isinstance(raw.get("toward"), str) else None,
+        fraction=_float(raw["fraction"], where) if "fraction" in raw else None,
+    )
+
+
+def parse_rules(data: dict[str, object], path: Path | None = None) -> Rules:
+    """Build and check Rules from a parsed TOML document."""
+    src = str(path) if path is not None else "rules"
+    keypoints = _str_tuple(data.get("keypoints", []), f"{src}: keypoints")
+    if not keypoints:
+        raise RulesError(f"{src} lists no keypoints; add keypoints = [...] to the rules file.")
+    known = set(keypoints)
+    reference = _str_tuple(data.get("reference", []), f"{src}: reference")
+    if len(reference) != 2:
+        raise RulesError(f"{src}: reference must name two keypoints; fix the rules file.")
+    raw_parts = data.get("parts", {})
+    if not isinstance(raw_parts, dict) or not raw_parts:
+        raise RulesError(f"{src} defines no [parts]; add at least one part to the rules file.")
+    parts: dict[str, PartSpec] = {}
+    for name, raw in raw_parts.items():
+        if not isinstance(raw, dict):
+            raise RulesError(f"{src}: [parts.{name}] must be a table; fix the rules file.")
+        words = tuple(w.lower() for w in _str_tuple(raw.get("words", [name]), f"{src}: parts.{name}.words"))
+        parts[name] = PartSpec(name=name, words=words, sided=bool(raw.get("sided", False)))
+    rules: list[Rule] = []
+    raw_rules = data.get("rule", [])
+    if not isinstance(raw_rules, list):
+        raise RulesError(f"{src}: rules must be [[rule]] tables; fix the rules file.")
+    for i, raw in enumerate(raw_rules):
+        where = f"{src}: rule {i + 1}"
+        action, part = raw.get("action"), raw.get("part")
+        if action not in ACTIONS or action == "drag":
+            names = ", ".join(a for a in ACTIONS if a != "drag")
+            raise RulesError(f"{where}: action must be one of {names}; fix the rules file.")
+        if part not in parts:
+            raise RulesError(f"{where}: part {part!r} is not defined under [parts]; fix the rules file.")
+        where = f"{src}: rule {action} {part}"
+        handles = tuple(_parse_handle(h, f"{where}, handle {j + 1}") for j, h in enumerate(raw.get("handles", [])))
+        if not handles:
+            raise RulesError(f"{where} has no handles; fix the rules file.")
+        directions = _str_tuple(raw.get("directions", []), f"{where}: directions")
+        for d in directions:
+            if d not in DIRECTIONS:
+                raise RulesError(f"{where}: direction {d!r} is not up, down, left or right; fix the rules file.")
+        if any(h.along is not None or h.rotate is not None for h in handles) and not directions:
+            raise RulesError(f"{where} moves handles along a direction but lists no directions; fix the rules file.")
+        mask = tuple(_str_tuple(g, f"{where}: mask") for g in raw.get("mask", []))
+        for name in [n for h in handles for n in h.keypoints()] + [n for g in mask for n in g]:
+            if name not in known:
+                raise RulesError(f"{where} uses keypoint {name!r}, which is not in keypoints; fix the rules file.")
+        rules.append(Rule(
+            action=action, part=part, handles=handles, directions=directions, mask=mask,
+            verbs=tuple(v.lower() for v in _str_tuple(raw.get("verbs", []), f"{where}: verbs")),
+            phrases=tuple(p.lower() for p in _str_tuple(raw.get("phrases", []), f"{where}: phrases")),
+        ))
+    for a in reference:
+        if a not in known:
+            raise RulesError(f"{src}: reference keypoint {a!r} is not in keypoints; fix the rules file.")
+    return Rules(
+        name=str(data.get("name", path.stem if path else "rules")),
+        description=str(data.get("description", "")),
+        keypoints=keypoints,
+        reference=(reference[0], reference[1]),
+        mask_margin=_float(data.get("mask_margin", 0.3), f"{src}: mask_margin"),
+        parts=parts,
+        rules=rules,
+        path=path,
+    )
+
+
+def load_rules(path: str | Path) -> Rules:
+    """Read a rules TOML file; a bare name ("face") means assets/rules/NAME.toml."""
+    p = Path(path)
+    if p.suffix != ".toml" and not p.exists():
+        p = RULES_DIR / f"{p.name}.toml"
+    if not p.is_file():
+        shipped = ", ".join(sorted(f.stem for f in RULES_DIR.glob("*.toml"))) or "none"
+        raise RulesError(f"rules file {str(path)!r} not found; give a .toml path or one of: {shipped}.")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise RulesError(f"{p} is not valid TOML ({err}); fix the rules file.") from err
+    return parse_rules(data, p)
+
+
+_DEFAULT: Rules | None = None
+
+
+def default_rules() -> Rules:
+    """The rules of the embedded face model, read once."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = load_rules(RULES_DIR / f"{DEFAULT_RULES}.toml")
+    return _DEFAULT
+
+
+# ---------------------------------------------------------------- planning
+
+Rect = tuple[int, int, int, int]
+
+
+@dataclass
+class Plan:
+    """Drag pairs for one command.
+
+    `mask` is the region that may move, as rectangles (x0, y0, x1, y1) in
+    pixels, inclusive-exclusive; None means the whole image may move.
+    `names[i]` says where pair i came from (a keypoint name or "point N").
+    """
+
+    pairs: list[DragPair]
+    mask: list[Rect] | None
+    warnings: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    size: tuple[int, int] = (0, 0)
+
+    def mask_array(self) -> np.ndarray | None:
+        return mask_array(self.mask, self.size)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "pairs": [{"name": n, "handle": p.handle.as_list(), "target": p.target.as_list()}
+                      for n, p in zip(self.names, self.pairs)],
+            "mask": None if self.mask is None else [list(r) for r in self.mask],
+            "warnings": list(self.warnings),
+        }
+
+
+def mask_array(rects: list[Rect] | None, size: tuple[int, int]) -> np.ndarray | None:
+    """Rasterise mask rectangles to a boolean [H, W] array (True = may move)."""
+    if rects is None:
+        return None
+    w, h = size
+    out = np.zeros((h, w), dtype=bool)
+    for x0, y0, x1, y1 in rects:
+        out[max(0, y0):min(h, y1), max(0, x0):min(w, x1)] = True
+    return out
+
+
+def reference_length(rules: Rules, keypoints: dict[str, Point]) -> float:
+    a, b = rules.reference
+    missing = [n for n in (a, b) if n not in keypoints]
+    if missing:
+        raise RulesError(f"no {missing[0]} keypoint was found on this image, so edits cannot be sized; "
+                         "try another image or an explicit drag such as 'drag 30,40 to 50,60'.")
+    length = keypoints[a].distance(keypoints[b])
+    if length < 1.0:
+        raise RulesError(f"the keypoints {a} and {b} coincide on this image, so edits cannot be sized; "
+                         "try another image or an explicit drag.")
+    return length
+
+
+def _centroid(names: tuple[str, ...], keypoints: dict[str, Point]) -> Point:
+    xs = [keypoints[n].x for n in names]
+    ys = [keypoints[n].y for n in names]
+    return Point(sum(xs) / len(xs), sum(ys) / len(ys))
+
+
+def _displacement(spec: HandleSpec, edit: EditIntent, direction: str | None,
+                  keypoints: dict[str, Point], ref: float) -> tuple[float, float]:
+    """Displacement of one handle in pixels, before `pixels` rescaling."""
+    p = keypoints[spec.point]
+    k = edit.amount
+    if spec.move is not None:
+        return spec.move[0] * ref * k, spec.move[1] * ref * k
+    if spec.along is not None:
+        ux, uy = DIRECTION_VECTORS[direction or "up"]
+        return ux * spec.along * ref * k, uy * spec.along * ref * k
+    if spec.rotate is not None and spec.pivot is not None:
+        sign = -1.0 if direction == "left" else 1.0
+        theta = math.radians(spec.rotate * k * sign)
+        c = keypoints[spec.pivot]
+        rx, ry = p.x - c.x, p.y - c.y
+        # Positive theta moves points above the pivot (ry < 0) to the right.
+        nx = rx * math.cos(theta) - ry * math.sin(theta)
+        ny = rx * math.sin(theta) + ry * math.cos(theta)
+        return nx - rx, ny - ry
+    if spec.scale is not None:
+        c = _centroid(spec.center, keypoints)
+        f = spec.scale * k
+        return (p.x - c.x) * f, (p.y - c.y) * f
+    if spec.toward is not None and spec.fraction is not None:
+        q = keypoints[spec.toward]
+        f = min(spec.fraction * k, 1.0)
+        return (q.x - p.x) * f, (q.y - p.y) * f
+    return 0.0, 0.0
+
+
+def _inside(p: Point, size: tuple[int, int]) -> bool:
+    w, h = size
+    return 0.0 <= p.x <= w - 1 and 0.0 <= p.y <= h - 1
+
+
+def _clip(p: Point, size: tuple[int, int]) -> Point:
+    w, h = size
+    return Point(min(max(p.x, 0.0), w - 1.0), min(max(p.y, 0.0), h - 1.0))
+
+
+def _fmt(p: Point) -> str:
+    return f"({p.x:.0f}, {p.y:.0f})"
+
+
+def plan(edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, int],
+         rules: Rules | None = None) -> Plan:
+    """Handle and target points (and the region that may move) for a list of edits.
+
+    Raises RulesError when an edit names a part or action the rules do not
+    know, or a keypoint the rules need was not found.
+    """
+    rules = rules or default_rules()
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise RulesError(f"image size {size} is not positive; pass the generator's output size.")
+    warnings: list[str] = []
+    offsets: dict[str, list[float]] = {}  # keypoint name -> summed displacement [dx, dy]
+    explicit: list[tuple[str, DragPair]] = []
+    rects: list[Rect] = []
+    whole_image = False
+    ref: float | None = None
+
+    for edit in edits:
+        if edit.handle is not None:
+            whole_image = True
+            if not _inside(edit.handle, size):
+                raise RulesError(f"the point {_fmt(edit.handle)} is outside the {w}x{h} image; "
+                                 f"pick x in 0..{w - 1} and y in 0..{h - 1}.")
+            target = edit.target
+            if target is None:
+                if edit.pixels is not None:
+                    step = float(edit.pixels)
+                else:
+                    try:
+                        step = POINT_STEP_REFERENCE * reference_length(rules, keypoints) * edit.amount
+                    except RulesError:
+                        step = POINT_STEP_IMAGE * min(w, h) * edit.amount
+                ux, uy = DIRECTION_VECTORS[edit.direction or "up"]
+                target = Point(edit.handle.x + ux * step, edit.handle.y + uy * step)
+            explicit.append((f"point {len(explicit) + 1}", DragPair(edit.handle, target)))
+            continue
+
+        part = edit.part
+        if part is None or part not in rules.parts:
+            raise RulesError(rules.unknown_part_message(part or "part named"))
+        resolved = rules.resolve(edit.action, part, edit.direction)
+        if resolved is None:
+            raise RulesError(f"this model has no rule to {edit.action} the {part}; "
+                             f"for the {part} say: {rules.describe_part(part)}.")
+        rule, direction = resolved
+        if rule.directions:
+            if direction is None:
+                raise RulesError(f"say which way to {rule.action} the {part}: {_join_or(list(rule.directions))}.")
+            if direction not in rule.directions:
+                raise RulesError(f"'{rule.action} the {part} {direction}' is not known; "
+                                 f"say {_join_or(list(rule.directions))}.")
+        spec = rules.parts[part]
+        side = edit.side
+        if side is not None and not spec.sided:
+            warnings.append(f"the {part} has no left or right; '{side}' was ignored.")
+            side = None
+        if ref is None:
+            ref = reference_length(rules, keypoints)
+        handles = [s for s in rule.handles if side is None or s.side in (None, side)]
+        for s in handles:
+            missing = [n for n in s.keypoints() if n not in keypoints]
+            if missing:
+                raise RulesError(f"no {missing[0]} keypoint was found on this image; "
+                                 "try another image or an explicit drag such as 'drag 30,40 to 50,60'.")
+        moves = [_displacement(s, edit, direction, keypoints, ref) for s in handles]
+        if edit.pixels is not None:
+            longest = max((math.hypot(dx, dy) for dx, dy in moves), default=0.0)
+            if longest > 0:
+                f = float(edit.pixels) / longest
+                moves = [(dx * f, dy * f) for dx, dy in moves]
+        rule_points: list[tuple[Point, Point]] = []
+        for s, (dx, dy) in zip(handles, moves):
+            acc = offsets.setdefault(s.point, [0.0, 0.0])
+            acc[0] += dx
+            acc[1] += dy
+            p = keypoints[s.point]
+            rule_points.append((p, Point(p.x + dx, p.y + dy)))
+        if not rule.mask:
+            whole_image = True
+        else:
+            rects.extend(_mask_rects(rule, rule_points, keypoints, ref * rules.mask_margin, size))
+
+    pairs: list[DragPair] = []
+    names: list[str] = []
+    for name, (dx, dy) in offsets.items():
+        if math.hypot(dx, dy) < MIN_PAIR_PIXELS:
+            warnings.append(f"{name} is already (within a pixel) where this command would put it.")
+            continue
+        handle = keypoints[name]
+        pairs.append(DragPair(handle, Point(handle.x + dx, handle.y + dy)))
+        names.append(name)
+    for name, pair in explicit:
+        pairs.append(pair)
+        names.append(name)
+
+    for i, (name, pair) in enumerate(zip(names, pairs)):
+        if not _inside(pair.target, size):
+            clipped = _clip(pair.target, size)
+            warnings.append(f"the target of {name} {_fmt(pair.target)} was outside the {w}x{h} image "
+                            f"and was moved to its edge {_fmt(clipped)}.")
+            pairs[i] = DragPair(pair.handle, clipped)
+    if not pairs and edits:
+        warnings.append("nothing needs to move for this command.")
+    mask = None if whole_image or not rects else _merge_rects(rects)
+    return Plan(pairs=pairs, mask=mask, warnings=warnings, names=names, size=(w, h))
+
+
+def _mask_rects(rule: Rule, moves: list[tuple[Point, Point]], keypoints: dict[str, Point],
+                margin: float, size: tuple[int, int]) -> list[Rect]:
+    """Rectangles of the rule's mask groups that hold at least one moving handle.
+
+    Each rectangle also covers the targets of its handles, since the region
+    that may change must include where the handles go.
+    """
+    w, h = size
+    out: list[Rect] = []
+    boxes = []
+    for group in rule.mask:
+        pts = [keypoints[n] for n in group if n in keypoints]
+        if not pts:
+            continue
+        boxes.append([min(p.x for p in pts) - margin, min(p.y for p in pts) - margin,
+                      max(p.x for p in pts) + margin, max(p.y for p in pts) + margin])
+    for box in boxes:
+        inside = [(p, t) for p, t in moves if box[0] <= p.x <= box[2] and box[1] <= p.y <= box[3]]
+        if not inside:
+            continue
+        for _, t in inside:
+            box = [min(box[0], t.x - margin), min(box[1], t.y - margin),
+                   max(box[2], t.x + margin), max(box[3], t.y + margin)]
+        x0, y0 = max(0, int(math.floor(box[0]))), max(0, int(math.floor(box[1])))
+        x1, y1 = min(w, int(math.ceil(box[2])) + 1), min(h, int(math.ceil(box[3])) + 1)
+        if x1 > x0 and y1 > y0:
+            out.append((x0, y0, x1, y1))
+    # A handle outside every group (a rules-file slip) would otherwise be frozen.
+    covered = {id(m) for m in moves for b in out if b[0] <= m[0].x < b[2] and b[1] <= m[0].y < b[3]}
+    for m in moves:
+        if id(m) not in covered:
+            p, t = m
+            x0, y0 = max(0, int(min(p.x, t.x) - margin)), max(0, int(min(p.y, t.y) - margin))
+            x1, y1 = min(w, int(max(p.x, t.x) + margin) + 1), min(h, int(max(p.y, t.y) + margin) + 1)
+            if x1 > x0 and y1 > y0:
+                out.append((x0, y0, x1, y1))
+    return out
+
+
+def _merge_rects(rects: list[Rect]) -> list[Rect]:
+    """Drop duplicates and rectangles contained in another one."""
+    uniq = sorted(set(rects))
+    keep = []
+    for r in uniq:
+        if any(o != r and o[0] <= r[0] and o[1] <= r[1] and o[2] >= r[2] and o[3] >= r[3] for o in uniq):
+            continue
+        keep.append(r)
+    return keep
