@@ -57,6 +57,9 @@ class DragConfig:
     # Synthesise only windows around the handles between previews when there is no mask
     # (exact; engine.window). False: the full feature map on every step, as the official loop.
     windowed: bool = True
+    # Modulated convolutions by scaling activations (False) or by per-sample weights (True);
+    # equal to float rounding. Unfused is faster for one latent on CPU (benchmarks/drag_speed.py).
+    fused_modconv: bool = False
 
     def radii(self, resolution: int) -> tuple[int, int]:
         """(r1, r2) in pixels at this resolution. r1 is kept >= 1 so that small
@@ -261,6 +264,7 @@ class DragSession:
             out = self.G.synthesis(
                 self.ws, noise_mode=self.config.noise_mode,
                 stop_after=None if want_image else self.feature_block, return_features=want_image,
+                fused=self.config.fused_modconv,
             )
             feat = out.features[self.feature_block]
             feat = F.interpolate(feat, [self.res, self.res], mode="bilinear", align_corners=False)
@@ -271,7 +275,8 @@ class DragSession:
         feat_res = self.G.synthesis.block_resolutions[self.feature_block]
         boxes = [Box(y - m, y + m + 1, x - m, x + m + 1).clip(self.res) for x, y in self.points]
         fboxes = [feature_box_for(b, self.res, feat_res) for b in boxes]
-        crops = windowed_features(self.G.synthesis, self.ws, self.feature_block, fboxes, self.config.noise_mode)
+        crops = windowed_features(self.G.synthesis, self.ws, self.feature_block, fboxes, self.config.noise_mode,
+                                  fused=self.config.fused_modconv)
         views = [
             (resize_window(c, fb, feat_res, b, self.res), (b.x0, b.y0)) for c, fb, b in zip(crops, fboxes, boxes)
         ]
@@ -333,7 +338,7 @@ class DragSession:
 
     def render(self) -> np.ndarray:
         with torch.no_grad():
-            out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode)
+            out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, fused=self.config.fused_modconv)
         assert out.image is not None
         return to_uint8(out.image)
 

@@ -18,8 +18,9 @@ import torch
 
 from engine.stylegan2 import SynthesisBlock, SynthesisNetwork
 
-# Input pixels an up-sampling layer's output pixel reaches on each side, plus one for safety.
-UP_MARGIN = 3
+# Output pixel o of an up-sampling layer (transposed 3x3 conv, stride 2, then the 4-tap FIR
+# filter) reads input pixels floor(o / 2) - 2 .. floor(o / 2) + 1; a 3x3 conv reads o - 1 .. o + 1.
+UP_BELOW, UP_ABOVE = 2, 1
 CONV_MARGIN = 1
 # Crop a block only if its crop is at most this fraction of the full map; otherwise dense is as cheap.
 MAX_CROP_FRACTION = 0.5
@@ -53,7 +54,9 @@ class Box:
 def _input_box(out: Box, in_res: int) -> Box:
     """Input box of an up-sampling block (conv0 up 2x, then conv1 3x3) needed for `out` exactly."""
     c = out.grow(CONV_MARGIN, in_res * 2)
-    return Box(c.y0 // 2 - UP_MARGIN, -(-c.y1 // 2) + UP_MARGIN, c.x0 // 2 - UP_MARGIN, -(-c.x1 // 2) + UP_MARGIN).clip(in_res)
+    lo = lambda a: a // 2 - UP_BELOW  # noqa: E731
+    hi = lambda b: (b - 1) // 2 + UP_ABOVE + 1  # noqa: E731  (exclusive end)
+    return Box(lo(c.y0), hi(c.y1), lo(c.x0), hi(c.x1)).clip(in_res)
 
 
 def plan_crops(net: SynthesisNetwork, block: int, box: Box) -> list[Box | None]:
@@ -73,7 +76,7 @@ def plan_crops(net: SynthesisNetwork, block: int, box: Box) -> list[Box | None]:
 
 def _crop_block(
     block: SynthesisBlock, x: torch.Tensor, x_box: Box, out: Box, ws: torch.Tensor, noise_mode: str,
-    force_fp32: bool,
+    force_fp32: bool, fused: bool,
 ) -> torch.Tensor:
     """Block output on `out`, from its input `x` covering `x_box` (one resolution lower)."""
     use_fp16 = block.use_fp16 and not force_fp32 and ws.device.type == "cuda"
@@ -82,9 +85,9 @@ def _crop_block(
     conv_box = out.grow(CONV_MARGIN, block.resolution)
     # conv0 maps the crop x_box to the output box 2 * x_box (the op is shift-equivariant by 2).
     up_box = Box(2 * x_box.y0, 2 * x_box.y1, 2 * x_box.x0, 2 * x_box.x1)
-    y = block.conv0(x, w0, noise_mode=noise_mode, crop=(up_box.y0, up_box.x0))
+    y = block.conv0(x, w0, noise_mode=noise_mode, fused=fused, crop=(up_box.y0, up_box.x0))
     y = conv_box.slice(y, up_box)
-    y = block.conv1(y, w1, noise_mode=noise_mode, crop=(conv_box.y0, conv_box.x0))
+    y = block.conv1(y, w1, noise_mode=noise_mode, fused=fused, crop=(conv_box.y0, conv_box.x0))
     return out.slice(y, conv_box)
 
 
@@ -95,6 +98,7 @@ def windowed_features(
     boxes: list[Box],
     noise_mode: str = "const",
     force_fp32: bool = False,
+    fused: bool = True,
 ) -> list[torch.Tensor]:
     """Features of `block` inside each box ([N, C, h, w] per box), as the dense network computes them."""
     if net.cfg.architecture == "resnet":
@@ -109,7 +113,7 @@ def windowed_features(
     for b in blocks:
         w_starts.append(w_idx)
         w_idx += b.num_conv
-    x = net(ws, noise_mode=noise_mode, stop_after=dense_until, force_fp32=force_fp32).features[-1]
+    x = net(ws, noise_mode=noise_mode, stop_after=dense_until, force_fp32=force_fp32, fused=fused).features[-1]
     res = net.block_resolutions[dense_until]
     outs = []
     for plan in plans:
@@ -120,7 +124,7 @@ def windowed_features(
             assert need is not None and cur is not None
             bws = ws.narrow(1, w_starts[j], b.num_conv)
             in_box = plan[j - 1] if plan[j - 1] is not None else cur_box
-            cur = _crop_block(b, in_box.slice(cur, cur_box), in_box, need, bws, noise_mode, force_fp32)
+            cur = _crop_block(b, in_box.slice(cur, cur_box), in_box, need, bws, noise_mode, force_fp32, fused)
             cur_box = need
         assert cur is not None
         outs.append(cur.to(torch.float32))
