@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,46 @@ def test_parse_stdin_subprocess_with_model() -> None:
     assert objs[0]["edits"][0]["action"] == "open"
     assert objs[1]["edits"][0]["action"] == "open" and objs[1]["edits"][0]["part"] == "mouth"
     assert objs[2]["edits"][0]["part"] == "ears"
+
+
+def test_parse_needs_text_or_audio(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["parse", "--no-embeddings"]) == 2
+    assert "--audio" in capsys.readouterr().err
+    assert main(["parse", "smile", "--audio", str(tmp_path / "a.wav"), "--no-embeddings"]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("content", "message"), [(None, "No such audio file"), (b"", "empty"),
+                                                  (b"RIFF not really a wav", "not a readable")])
+def test_parse_bad_audio_is_one_clear_sentence(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                               content: bytes | None, message: str) -> None:
+    path = tmp_path / "command.wav"
+    if content is not None:
+        path.write_bytes(content)
+    code = main(["parse", "--audio", str(path), "--json", "--no-embeddings"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    err = captured.err.strip()
+    assert message in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+def test_parse_audio_spoken_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A spoken command, transcribed offline with the rules' vocabulary as the prompt, then parsed."""
+    wav = tmp_path / "f.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), "open the mouth"], check=True,
+                   capture_output=True)
+    code, out = run_cli(["parse", "--audio", str(wav), "--json", "--no-embeddings"], capsys)
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 1
+    js = json.loads(lines[0])
+    assert FIELDS | {"transcript", "audio"} <= set(js)
+    assert js["audio"] == str(wav) and js["text"] == js["transcript"]
+    assert "mouth" in js["transcript"].lower()
+    assert js["error"] is None and len(js["edits"]) == 1
+    assert js["edits"][0]["action"] == "open" and js["edits"][0]["part"] == "mouth"
+    # Plain output shows what was heard, then what it means.
+    code, out = run_cli(["parse", "--audio", str(wav), "--no-embeddings"], capsys)
+    assert code == 0 and out.startswith("transcript: ") and "edit: open the mouth" in out

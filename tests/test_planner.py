@@ -207,3 +207,17 @@ def test_plans_on_rendered_faces() -> None:
         gap_before = kp["lower_lip"].y - kp["upper_lip"].y
         gap_after = opened["lower_lip"][1].y - opened.get("upper_lip", (kp["upper_lip"], kp["upper_lip"]))[1].y
         assert gap_after > gap_before + 3
+
+
+def test_tilt_without_direction_uses_the_rules_default(parser: CommandParser) -> None:
+    kp = face()
+    said = parser.parse("tilt the head")
+    assert said.ok and said.edits[0].direction == "right"
+    assert any("to the left" in w for w in said.warnings), said.warnings
+    default = pairs_by_name(plan([EditIntent("tilt", "head")], kp, SIZE))
+    right = pairs_by_name(plan(parser.parse("tilt the head to the right").edits, kp, SIZE))
+    assert default.keys() == right.keys()
+    for name, (h, t) in default.items():
+        assert t.x == pytest.approx(right[name][1].x) and t.y == pytest.approx(right[name][1].y)
+    with pytest.raises(RulesError, match="which way"):
+        plan([EditIntent("turn", "head")], kp, SIZE)

@@ -76,6 +76,8 @@ def _face_data() -> dict:
     (lambda d: d.update(reference=["chin"]), "reference"),
     (lambda d: d.update(keypoints=[]), "no keypoints"),
     (lambda d: d["rule"][0]["handles"][0].update(move=[1.0]), "move must be"),
+    (lambda d: next(r for r in d["rule"] if r["action"] == "tilt").update(default_direction="up"),
+     "default_direction must be one of its directions"),
 ])
 def test_broken_rules_say_what_is_wrong(mutate, message: str) -> None:
     data = _face_data()
@@ -117,3 +119,11 @@ handles = [{ point = "left_eye", side = "left", move = [0.0, 0.1] },
     r = p.parse("open the mouth")
     assert r.error and "no mouth" in r.error
     assert "tail" in vocabulary(rules)
+
+
+def test_tilt_has_a_default_direction_and_turn_has_none() -> None:
+    rules = default_rules()
+    tilt = rules.find("tilt", "head")
+    assert tilt is not None and tilt.default_direction in tilt.directions
+    turn = rules.find("turn", "head")
+    assert turn is not None and turn.default_direction is None

@@ -1,19 +1,30 @@
-"""`voicedrag parse`: show what a command means, as JSON or plain text."""
+"""`voicedrag parse`: show what a command means, as JSON or plain text.
+
+TEXT is one command, or '-' for one command per line on standard input.
+`--audio FILE` transcribes a spoken command offline (Whisper, prompted with the
+rules' vocabulary) and parses the transcript; its JSON adds "transcript" and
+"audio" to the parse result's fields.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
+from engine.errors import VoicedragError
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "parse",
-        help="show how a typed or transcribed command is understood",
+        help="show how a typed, transcribed or spoken command is understood",
         description="Parse a command into a control word or edit intents. TEXT '-' reads one command "
-                    "per line from standard input (the models load once).",
+                    "per line from standard input (the models load once); --audio FILE transcribes a "
+                    "spoken command first.",
     )
-    p.add_argument("text", help="the command, or '-' for one command per line on stdin")
+    p.add_argument("text", nargs="?", default=None, help="the command, or '-' for one command per line on stdin")
+    p.add_argument("--audio", metavar="FILE", default=None,
+                   help="a spoken command (WAV, FLAC or MP3) to transcribe offline and then parse")
     p.add_argument("--json", action="store_true", help="print one JSON object per command")
     p.add_argument("--rules", default=None, help="rules file (.toml) or shipped rules name; default: face")
     p.add_argument("--no-embeddings", action="store_true",
@@ -43,12 +54,42 @@ def _plain(result: object) -> str:
     return "\n".join(lines)
 
 
+def _run_audio(args: argparse.Namespace, parser: object) -> int:
+    from voicedrag.audio import load_audio
+    from voicedrag.commands import CommandParser, vocabulary
+
+    assert isinstance(parser, CommandParser)
+    # Read the file before loading Whisper, so a bad file is reported at once.
+    clip = load_audio(args.audio)
+    from voicedrag.speech import Transcriber
+
+    transcriber = Transcriber(prompt_words=vocabulary(parser.rules))
+    transcript = transcriber.transcribe(clip.samples)
+    result = parser.parse(transcript.text)
+    if args.json:
+        record = result.to_json()
+        record["transcript"] = transcript.text
+        record["audio"] = args.audio
+        print(json.dumps(record))
+    else:
+        print(f"transcript: {transcript.text or '(no speech)'}")
+        print(_plain(result))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from voicedrag.commands import CommandParser
     from voicedrag.rules import default_rules, load_rules
 
+    if args.audio is not None and args.text is not None:
+        raise VoicedragError("give either a typed command or --audio FILE, not both.")
+    if args.audio is None and args.text is None:
+        raise VoicedragError("give a command to parse, '-' to read commands from standard input, "
+                             "or --audio FILE for a spoken one.")
     rules = load_rules(args.rules) if args.rules else default_rules()
     parser = CommandParser(rules, use_embeddings=not args.no_embeddings)
+    if args.audio is not None:
+        return _run_audio(args, parser)
     if args.text != "-":
         result = parser.parse(args.text)
         print(json.dumps(result.to_json()) if args.json else _plain(result))

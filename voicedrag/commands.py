@@ -30,7 +30,7 @@ from pathlib import Path
 from engine.errors import VoicedragError
 from engine.types import Point
 from voicedrag import lexicon as lx
-from voicedrag.correct import HOMOPHONES, Corrector
+from voicedrag.correct import HOMOPHONES, Corrector, syllables
 from voicedrag.intents import DIRECTION_VECTORS, EditIntent
 from voicedrag.numbers import split_number_words
 from voicedrag.rules import Rules, default_rules
@@ -48,11 +48,14 @@ MAX_FIX_LOAD = 1.5
 CONFIDENT_FIX = 0.3
 # Whole words a recogniser writes for a command word; offered as options, never forced.
 SOUNDALIKES: dict[str, tuple[str, float]] = {"here": ("ear", 0.2), "hear": ("ear", 0.1), "no": ("nose", 0.2)}
+# After "left" or "right" these are the ear: "the left here" is not a place.
+SIDE_SOUNDALIKES = frozenset({"here", "hear", "year", "years"})
 # Replacing a word that is valid on its own must be worth more than replacing an unknown one.
 SECOND_PASS_PENALTY = 0.1
 AMOUNT_RANGE = (0.1, 4.0)
 
 GENERIC_SUGGESTIONS = ("open the mouth", "smile", "turn the head to the left")
+AMOUNT_SUGGESTIONS = ("smile more", "open the mouth a little", "open the mouth wide")
 
 CONTROL_PHRASES: dict[str, str] = {
     "undo": "undo the last edit", "redo": "redo the edit", "reset": "reset the image to the original",
@@ -133,6 +136,8 @@ class _Clause:
     odd: list[str] = field(default_factory=list)  # valid words in a slot where they make no sense
     after_comma: bool = False  # separated from the previous clause by a comma alone
     corners: bool = False  # "the mouth corners up" is a smile
+    inner: list[str] = field(default_factory=list)  # unknown words between the part and its direction
+    verb_unknown: bool = False  # the first content word, where the verb goes, was not understood
 
     def has_edit_content(self) -> bool:
         return bool(self.action or self.adjs or self.part or self.foreign or self.direction
@@ -407,6 +412,13 @@ class CommandParser:
             failure = failures.get(id(clause))
             if failure is None:
                 continue
+            motion = next((w for w in reading.words if w in lx.MOTION_HINTS), None)
+            if motion is not None and failure.kind in ("incomplete", "noise", "no_rule"):
+                # "nod": a movement over time; a still image can only show one pose of it.
+                hint = lx.MOTION_HINTS[motion]
+                result.error = f"'{motion}' is a motion, not one edit of a still image; did you mean: {hint}?"
+                result.suggestions = [hint]
+                return result
             rescued = self._rescue(failure, reading)
             if rescued is None:
                 result.error = failure.message
@@ -436,6 +448,14 @@ class CommandParser:
             confidence = min(confidence, score)
             result.warnings.append(f"understood {_clause_text(clause)!r} as {phrase!r}.")
         if not edits:
+            amounts = [w for w in reading.words if w in lx.AMOUNTS or w in lx.PHRASE_AMOUNTS]
+            if amounts and all(w in lx.STOPWORDS or w == "," or w in amounts for w in reading.words):
+                # "more", "a lot more", "less": an amount with nothing to apply it to.
+                said = " ".join(w for w in normalize(text) if w != ",")
+                result.error = (f"'{said}' needs an edit to apply to; say the whole command, "
+                                "as in 'smile more' or 'open the mouth a little'.")
+                result.suggestions = list(AMOUNT_SUGGESTIONS)
+                return result
             result.error = "no edit was recognised; try a command such as 'open the mouth'."
             result.suggestions = list(GENERIC_SUGGESTIONS)
             return result
@@ -448,7 +468,11 @@ class CommandParser:
         # Phrases first, so that filler such as "i want you to" is gone before "i" can become "eye".
         words = _merge_phrases(words)
         slots: list[list[tuple[str, float]]] = []
-        for w in words:
+        for i, w in enumerate(words):
+            if w in SIDE_SOUNDALIKES and i > 0 and words[i - 1] in lx.LEFT_RIGHT and "ear" in self._part_words:
+                # "raise the left here": after a side, a word that sounds like "ear" is the ear.
+                slots.append([("ear", 0.0)])
+                continue
             if w in HOMOPHONES and HOMOPHONES[w] in self._known:
                 slots.append([(HOMOPHONES[w], 0.0)])
                 continue
@@ -587,7 +611,10 @@ class CommandParser:
         content = [c for c in clauses if c.has_edit_content()]
         if controls and not content:
             # A control word must be the whole message: "low air control" is not "cancel".
-            if not any(c.unknown or c.neg for c in clauses) and max(costs.values(), default=0.0) <= CONFIDENT_FIX:
+            # A recogniser keeps the beats of a command word: "rest" (one) is not "reset" (two).
+            same_beat = all(syllables(h) >= syllables(u) for h, u in corrections if u in lx.CONTROL_WORDS)
+            if (not any(c.unknown or c.neg for c in clauses) and max(costs.values(), default=0.0) <= CONFIDENT_FIX
+                    and same_beat):
                 return _Reading(merged, controls[0], [], clauses, [], warnings, cost, corrections)
             failure = _Failure("noise", "that does not sound like a command.", clauses[0])
             return _Reading(merged, None, [None], clauses[:1], [failure], warnings, cost, corrections)
@@ -642,6 +669,23 @@ class CommandParser:
                     cur = _Clause()
                     clauses.append(cur)
             cur.words.append(tok.text)
+            # Words of no known kind, other than requests the lexicon knows it cannot do ("stand"): likely misheard.
+            misheard = k == "UNK" and tok.text not in lx.UNSUPPORTED
+            if misheard and not cur.has_edit_content() and not cur.unknown and not cur.make:
+                cur.verb_unknown = True
+            if misheard and cur.part is not None and cur.direction is None and _direction_follows(toks, i):
+                # "pull the mouth cord up": a word naming what moves was not understood.
+                cur.inner.append(tok.text)
+            if k == "PART" and cur.part is not None and str(tok.value) != cur.part:
+                # "open the right eye mouth": one clause names one part.
+                cur.odd.append(tok.text)
+            if k == "DIR" and len(cur.words) >= 2 and cur.words[-2] == "the":
+                # "look at the down": up and down are not things.
+                cur.odd.append(tok.text)
+            if k == "AMOUNT" and tok.text == "very" and not (
+                    i + 1 < len(toks) and toks[i + 1].kind in ("ADJ", "AMOUNT")):
+                # "very" modifies the next word ("very wide"); "the mouth very up" is a misheard word.
+                cur.odd.append(tok.text)
             if (k in ("VERB", "RVERB", "ADJ") and cur.action is not None and i + 1 < len(toks)
                     and toks[i + 1].kind == "PART"):
                 # "close the lift eye": a second verb where a side belongs is a misheard word.
@@ -660,6 +704,10 @@ class CommandParser:
                     cur.action, cur.action_word = str(tok.value), tok.text
             elif k == "MAKE":
                 cur.make = True
+            elif k == "ADJ" and cur.make and i + 1 < len(toks) and toks[i + 1].kind == "PART" and any(
+                    t.kind == "ADJ" for t in toks[i + 2:]):
+                # "make wide eyes bigger": the adjective before the part describes it; the last one is the edit.
+                cur.odd.append(tok.text)
             elif k == "ADJ":
                 cur.adjs.append(tok.value)  # type: ignore[arg-type]
             elif (k == "PART" and tok.text in self._rule_verbs and cur.action is None and cur.part is None
@@ -684,7 +732,9 @@ class CommandParser:
             elif k == "DIR":
                 cur.direction = str(tok.value)
             elif k == "AMOUNT":
-                cur.amount *= float(tok.value)  # type: ignore[arg-type]
+                if not (i + 1 < len(toks) and toks[i + 1].kind == "PART"):
+                    # Before a part an amount word is a determiner ("lower more ears"), not a degree.
+                    cur.amount *= float(tok.value)  # type: ignore[arg-type]
             elif k in ("RUN", "TO", "BY", "PIXELS", "POINTW", "AT"):
                 cur.seq.append(tok.value if k == "RUN" else k)
             elif k == "PRON":
@@ -713,6 +763,9 @@ class CommandParser:
             return self._resolve_points(c, prev)
         if c.foreign is not None and c.part is None:
             return _Failure("unknown_part", self.rules.unknown_part_message(c.foreign), c)
+        if c.inner:
+            return _Failure("unclear", f"'{c.part_word} {' '.join(c.inner)}' was not understood; "
+                            "say the command again in plain words.", c)
         action, word = c.action, c.action_word
         adj_action = c.adjs[0][0] if c.adjs else None
         looks = word in ("look", "looks")
@@ -730,12 +783,20 @@ class CommandParser:
             c.side, c.direction = c.direction, None
             part = prev.part
         if action is None:
-            if prev is not None and prev.part is not None and (part is not None or c.side or c.both):
+            # Only a clause without a verb of its own takes the previous one's ("... and the right ear");
+            # "... and look on the right ear" said something else that was not understood.
+            if (prev is not None and prev.part is not None and (part is not None or c.side or c.both)
+                    and c.action is None and not c.verb_unknown):
                 if c.direction is not None and prev.action not in ("move", "turn", "tilt"):
                     action = "move"
                 else:
                     action, word = prev.action, None
             elif c.direction is not None and part is not None:
+                ways = self._ways(part, c.direction)
+                if c.verb_unknown and len(ways) > 1:
+                    # "deal to the head right": the verb was lost, and the head can go right in several ways.
+                    return _Failure("unclear", f"{c.unknown[0]!r} was not understood; say how the {part} should "
+                                    f"go {_dir_words(c.direction)}: {' or '.join(ways)}.", c)
                 action = "move"
             else:
                 what = f"the {part}" if part else "it"
@@ -777,6 +838,12 @@ class CommandParser:
             return _Failure("no_rule", f"this model has no rule to {action} the {part}; for the {part} say: "
                             f"{self.rules.describe_part(part)}.", c)
         rule, direction = resolved
+        if rule.directions and direction is None and rule.default_direction is not None:
+            # "tilt the head": a motion with a usual way, named so the user can ask for the other.
+            direction = rule.default_direction
+            others = [d for d in rule.directions if d != direction]
+            warnings.append(f"no direction was said; {_gerund(rule.action)} the {part} {_dir_words(direction)}"
+                            + (f" (say '{_dir_words(others[0])}' for the other way)." if len(others) == 1 else "."))
         if rule.directions and direction is None:
             return _Failure("needs_direction", f"say which way to {rule.action} the {part}: "
                             f"{' or '.join(rule.directions)}.", c)
@@ -879,6 +946,18 @@ class CommandParser:
                 ok = ok and (item.action == c.action or (c.action_word or "") in self._verbs_of(item))
             allowed.append(ok)
         return allowed
+
+    def _ways(self, part: str, direction: str) -> list[str]:
+        """Actions that take `part` in `direction`; raise and lower are moves up and down."""
+        ways: list[str] = []
+        for rule in self.rules.rules:
+            if rule.part != part:
+                continue
+            if direction in rule.directions:
+                ways.append(rule.action)
+            elif {"raise": "up", "lower": "down"}.get(rule.action) == direction:
+                ways.append("move")
+        return list(dict.fromkeys(ways))
 
     def _verbs_of(self, item: EditIntent) -> tuple[str, ...]:
         rule = self.rules.find(item.action, item.part or "")
@@ -1014,6 +1093,28 @@ def _decode(run: _Run, count: int) -> list[float] | None:
     return None
 
 
+def _direction_follows(toks: list[_Tok], i: int) -> bool:
+    """Whether a direction comes later in the same clause as token i."""
+    for j in range(i + 1, len(toks)):
+        t = toks[j]
+        if t.kind in ("SEP", "VERB", "RVERB", "CONTROL"):
+            return False
+        if t.kind == "DIR":
+            return True
+        if t.kind == "LR":
+            nxt = next((u for u in toks[j + 1:] if u.kind not in ("STOP", "AMOUNT")), None)
+            return not (nxt is not None and nxt.kind in ("PART", "FPART"))
+    return False
+
+
+def _gerund(verb: str) -> str:
+    return (verb[:-1] if verb.endswith("e") else verb) + "ing"
+
+
+def _dir_words(direction: str) -> str:
+    return f"to the {direction}" if direction in lx.LEFT_RIGHT else direction
+
+
 def _modifier_only(c: _Clause) -> bool:
     """A clause that only says how (direction, side, amount), with no action or part of its own."""
     return (c.action is None and c.part is None and c.foreign is None and not c.seq and c.control is None
@@ -1057,7 +1158,7 @@ def _absorb(prev: _Clause, c: _Clause) -> None:
     prev.neg = prev.neg or c.neg
     prev.corners = prev.corners or c.corners
     prev.amount *= c.amount
-    for name in ("adjs", "seq", "unknown", "words", "odd"):
+    for name in ("adjs", "seq", "unknown", "words", "odd", "inner"):
         getattr(prev, name).extend(getattr(c, name))
 
 

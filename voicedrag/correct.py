@@ -18,7 +18,7 @@ VOWELS = frozenset("aeiou")
 # Sounds that recognisers confuse with each other: substituting one for the
 # other costs half an edit in the phonetic key ("0" is the "th" sound).
 _NEAR = {frozenset(p) for p in (("0", "S"), ("0", "F"), ("0", "T"), ("S", "X"), ("J", "X"), ("M", "N"),
-                                ("A", "Y"), ("A", "W"), ("A", "H"), ("P", "F"), ("K", "J"), ("L", "R"))}
+                                ("A", "Y"), ("A", "W"), ("A", "H"), ("P", "F"), ("K", "J"), ("L", "R"), ("P", "M"))}
 # Letters that are nearly silent at the ends of words or in clusters.
 _WEAK = frozenset("AHWY")
 

@@ -52,7 +52,7 @@ MAKE_WORDS = frozenset({"make", "makes", "give", "gives", "let", "get", "have", 
 # What a misheard word may be corrected to (besides the rules' part words).
 CORRECTION_TARGETS = frozenset("""
 open close raise lower move turn tilt widen narrow lengthen shorten enlarge shrink smile frown drag
-shut lift drop rotate look grin make bigger smaller longer shorter wider narrower
+shut lift drop rotate look grin make bigger smaller longer shorter wider narrower push pull
 up down left right both little bit slightly wide much very pixels point corners
 undo redo reset save stop help cancel
 """.split())
@@ -63,6 +63,8 @@ AMOUNTS: dict[str, float] = {
     "much": 1.5, "very": 1.5, "way": 1.8, "really": 1.5, "widely": 1.5, "more": 1.3,
     "extra": 1.4, "fully": 2.0, "completely": 2.0, "lots": 1.8, "greatly": 1.6, "further": 1.5,
     "farther": 1.5, "hugely": 2.0, "super": 1.6, "less": 0.6, "twice": 2.0,
+    # "a bit" whose article the recogniser merged into the previous word ("open the eye, bit").
+    "bit": 0.5,
 }
 
 # Multi-word phrases, replaced by one token before anything else. The
@@ -146,6 +148,12 @@ UNSUPPORTED = frozenset({
     "sleepy", "tired", "awake", "asleep", "sleep", "sleeping", "wiggle", "twitch", "hang", "stand", "sit",
     "show", "keep",
 })
+
+# Motions over time that have a still pose a rule can draw: the edit to offer instead.
+MOTION_HINTS: dict[str, str] = {
+    "nod": "turn the head down", "nods": "turn the head down",
+    "shake": "turn the head to the left", "shakes": "turn the head to the left",
+}
 
 PRONOUNS = frozenset({"it", "them", "they", "those", "these", "ones"})
 NEGATIONS = frozenset({"not", "don't", "dont", "never"})

@@ -63,6 +63,7 @@ class Rule:
     mask: tuple[tuple[str, ...], ...] = ()
     verbs: tuple[str, ...] = ()
     phrases: tuple[str, ...] = ()
+    default_direction: str | None = None  # the direction when a command names none ("tilt the head")
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,9 @@ def parse_rules(data: dict[str, object], path: Path | None = None) -> Rules:
                 raise RulesError(f"{where}: direction {d!r} is not up, down, left or right; fix the rules file.")
         if any(h.along is not None or h.rotate is not None for h in handles) and not directions:
             raise RulesError(f"{where} moves handles along a direction but lists no directions; fix the rules file.")
+        default = raw.get("default_direction")
+        if default is not None and default not in directions:
+            raise RulesError(f"{where}: default_direction must be one of its directions; fix the rules file.")
         mask = tuple(_str_tuple(g, f"{where}: mask") for g in raw.get("mask", []))
         for name in [n for h in handles for n in h.keypoints()] + [n for g in mask for n in g]:
             if name not in known:
@@ -246,6 +250,7 @@ def parse_rules(data: dict[str, object], path: Path | None = None) -> Rules:
             action=action, part=part, handles=handles, directions=directions, mask=mask,
             verbs=tuple(v.lower() for v in _str_tuple(raw.get("verbs", []), f"{where}: verbs")),
             phrases=tuple(p.lower() for p in _str_tuple(raw.get("phrases", []), f"{where}: phrases")),
+            default_direction=default if isinstance(default, str) else None,
         ))
     for a in reference:
         if a not in known:
@@ -441,6 +446,7 @@ def plan(edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, 
                              f"for the {part} say: {rules.describe_part(part)}.")
         rule, direction = resolved
         if rule.directions:
+            direction = direction or rule.default_direction
             if direction is None:
                 raise RulesError(f"say which way to {rule.action} the {part}: {_join_or(list(rule.directions))}.")
             if direction not in rule.directions:
