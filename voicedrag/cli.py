@@ -19,6 +19,8 @@ SUBCOMMAND_MODULES: list[str] = [
     "voicedrag.cmd_speech",
     "voicedrag.cmd_demo",
     "voicedrag.cmd_parse",
+    "voicedrag.cmd_edit",
+    "voicedrag.cmd_tui",
 ]
 
 
@@ -34,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] == "tui":
+        # The TUI starts before the other subcommand modules are imported, so that it is on
+        # screen at once; its workers import torch and the models in the background.
+        from voicedrag.cmd_tui import main_tui
+
+        return main_tui(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:

@@ -1,0 +1,404 @@
+"""Acceptance tests of the TUI: the app driven by Textual's Pilot on a tiny random generator."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tui_helpers import idle, log_text, make_app, ready, save_tiny, type_command, wait_for
+
+from voicedrag.tui.messages import Transcribed
+
+SIZE = (120, 40)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_generator, tmp_path_factory) -> Path:
+    return save_tiny(tiny_generator, tmp_path_factory.mktemp("tui-model"))
+
+
+def run(coro: object) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_typed_command_drags_and_changes_the_image(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            before = app.session.current.image.copy()
+            # Typed key by key, as a user would.
+            app.query_one("#command").focus()
+            await pilot.press(*"drag 10,10 to 14,16", "enter")
+            await wait_for(pilot, lambda: app.busy or len(app.session.entries) > 1, what="the drag to start")
+            await idle(pilot)
+            s = app.session
+            assert len(s.entries) == 2 and s.index == 1
+            entry = s.current
+            assert entry.kind == "drag" and entry.label == "drag 10,10 to 14,16"
+            assert entry.steps >= 1
+            assert [(p.handle.x, p.handle.y, p.target.x, p.target.y) for p in entry.pairs] == [(10, 10, 14, 16)]
+            assert np.abs(entry.image.astype(int) - before.astype(int)).mean() > 0.5
+            # The pane shows the new image, not the old one.
+            assert app.query_one("#image").image is entry.image
+            text = log_text(app)
+            assert "point 1 (10,10)" in text and "(14,16)" in text and "done" in text
+            assert app.query_one("#command").history[-1] == "drag 10,10 to 14,16"
+
+    run(scenario())
+
+
+def test_explicit_points_typed_clicked_and_by_keys(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await type_command(pilot, "points 8,8>12,12; 20,20>20,16")
+            assert app.manual == [((8.0, 8.0), (12.0, 12.0)), ((20.0, 20.0), (20.0, 16.0))]
+            await type_command(pilot, "clear")
+            assert app.manual == []
+
+            # Cursor and Enter: the cursor starts at the centre (16,16).
+            pane = app.query_one("#image")
+            pane.focus()
+            await pilot.pause()
+            assert pane.cursor == (16, 16)
+            await pilot.press("right", "right", "right", "enter", "down", "down", "shift+down", "enter")
+            assert app.manual == [((19.0, 16.0), (19.0, 26.0))]
+
+            # Mouse: a click places a handle, the next its target.
+            cols, rows = pane.grid
+            await pilot.click("#picture", offset=(cols // 4, rows // 4))
+            await pilot.click("#picture", offset=(cols // 4 + 4, rows // 4 + 2))
+            assert len(app.manual) == 2
+            (hx, hy), (tx, ty) = app.manual[1]
+            assert abs(hx - 8) <= 1 and abs(hy - 8) <= 1.5, (hx, hy)
+            assert tx > hx and ty > hy
+
+            await pilot.press("ctrl+g")
+            await idle(pilot)
+            entry = app.session.current
+            assert entry.kind == "drag" and len(entry.pairs) == 2
+            assert app.manual == []  # consumed by the drag
+
+            # A point outside the image is refused with a sentence, not a traceback.
+            await type_command(pilot, "points 8,8>40,40")
+            hint = app.query_one("#hint")
+            assert hint.has_class("error") and "outside the 32x32 image" in str(hint.render())
+
+    run(scenario())
+
+
+def test_mask_limits_the_drag(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await type_command(pilot, "mask 0,0,15,15")
+            assert app.mask == [(0, 0, 16, 16)]
+            await type_command(pilot, "drag 6,6 to 9,9")
+            await idle(pilot)
+            entry = app.session.current
+            assert entry.kind == "drag" and entry.mask == [(0, 0, 16, 16)]
+            assert "mask: 0,0..15,15" in log_text(app)
+
+            # Drawn with the keys: m at one corner, m at the other.
+            pane = app.query_one("#image")
+            pane.focus()
+            await pilot.press("m", *["right"] * 4, *["down"] * 2, "m")
+            assert app.mask == [(16, 16, 21, 19)]
+            await type_command(pilot, "mask off")
+            assert app.mask is None
+            await type_command(pilot, "mask 0,0,40,10")
+            assert app.mask is None and "does not fit" in str(app.query_one("#hint").render())
+
+    run(scenario())
+
+
+def test_undo_redo_reset_by_keys_and_words(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            original = app.session.current.image.copy()
+            await type_command(pilot, "drag 10,10 to 13,13")
+            await idle(pilot)
+            edited = app.session.current.image.copy()
+            assert not np.array_equal(original, edited)
+
+            await pilot.press("ctrl+z")
+            assert app.session.index == 0
+            assert np.array_equal(app.query_one("#image").image, original)
+            await pilot.press("ctrl+y")
+            assert app.session.index == 1 and np.array_equal(app.query_one("#image").image, edited)
+
+            await type_command(pilot, "undo")
+            await pilot.pause()
+            assert app.session.index == 0
+            await type_command(pilot, "redo")
+            await pilot.pause()
+            assert app.session.index == 1
+
+            await pilot.press("ctrl+o")  # reset: a new step back to the original
+            assert app.session.index == 2 and np.array_equal(app.session.current.image, original)
+            await pilot.press("ctrl+z")
+            assert np.array_equal(app.session.current.image, edited)
+
+            await pilot.press("ctrl+z", "ctrl+z")  # one more than there is
+            assert app.session.index == 0 and "nothing to undo" in str(app.query_one("#hint").render())
+
+    run(scenario())
+
+
+def test_escape_stops_a_drag_and_keeps_the_last_frame(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model, steps=5000)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await type_command(pilot, "drag 4,4 to 28,28")
+            await wait_for(pilot, lambda: app.last_step is not None and app.last_step.step >= 2,
+                           what="a few drag steps")
+            # Keys still work while the drag runs.
+            await pilot.press("ctrl+l")
+            assert app.show_labels
+            await pilot.press("escape")
+            await idle(pilot, timeout=30)
+            entry = app.session.current
+            assert entry.kind == "drag" and entry.cancelled and not entry.converged
+            assert 2 <= entry.steps < 5000
+            assert app.query_one("#image").image is entry.image
+            assert "stopped (Esc); kept the last frame" in log_text(app)
+
+    run(scenario())
+
+
+def test_unknown_command_says_what_to_do_at_once(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await type_command(pilot, "xyzzy")
+            await wait_for(pilot, lambda: not app.busy, timeout=30)
+            await pilot.pause()
+            hint = app.query_one("#hint")
+            assert hint.has_class("error")
+            assert "did you mean" in str(hint.render())
+            assert len(app.session.entries) == 1
+
+            # A drag while another runs is refused with the way out.
+            app.options.steps = 5000
+            await type_command(pilot, "drag 4,4 to 28,28")
+            await wait_for(pilot, lambda: app.last_step is not None, what="the drag")
+            await type_command(pilot, "drag 5,5 to 6,6")
+            assert "press Esc" in str(hint.render())
+            await pilot.press("escape")
+            await idle(pilot)
+
+    run(scenario())
+
+
+def test_named_edit_without_keypoints_explains_itself(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await type_command(pilot, "open the mouth")
+            await idle(pilot)
+            text = log_text(app)
+            assert "edit open the mouth" in text
+            # The tiny random generator draws no face: either no detector is installed yet, or it finds
+            # no mouth; both end in a sentence that points to explicit drags, and no edit is made.
+            hint = str(app.query_one("#hint").render())
+            assert "drag 30,40 to 50,60" in hint or app.session.current.kind == "drag", hint
+
+    run(scenario())
+
+
+def test_transcript_is_run_as_if_spoken(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            app.post_message(Transcribed("drag 10,12 to 12,15"))
+            await wait_for(pilot, lambda: app.busy or len(app.session.entries) > 1, what="the spoken drag")
+            await idle(pilot)
+            assert app.session.current.label == "drag 10,12 to 12,15"
+            assert "heard drag 10,12 to 12,15" in log_text(app)
+
+            # "undo" said aloud
+            app.post_message(Transcribed("undo"))
+            await wait_for(pilot, lambda: app.session.index == 0, what="the spoken undo")
+
+        confirm = make_app(model, auto_run_voice=False)
+        async with confirm.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            confirm.post_message(Transcribed("drag 3,3 to 5,5"))
+            await pilot.pause(0.1)
+            bar = confirm.query_one("#command")
+            assert bar.value == "drag 3,3 to 5,5" and len(confirm.session.entries) == 1
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: len(confirm.session.entries) > 1, what="the confirmed drag")
+            await idle(pilot)
+
+    run(scenario())
+
+
+def test_voice_key_without_microphone_gives_a_notice(model: Path) -> None:
+    from voicedrag.audio import microphone_status
+
+    usable, message = microphone_status()
+    if usable:
+        pytest.skip("this machine has a microphone; the no-microphone notice cannot be shown")
+
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await pilot.press("space")  # on the empty command bar: listen
+            await wait_for(pilot, lambda: app.voice_error is not None, timeout=30, what="the voice notice")
+            assert app.voice_error == message and " ".join(message.split()) in log_text(app)
+            assert app.query_one("#command").value == ""
+            app.voice_error = None
+            await pilot.press("ctrl+r")
+            await wait_for(pilot, lambda: app.voice_error == message, timeout=30, what="the second notice")
+            # Typing still works.
+            await type_command(pilot, "points 1,1>2,2")
+            assert app.manual
+
+    run(scenario())
+
+
+def test_save_new_seed_and_history(model: Path, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model, out_dir=str(tmp_path / "out"))
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await type_command(pilot, "drag 10,10 to 13,12")
+            await idle(pilot)
+            await pilot.press("ctrl+s")
+            folders = list((tmp_path / "out").iterdir())
+            assert len(folders) == 1
+            names = sorted(p.name for p in folders[0].iterdir())
+            assert names == ["history.json", "image.png", "last_drag.gif", "latent.npy"]
+            ws = np.load(folders[0] / "latent.npy")
+            assert ws.shape == app.session.current.ws.shape
+            assert str(folders[0]).replace(" ", "") in log_text(app).replace(" ", "")  # wrapped in the pane
+
+            first = app.session.current.image.copy()
+            await pilot.press("ctrl+n")
+            await wait_for(pilot, lambda: app.session.seed == 1, what="the new seed")
+            assert len(app.session.entries) == 1 and not np.array_equal(app.session.current.image, first)
+            await type_command(pilot, "seed 0")
+            await wait_for(pilot, lambda: app.session.seed == 0, what="seed 0")
+
+            bar = app.query_one("#command")
+            bar.focus()
+            await pilot.press("up")
+            assert bar.value == "seed 0"
+            await pilot.press("up")
+            assert bar.value == "drag 10,10 to 13,12"
+            await pilot.press("down", "down")
+            assert bar.value == ""
+
+    run(scenario())
+
+
+def test_missing_model_is_a_notice_and_the_app_stays_usable(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(tmp_path / "nothing.pkl")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.model_error is not None, what="the load error")
+            assert "no model file" in app.model_error
+            await type_command(pilot, "open the mouth")
+            assert "no model is loaded" in str(app.query_one("#hint").render())
+            await type_command(pilot, "help")
+            assert "Commands" in log_text(app)
+
+    run(scenario())
+
+
+def test_commands_typed_while_loading_run_when_ready(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            # The UI takes keys before the model has loaded.
+            await type_command(pilot, "drag 10,10 to 12,12")
+            await ready(pilot)
+            await wait_for(pilot, lambda: len(app.session.entries) > 1, what="the queued drag")
+            await idle(pilot)
+            assert app.session.current.label == "drag 10,10 to 12,12"
+
+    run(scenario())
+
+
+def test_command_palette_lists_every_action(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            titles = {c.title for c in app.get_system_commands(app.screen)}
+            for needed in ("Undo", "Redo", "Reset", "New seed", "Save", "Keypoint labels", "Drag placed points",
+                           "Clear points", "Clear mask", "Voice: start or stop listening", "Stop the drag",
+                           "Help", "Place points on the image"):
+                assert needed in titles
+            # Every key binding of the app has a palette entry too.
+            for binding in app.BINDINGS:
+                assert binding.action in {"voice", "stop", "undo", "redo", "reset", "new_seed", "save", "labels",
+                                          "go", "help"}
+
+    run(scenario())
+
+
+def test_keypoint_labels_toggle(model: Path) -> None:
+    from keypoints.faceworld import render_seed
+
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            # Keypoints as the detector reports them ({name: Point}), here the renderer's true ones.
+            kp = render_seed(0, 32).keypoints
+            app.keypoints[id(app.session.current)] = kp
+            await pilot.press("ctrl+l")
+            await pilot.pause()
+            labels = list(app.query(".kp-label"))
+            # On a 32 px image some labels do not fit without overlapping and are left out.
+            assert len(kp) // 2 <= len(labels) <= len(kp)
+            assert {str(w.render()) for w in labels} >= {"nose tip", "chin"}
+            spans = [(w.styles.offset.y.value, w.styles.offset.x.value, len(str(w.render()))) for w in labels]
+            for i, (r1, x1, n1) in enumerate(spans):
+                for r2, x2, n2 in spans[i + 1:]:
+                    assert r1 != r2 or x1 + n1 <= x2 or x2 + n2 <= x1, "labels overlap"
+            pane = app.query_one("#image")
+            cols, rows = pane.grid
+            for w in labels:
+                assert 0 <= w.styles.offset.x.value < cols and 0 <= w.styles.offset.y.value < rows
+            await pilot.press("ctrl+l")
+            await pilot.pause()
+            assert not app.query(".kp-label")
+
+    run(scenario())
+
+
+def test_level_meter_follows_the_voice_worker_messages(model: Path) -> None:
+    from voicedrag.tui.messages import VoiceLevel, VoiceState
+
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            meter = app.query_one("#voice")
+            app.post_message(VoiceState("recording"))
+            app.post_message(VoiceLevel(0.5))
+            await pilot.pause(0.05)
+            text = str(meter.render())
+            assert "REC" in text and text.count("█") == 10 and text.count("░") == 10
+            app.post_message(VoiceState("transcribing"))
+            await pilot.pause(0.05)
+            assert "transcribing" in str(meter.render())
+            app.post_message(VoiceState("idle"))
+            await pilot.pause(0.05)
+            assert "ctrl+r" in str(meter.render())
+
+    run(scenario())

@@ -1,0 +1,65 @@
+"""`voicedrag edit`: the whole pipeline without a screen (words or audio -> drag -> PNG)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from engine.errors import VoicedragError
+from voicedrag.cmd_engine import add_drag_args, add_model_args
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("edit", help="parse a command, find keypoints, plan and drag, headless")
+    add_model_args(p)
+    say = p.add_mutually_exclusive_group(required=True)
+    say.add_argument("--say", metavar="TEXT", help='the command, e.g. "open the mouth"')
+    say.add_argument("--audio", metavar="FILE", help="a spoken command (WAV, FLAC or MP3)")
+    add_drag_args(p)
+    p.set_defaults(run=run_edit)
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    import torch
+
+    from engine import load_generator, to_uint8
+    from voicedrag.cmd_engine import drag_and_save
+    from voicedrag.commands import default_parser, vocabulary
+    from voicedrag.pipeline import plan_command
+
+    report: dict[str, Any] = {}
+    text = args.say
+    if args.audio:
+        from voicedrag.speech import Transcriber
+
+        _, heard = Transcriber(prompt_words=vocabulary()).transcribe_file(args.audio)
+        text = heard.text
+        report["transcript"] = text
+        if not text.strip():
+            raise VoicedragError(f"no speech was heard in {args.audio}; record the command again, closer to the microphone.")
+    parse = default_parser().parse(text)
+    G = load_generator(args.model, device=args.device)
+    ws = G.ws_from_seed(args.seed, truncation_psi=args.psi)
+    with torch.no_grad():
+        image = to_uint8(G.synthesis(ws).image)
+    detector = None
+    if any(e.action != "drag" for e in parse.edits):
+        from keypoints.detector import EmbeddedDetector
+
+        detector = EmbeddedDetector.load()
+    planned = plan_command(parse, image, detector)
+    for warning in planned.plan.warnings:
+        print(f"voicedrag: {warning}", file=sys.stderr)
+    drag = drag_and_save(G, ws, planned.pairs, planned.mask, args)
+    report.update({
+        "text": text,
+        "edits": [e.to_json() for e in parse.edits],
+        "plan": planned.plan.to_json(),
+        **drag,
+    })
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"wrote {drag['out']}", file=sys.stderr)
+    return 0

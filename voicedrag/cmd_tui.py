@@ -1,0 +1,51 @@
+"""`voicedrag tui`: the terminal UI (also what `voicedrag` with no arguments opens)."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tui", help="open the terminal UI (the default with no arguments)",
+                       description="Speak or type edits and watch the drag in the terminal.")
+    add_arguments(p)
+    p.set_defaults(run=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="embedded", help="generator file (.pkl or .safetensors), or 'embedded'")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first image (default 0)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--steps", type=int, default=200, help="most drag steps per edit (default 200)")
+    p.add_argument("--psi", type=float, default=0.7, help="truncation psi for seeds (default 0.7)")
+    p.add_argument("--out", default="voicedrag-out", help="folder that saves go into (default ./voicedrag-out)")
+    p.add_argument("--renderer", default="auto", choices=["auto", "halfcell", "unicode", "sixel", "tgp"],
+                   help="how the image is drawn: auto picks Kitty or Sixel graphics when the terminal has them")
+    p.add_argument("--confirm-voice", action="store_true",
+                   help="put a transcript in the command bar and wait for Enter instead of running it")
+    p.add_argument("--no-paraphrase", action="store_true",
+                   help="read commands with the grammar alone (no sentence model; faster start, less forgiving)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
+
+def options_from_args(args: argparse.Namespace) -> object:
+    from voicedrag.tui.app import TuiOptions
+
+    return TuiOptions(
+        model=args.model, seed=args.seed, device=args.device, steps=max(args.steps, 1), psi=args.psi,
+        renderer=args.renderer, auto_run_voice=not args.confirm_voice, out_dir=args.out, threads=args.threads,
+        paraphrase=not args.no_paraphrase,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from voicedrag.tui.app import run_tui
+
+    return run_tui(options_from_args(args))  # type: ignore[arg-type]
+
+
+def main_tui(argv: list[str]) -> int:
+    """`voicedrag [tui [options]]`, parsed without importing the other subcommands."""
+    parser = argparse.ArgumentParser(prog="voicedrag tui",
+                                     description="Speak or type edits and watch the drag in the terminal.")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,64 @@
+"""Commands the app answers itself, before the edit grammar sees the text.
+
+These are about the screen and the session rather than the face: placing
+points and masks by coordinates, seeds, labels. Control words (undo, redo,
+reset, save, stop, help) are read here too, so they work before the command
+parser has loaded.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_NUM = r"(-?\d+(?:\.\d+)?)"
+_SEP = r"\s*[,\s]\s*"
+_MASK_RE = re.compile(rf"^(?:/)?mask\s+{_NUM}{_SEP}{_NUM}{_SEP}{_NUM}{_SEP}{_NUM}$")
+_MASK_OFF_RE = re.compile(r"^(?:/)?(?:mask\s+(?:off|none|clear)|no\s+mask|clear\s+(?:the\s+)?mask|unmask)$")
+_POINTS_RE = re.compile(r"^(?:/)?(?:points?\s+)?(-?\d[\d.,\s>;-]*>[\d.,\s>;-]*)$")
+_SEED_RE = re.compile(r"^(?:/)?seed\s+(\d{1,9})$")
+_NEW_SEED_RE = re.compile(r"^(?:/)?(?:new|next|another|random)\s+(?:seed|image|face)$")
+_STEPS_RE = re.compile(r"^(?:/)?steps\s+(\d{1,5})$")
+_CLEAR_RE = re.compile(r"^(?:/)?clear(?:\s+(?:the\s+)?points?)?$")
+_GO_RE = re.compile(r"^(?:/)?(?:go|run|drag|start)$")
+_LABELS_RE = re.compile(r"^(?:/)?(?:labels|keypoints|show\s+(?:the\s+)?(?:labels|keypoints)|hide\s+(?:the\s+)?(?:labels|keypoints))$")
+_CONTROLS = {"undo": "undo", "redo": "redo", "reset": "reset", "save": "save", "stop": "stop", "help": "help",
+             "?": "help", "quit": "quit", "exit": "quit"}
+
+
+@dataclass
+class LocalCommand:
+    kind: str  # mask | mask_off | points | seed | new_seed | steps | clear | go | labels | control
+    text: str
+    numbers: tuple[float, ...] = ()
+    spec: str = ""  # point pairs as "x1,y1>x2,y2;..." for dragio.parse_points
+    word: str = ""  # control word
+
+
+def read_local(text: str) -> LocalCommand | None:
+    """The app command in `text`, or None when the edit grammar should read it."""
+    t = " ".join(text.strip().lower().split()).rstrip(".!")
+    if not t:
+        return None
+    word = t.lstrip("/")
+    if word in _CONTROLS:
+        return LocalCommand("control", text, word=_CONTROLS[word])
+    if m := _MASK_RE.match(t):
+        return LocalCommand("mask", text, numbers=tuple(float(v) for v in m.groups()))
+    if _MASK_OFF_RE.match(t):
+        return LocalCommand("mask_off", text)
+    if m := _SEED_RE.match(t):
+        return LocalCommand("seed", text, numbers=(float(m.group(1)),))
+    if _NEW_SEED_RE.match(t):
+        return LocalCommand("new_seed", text)
+    if m := _STEPS_RE.match(t):
+        return LocalCommand("steps", text, numbers=(float(m.group(1)),))
+    if _CLEAR_RE.match(t):
+        return LocalCommand("clear", text)
+    if _GO_RE.match(t):
+        return LocalCommand("go", text)
+    if _LABELS_RE.match(t):
+        return LocalCommand("labels", text)
+    if m := _POINTS_RE.match(t):
+        spec = re.sub(r"\s*([,>;])\s*", r"\1", m.group(1).strip())
+        return LocalCommand("points", text, spec=re.sub(r"\s+", ",", spec))
+    return None

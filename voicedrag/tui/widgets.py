@@ -1,0 +1,339 @@
+"""Widgets of the voicedrag TUI: the image pane, the command bar and the level meter."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+# textual-image asks the terminal for its cell size and graphics support when
+# imported, which only works before Textual takes over the terminal.
+import textual_image.widget as tiw
+from textual import events
+from textual.binding import Binding
+from textual.containers import Container
+from textual.message import Message
+from textual.widgets import Input, Label, Static
+
+from voicedrag.tui.overlay import Overlay, compose, short_name
+
+XY = tuple[float, float]
+
+
+def renderer_class(name: str) -> type[Any]:
+    """The textual-image widget for `name`: auto (Kitty/Sixel when the terminal has them), halfcell, unicode, sixel, tgp."""
+    table = {"auto": tiw.Image, "halfcell": tiw.HalfcellImage, "unicode": tiw.UnicodeImage,
+             "sixel": tiw.SixelImage, "tgp": tiw.TGPImage}
+    if name not in table:
+        raise ValueError(f"unknown image renderer {name!r}; use one of {', '.join(table)}")
+    return table[name]
+
+
+def renderer_kind(cls: type[Any]) -> str:
+    """'cells' when a terminal cell shows 1x2 image pixels, 'pixels' for real graphics (Sixel, Kitty)."""
+    from textual_image.renderable.sixel import Image as SixelRenderable
+    from textual_image.renderable.tgp import Image as TGPRenderable
+
+    renderable = getattr(cls, "_Renderable", None)
+    return "pixels" if renderable in (SixelRenderable, TGPRenderable) or cls.__name__ == "SixelImage" else "cells"
+
+
+def cell_size() -> tuple[int, int]:
+    try:
+        from textual_image._terminal import get_cell_size
+
+        size = get_cell_size()
+        return max(size.width, 1), max(size.height, 1)
+    except Exception:  # noqa: BLE001 - no terminal to ask (tests, pipes): a typical cell
+        return 10, 20
+
+
+class ImagePane(Container, can_focus=True):
+    """The current image with points, arrows, keypoints, the cursor and the mask drawn on it.
+
+    Arrow keys move a cursor over the image; Enter (or a click) places a
+    handle, then its target; `m` at two corners (or a mouse drag) draws the
+    region that may move.
+    """
+
+    BINDINGS = [
+        Binding("left", "move(-1,0)", "←", show=False),
+        Binding("right", "move(1,0)", "→", show=False),
+        Binding("up", "move(0,-1)", "↑", show=False),
+        Binding("down", "move(0,1)", "↓", show=False),
+        Binding("shift+left", "move(-8,0)", show=False),
+        Binding("shift+right", "move(8,0)", show=False),
+        Binding("shift+up", "move(0,-8)", show=False),
+        Binding("shift+down", "move(0,8)", show=False),
+        Binding("enter,space", "place", "Place point"),
+        Binding("m", "mask_corner", "Mask corner"),
+        Binding("c", "clear", "Clear points"),
+        Binding("g", "go", "Drag points"),
+    ]
+
+    class PointChosen(Message):
+        def __init__(self, x: float, y: float) -> None:
+            super().__init__()
+            self.x = x
+            self.y = y
+
+    class MaskCorner(Message):
+        def __init__(self, x: float, y: float) -> None:
+            super().__init__()
+            self.x = x
+            self.y = y
+
+    class MaskDrawn(Message):
+        def __init__(self, a: XY, b: XY) -> None:
+            super().__init__()
+            self.a = a
+            self.b = b
+
+    class CursorMoved(Message):
+        def __init__(self, x: int, y: int) -> None:
+            super().__init__()
+            self.x = x
+            self.y = y
+
+    class ClearRequested(Message):
+        pass
+
+    class GoRequested(Message):
+        pass
+
+    def __init__(self, renderer: str = "auto", id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._renderer_cls = renderer_class(renderer)
+        self.kind = renderer_kind(self._renderer_cls)
+        self.image: np.ndarray | None = None
+        self.overlay = Overlay()
+        self.labels: dict[str, XY] = {}
+        self.cursor: tuple[int, int] = (0, 0)
+        self.placeholder = "loading the model…"
+        self.grid: tuple[int, int] = (0, 0)  # (cols, rows) the picture occupies
+        self._press: XY | None = None
+        self._label_key: object = None
+
+    def compose(self) -> Any:
+        yield Static(self.placeholder, id="placeholder")
+        yield self._renderer_cls(id="picture")
+
+    @property
+    def picture(self) -> Any:
+        return self.query_one("#picture")
+
+    # ------------------------------------------------------------ drawing
+
+    def set_placeholder(self, text: str) -> None:
+        self.placeholder = text
+        if self.is_mounted:
+            self.query_one("#placeholder", Static).update(text)
+
+    def show(self, image: np.ndarray | None, overlay: Overlay | None = None,
+             labels: dict[str, XY] | None = None) -> None:
+        if image is not None and (self.image is None or image.shape != self.image.shape):
+            h, w = image.shape[:2]
+            self.cursor = (w // 2, h // 2)
+        self.image = image
+        self.overlay = overlay or Overlay()
+        self.labels = labels or {}
+        self.redraw()
+
+    def fit(self, cols: int, rows: int) -> tuple[int, int]:
+        """Largest square picture, in cells, inside cols x rows."""
+        cw, ch = cell_size()
+        if self.image is None:
+            return cols, rows
+        h, w = self.image.shape[:2]
+        # A cell is cw x ch pixels on screen; keep the image's aspect ratio.
+        c = min(cols, int(rows * ch * w / (cw * h)))
+        r = min(rows, max(int(round(c * cw * h / (ch * w))), 1))
+        return max(c, 1), r
+
+    def canvas_size(self, cols: int, rows: int) -> tuple[int, int]:
+        if self.kind == "pixels":
+            cw, ch = cell_size()
+            return cols * cw, rows * ch
+        return cols, rows * 2
+
+    def redraw(self) -> None:
+        if not self.is_mounted:
+            return
+        placeholder = self.query_one("#placeholder", Static)
+        picture = self.picture
+        if self.image is None or self.size.width == 0:
+            placeholder.display = True
+            picture.display = False
+            return
+        placeholder.display = False
+        picture.display = True
+        cols, rows = self.fit(self.size.width, self.size.height)
+        self.grid = (cols, rows)
+        picture.styles.width = cols
+        picture.styles.height = rows
+        overlay = self.overlay
+        if self.has_focus:
+            overlay = Overlay(**{**overlay.__dict__, "cursor": self.cursor})
+        picture.image = compose(self.image, self.canvas_size(cols, rows), overlay)
+        self._place_labels(cols, rows)
+
+    def _place_labels(self, cols: int, rows: int) -> None:
+        key = (tuple(sorted(self.labels.items())), cols, rows)
+        if key == self._label_key:
+            return
+        self._label_key = key
+        self.query(".kp-label").remove()
+        if not self.labels or self.image is None:
+            return
+        h, w = self.image.shape[:2]
+        widgets = []
+        taken: dict[int, list[tuple[int, int]]] = {}  # row -> occupied [start, end) columns
+        for name, (x, y) in self.labels.items():
+            cx = int((x + 0.5) / w * cols)
+            cy = min(int((y + 0.5) / h * rows), rows - 1)
+            text = short_name(name)
+            # Right of the point, else left of it, else a row above or below; a label that
+            # fits nowhere is left out (its dot stays) rather than printed over another.
+            spot = None
+            for row in (cy, cy - 1, cy + 1):
+                for left in (cx + 1, cx - len(text)):
+                    span = (left, left + len(text) + 1)
+                    if 0 <= row < rows and left >= 0 and span[1] - 1 <= cols and not any(
+                            a < span[1] and span[0] < b for a, b in taken.get(row, [])):
+                        spot = (left, row)
+                        break
+                if spot:
+                    break
+            if spot is None:
+                continue
+            taken.setdefault(spot[1], []).append((spot[0], spot[0] + len(text) + 1))
+            label = Label(text, classes="kp-label")
+            label.styles.offset = spot
+            widgets.append(label)
+        self.mount_all(widgets)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.redraw()
+
+    def on_focus(self, event: events.Focus) -> None:
+        self.redraw()
+
+    def on_blur(self, event: events.Blur) -> None:
+        self.redraw()
+
+    # ------------------------------------------------------------ input
+
+    def _image_xy(self, event: events.MouseEvent) -> XY | None:
+        if self.image is None or self.grid[0] == 0:
+            return None
+        offset = event.get_content_offset(self.picture)
+        if offset is None:
+            return None
+        cols, rows = self.grid
+        h, w = self.image.shape[:2]
+        x = min(max((offset.x + 0.5) / cols * w - 0.5, 0.0), w - 1.0)
+        y = min(max((offset.y + 0.5) / rows * h - 0.5, 0.0), h - 1.0)
+        return round(x), round(y)
+
+    def on_mouse_down(self, event: events.MouseDown) -> None:
+        self._press = self._image_xy(event)
+        if self._press is not None:
+            self.capture_mouse()
+
+    def on_mouse_up(self, event: events.MouseUp) -> None:
+        start, self._press = self._press, None
+        self.release_mouse()
+        end = self._image_xy(event)
+        if start is None:
+            return
+        if end is None:
+            end = start
+        self.focus()
+        self.cursor = (int(end[0]), int(end[1]))
+        self.post_message(self.CursorMoved(*self.cursor))
+        if abs(end[0] - start[0]) >= 2 and abs(end[1] - start[1]) >= 2:
+            self.post_message(self.MaskDrawn(start, end))
+        else:
+            self.post_message(self.PointChosen(*end))
+        event.stop()
+
+    def action_move(self, dx: int, dy: int) -> None:
+        if self.image is None:
+            return
+        h, w = self.image.shape[:2]
+        x = min(max(self.cursor[0] + dx, 0), w - 1)
+        y = min(max(self.cursor[1] + dy, 0), h - 1)
+        self.cursor = (x, y)
+        self.post_message(self.CursorMoved(x, y))
+        self.redraw()
+
+    def action_place(self) -> None:
+        if self.image is not None:
+            self.post_message(self.PointChosen(*self.cursor))
+
+    def action_mask_corner(self) -> None:
+        if self.image is not None:
+            self.post_message(self.MaskCorner(*self.cursor))
+
+    def action_clear(self) -> None:
+        self.post_message(self.ClearRequested())
+
+    def action_go(self) -> None:
+        self.post_message(self.GoRequested())
+
+
+class CommandBar(Input):
+    """The command line: Enter runs, up/down walk the history, space on an empty bar starts listening."""
+
+    BINDINGS = [
+        Binding("up", "history(-1)", "Previous", show=False),
+        Binding("down", "history(1)", "Next", show=False),
+    ]
+
+    class VoiceKey(Message):
+        pass
+
+    def __init__(self, placeholder: str = "", id: str | None = None) -> None:
+        super().__init__(placeholder=placeholder, id=id)
+        self.history: list[str] = []
+        self._pos = 0
+        self._draft = ""
+
+    def remember(self, text: str) -> None:
+        if text and (not self.history or self.history[-1] != text):
+            self.history.append(text)
+        self._pos = len(self.history)
+        self._draft = ""
+
+    def action_history(self, delta: int) -> None:
+        if not self.history:
+            return
+        if self._pos == len(self.history):
+            self._draft = self.value
+        self._pos = min(max(self._pos + delta, 0), len(self.history))
+        self.value = self.history[self._pos] if self._pos < len(self.history) else self._draft
+        self.cursor_position = len(self.value)
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "space" and not self.value:
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.VoiceKey())
+            return
+        await super()._on_key(event)
+
+
+class LevelMeter(Static):
+    """Microphone state and input level while recording."""
+
+    def set_state(self, state: str, level: float = 0.0, note: str = "") -> None:
+        if state == "recording":
+            n = 20
+            filled = int(round(min(max(level, 0.0), 1.0) * n))
+            bar = "█" * filled + "░" * (n - filled)
+            self.update(f"[b red]● REC[/] [green]{bar}[/]  ctrl+r to stop")
+        elif state == "loading":
+            self.update("[yellow]loading the speech model…[/]")
+        elif state == "transcribing":
+            self.update("[yellow]transcribing…[/]")
+        else:
+            self.update(note or "[dim]voice: ctrl+r, or space in an empty command bar[/]")
