@@ -2,22 +2,31 @@
 
 The reference loop is the official order of operations written out plainly:
 full synthesis (image and every block's features) on every step, resize of
-the feature block to the image size, tracking, motion loss, Adam step. The
-engine's loop is `engine.DragSession` with previews off. Both run on randomly
-initialised generators of the official 256 and 512 px configurations
-(z/w 512, 8 mapping layers, channel_base 32768, channel_max 512), one handle.
+the whole feature block to the image size, tracking, motion loss (and mask
+loss), Adam step. The engine's loop is `engine.DragSession`: between preview
+frames it synthesises only up to the feature block, and without a mask only
+windows around the handles. Both run on randomly initialised generators of
+the official 256 and 512 px configurations (z/w 512, 8 mapping layers,
+channel_base 32768, channel_max 512), one handle.
 
-    python benchmarks/drag_speed.py [--resolutions 256 512] [--iters 5] [--threads 2]
+    python benchmarks/drag_speed.py [--resolutions 256 512] [--iters 5] [--traj-steps 50]
 
 Prints a table, then one JSON object with the same figures as the last line.
+Preview frames are excluded from the per-iteration times and timed separately.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -32,63 +41,101 @@ def official_config(resolution: int) -> GeneratorConfig:
     )
 
 
+def make_generator(resolution: int) -> Generator:
+    torch.manual_seed(0)
+    return Generator(official_config(resolution)).eval().requires_grad_(False)
+
+
+def centre_mask(res: int) -> np.ndarray:
+    m = np.zeros((res, res), bool)
+    m[res // 4 : 3 * res // 4, res // 4 : 3 * res // 4] = True
+    return m
+
+
+class ReferenceLoop:
+    """The official loop, nothing skipped."""
+
+    def __init__(self, G: Generator, ws0: torch.Tensor, pair: DragPair, mask: np.ndarray | None = None) -> None:
+        cfg = DragConfig()
+        self.G, self.ws0, self.pair, self.cfg = G, ws0, pair, cfg
+        self.res = G.img_resolution
+        self.r1, self.r2 = cfg.radii(self.res)
+        self.latent = ws0[:, :6].clone().requires_grad_(True)
+        self.opt = torch.optim.Adam([self.latent], lr=cfg.lr)
+        self.point = (int(pair.handle.x), int(pair.handle.y))
+        self.fixed = None if mask is None else torch.from_numpy(~mask).float()[None, None]
+        self.refs: torch.Tensor | None = None
+        self.feat0: torch.Tensor | None = None
+
+    def step(self) -> tuple[int, int]:
+        ws = torch.cat([self.latent, self.ws0[:, 6:]], dim=1)
+        out = self.G.synthesis(ws, return_features=True)
+        feat = F.interpolate(out.features[self.G.cfg.drag_feature_block], [self.res, self.res], mode="bilinear",
+                             align_corners=False)
+        if self.refs is None:
+            self.feat0 = feat.detach()
+            self.refs = self.feat0[0, :, self.point[1], self.point[0]].unsqueeze(0)
+        with torch.no_grad():
+            self.point = track_points(feat, self.refs, [self.point], self.r2)[0]
+        loss = motion_loss(feat, self.point, self.pair.target, self.r1)
+        if self.fixed is not None:
+            loss = loss + self.cfg.lambda_mask * F.l1_loss(feat * self.fixed, self.feat0 * self.fixed)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return self.point
+
+
 @dataclass
 class Timing:
     ms_per_iter: float
     gflop_per_iter: float | None
 
 
-def reference_loop(G: Generator, ws0: torch.Tensor, pair: DragPair, iters: int, warmup: int) -> Timing:
-    """Official order, nothing skipped: full synthesis every step."""
-    cfg = DragConfig()
-    res = G.img_resolution
-    r1, r2 = cfg.radii(res)
-    latent = ws0[:, :6].clone().requires_grad_(True)
-    opt = torch.optim.Adam([latent], lr=cfg.lr)
-    point = (int(pair.handle.x), int(pair.handle.y))
-    refs = None
-
-    def step() -> None:
-        nonlocal point, refs
-        ws = torch.cat([latent, ws0[:, 6:]], dim=1)
-        out = G.synthesis(ws, return_features=True)
-        feat = F.interpolate(out.features[G.cfg.drag_feature_block], [res, res], mode="bilinear", align_corners=False)
-        if refs is None:
-            refs = feat.detach()[0, :, point[1], point[0]].unsqueeze(0)
-        with torch.no_grad():
-            point = track_points(feat, refs, [point], r2)[0]
-        loss = motion_loss(feat, point, pair.target, r1)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return _time(step, iters, warmup)
-
-
-def engine_loop(G: Generator, ws0: torch.Tensor, pair: DragPair, iters: int, warmup: int) -> Timing:
-    cfg = DragConfig(max_steps=10**9, preview_every=0, stop_distance=0.0)
-    session = DragSession(G, ws0, [pair], config=cfg)
-    session.step()  # the first step always renders a preview frame; time the steady state
-    return _time(session.step, iters, warmup)
-
-
-def _time(step, iters: int, warmup: int) -> Timing:
+def time_steps(step: Callable[[], object], iters: int, warmup: int) -> Timing:
     for _ in range(warmup):
         step()
     t0 = time.perf_counter()
     for _ in range(iters):
         step()
     ms = (time.perf_counter() - t0) / iters * 1000
-    flops = None
     try:
         from torch.utils.flop_counter import FlopCounterMode
 
         with FlopCounterMode(display=False) as counter:
             step()
-        flops = counter.get_total_flops() / 1e9
-    except Exception:  # the counter is a diagnostic; timing stands without it
+        flops: float | None = counter.get_total_flops() / 1e9
+    except Exception:  # the counter is a diagnostic; the timing stands without it
         flops = None
     return Timing(ms, flops)
+
+
+def engine_session(G: Generator, ws0: torch.Tensor, pair: DragPair, mask: np.ndarray | None) -> DragSession:
+    cfg = DragConfig(max_steps=10**9, preview_every=0, stop_distance=0.0)
+    s = DragSession(G, ws0, [pair], mask=mask, config=cfg)
+    s.step()  # the first step always renders a preview; time the steady state
+    return s
+
+
+def peak_rss_child(resolution: int, steps: int) -> float:
+    """Peak resident memory (MB) of a fresh process that runs an engine drag at this resolution."""
+    code = (
+        "import resource, sys, torch\n"
+        "sys.path.insert(0, %r)\n"
+        "from benchmarks.drag_speed import make_generator, engine_session, pair_for\n"
+        "G = make_generator(%d); ws = G.ws_from_seed(0)\n"
+        "s = engine_session(G, ws, pair_for(%d), None)\n"
+        "[s.step() for _ in range(%d)]\n"
+        "s.render()\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    ) % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), resolution, resolution, steps)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def pair_for(res: int) -> DragPair:
+    c = res // 2
+    return DragPair(Point(c, c), Point(c + res * 20 // 512, c))  # a 20 px drag at 512
 
 
 def main() -> None:
@@ -96,31 +143,60 @@ def main() -> None:
     ap.add_argument("--resolutions", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--traj-steps", type=int, default=50, help="steps of the trajectory comparison (256 px)")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    figures: dict[str, float | None] = {"threads": torch.get_num_threads()}
-    print(f"{'config':>8} {'loop':>10} {'ms/iter':>10} {'GFLOP/iter':>11}")
+    fig: dict[str, float | int | None] = {"threads": torch.get_num_threads(), "load_avg_1min": os.getloadavg()[0]}
+    print(f"{'config':>10} {'loop':>10} {'ms/iter':>10} {'GFLOP/iter':>11}")
+
+    def row(name: str, res: str, t: Timing) -> None:
+        gf = f"{t.gflop_per_iter:11.1f}" if t.gflop_per_iter is not None else f"{'-':>11}"
+        print(f"{res:>10} {name:>10} {t.ms_per_iter:10.1f} {gf}")
+
     for res in args.resolutions:
-        G = Generator(official_config(res)).eval().requires_grad_(False)
+        G = make_generator(res)
         ws0 = G.ws_from_seed(0)
-        c = res // 2
-        pair = DragPair(Point(c, c), Point(c + res // 25, c))  # a 20 px drag at 512
-        ref = reference_loop(G, ws0, pair, args.iters, args.warmup)
-        eng = engine_loop(G, ws0, pair, args.iters, args.warmup)
-        for name, t in (("reference", ref), ("engine", eng)):
-            gf = f"{t.gflop_per_iter:11.1f}" if t.gflop_per_iter is not None else f"{'-':>11}"
-            print(f"{res:>8} {name:>10} {t.ms_per_iter:10.1f} {gf}")
-        ratio = ref.ms_per_iter / eng.ms_per_iter
-        print(f"{res:>8} {'ratio':>10} {ratio:10.2f}x")
-        figures[f"ref_ms_{res}"] = round(ref.ms_per_iter, 1)
-        figures[f"engine_ms_{res}"] = round(eng.ms_per_iter, 1)
-        figures[f"ref_gflop_{res}"] = ref.gflop_per_iter and round(ref.gflop_per_iter, 2)
-        figures[f"engine_gflop_{res}"] = eng.gflop_per_iter and round(eng.gflop_per_iter, 2)
-        figures[f"ratio_{res}"] = round(ratio, 3)
-    print(json.dumps(figures))
+        masks = [None, centre_mask(res)] if res == 512 else [None]
+        for mask in masks:
+            tag = f"{res}" + ("_mask" if mask is not None else "")
+            ref = time_steps(ReferenceLoop(G, ws0, pair_for(res), mask).step, args.iters, args.warmup)
+            eng = time_steps(engine_session(G, ws0, pair_for(res), mask).step, args.iters, args.warmup)
+            row("reference", tag, ref)
+            row("engine", tag, eng)
+            ratio = ref.ms_per_iter / eng.ms_per_iter
+            print(f"{tag:>10} {'ratio':>10} {ratio:10.2f}x")
+            fig[f"ref_ms_{tag}"] = round(ref.ms_per_iter, 1)
+            fig[f"engine_ms_{tag}"] = round(eng.ms_per_iter, 1)
+            fig[f"ref_gflop_{tag}"] = None if ref.gflop_per_iter is None else round(ref.gflop_per_iter, 2)
+            fig[f"engine_gflop_{tag}"] = None if eng.gflop_per_iter is None else round(eng.gflop_per_iter, 2)
+            fig[f"ratio_{tag}"] = round(ratio, 3)
+        # A full preview frame, timed on its own.
+        s = engine_session(G, ws0, pair_for(res), None)
+        t0 = time.perf_counter()
+        s.render()
+        fig[f"preview_ms_{res}"] = round((time.perf_counter() - t0) * 1000, 1)
+        print(f"{res:>10} {'preview':>10} {fig[f'preview_ms_{res}']:10.1f}")
+
+    # Trajectories: the engine's handle against the reference loop's, step by step.
+    G = make_generator(256)
+    ws0 = G.ws_from_seed(1)
+    pair = DragPair(Point(100, 140), Point(130, 120))
+    ref_loop = ReferenceLoop(G, ws0, pair)
+    eng = DragSession(G, ws0, [pair], config=DragConfig(max_steps=args.traj_steps, stop_distance=0.0))
+    gap = 0.0
+    for _ in range(args.traj_steps):
+        rx, ry = ref_loop.step()
+        r = eng.step()
+        gap = max(gap, float(np.hypot(r.points[0].x - rx, r.points[0].y - ry)))
+    fig["trajectory_gap_px"] = round(gap, 3)
+    print(f"trajectory gap over {args.traj_steps} steps at 256 px (previews every 10 steps): {gap:.3f} px")
+
+    fig["peak_rss_mb_512"] = round(peak_rss_child(512, 5), 1)
+    print(f"peak resident memory of a 512 px engine drag (fresh process): {fig['peak_rss_mb_512']:.0f} MB")
+    fig["peak_rss_mb_this_run"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print(json.dumps(fig))
 
 
 if __name__ == "__main__":
