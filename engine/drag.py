@@ -312,7 +312,8 @@ class DragSession:
             fix = F.l1_loss(feat * self.fixed, self._feat0 * self.fixed)
             loss = loss + self.config.lambda_mask * fix
             loss_fix = float(fix.detach())
-        if not stop:
+        # Nothing to supervise (every handle within 1 px but a tighter stop asked for): no step.
+        if not stop and loss.requires_grad:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

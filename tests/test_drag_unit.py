@@ -113,3 +113,12 @@ def test_mask_keeps_fixed_region(tiny_generator):
 def test_handles_outside_the_image_are_refused(tiny_generator):
     with pytest.raises(ValueError):
         DragSession(tiny_generator, tiny_generator.ws_from_seed(0), [DragPair(Point(40, 3), Point(5, 5))])
+
+
+def test_handles_within_one_pixel_with_a_tighter_stop_take_no_step(tiny_generator):
+    ws = tiny_generator.ws_from_seed(0)
+    s = DragSession(tiny_generator, ws, [DragPair(Point(10, 10), Point(11, 10))],
+                    config=DragConfig(max_steps=2, stop_distance=0.0))
+    results = list(s.steps())
+    assert len(results) == 2 and not results[-1].converged
+    torch.testing.assert_close(s.ws, ws)

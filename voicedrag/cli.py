@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "voicedrag.cmd_demo",
     "voicedrag.cmd_parse",
     "voicedrag.cmd_edit",
+    "voicedrag.cmd_keypoints",
     "voicedrag.cmd_tui",
 ]
 
