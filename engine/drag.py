@@ -252,23 +252,20 @@ class DragSession:
             return True
         return cfg.preview_seconds is not None and time.perf_counter() - self._last_preview >= cfg.preview_seconds
 
-    def _features(self, want_image: bool) -> tuple[list[tuple[torch.Tensor, tuple[int, int]]], torch.Tensor | None]:
-        """Per handle: (resized feature map or window of it, its (x0, y0) origin); and the image if rendered.
+    def _features(self) -> list[tuple[torch.Tensor, tuple[int, int]]]:
+        """Per handle: (resized feature map or a window of it, its (x0, y0) origin in the image).
 
-        Without a mask and between previews, only windows around the handles are
-        synthesised (engine.window); otherwise the full map, as in the official loop.
+        Without a mask only windows around the handles are synthesised
+        (engine.window); with one, the full map up to the feature block, which the
+        mask term compares everywhere, as in the official loop.
         """
         n = len(self.points)
-        windowed = self.config.windowed and self.fixed is None and not want_image and self._refs is not None
-        if not windowed:
-            out = self.G.synthesis(
-                self.ws, noise_mode=self.config.noise_mode,
-                stop_after=None if want_image else self.feature_block, return_features=want_image,
-                fused=self.config.fused_modconv,
-            )
-            feat = out.features[self.feature_block]
-            feat = F.interpolate(feat, [self.res, self.res], mode="bilinear", align_corners=False)
-            return [(feat, (0, 0))] * n, out.image
+        if not self.config.windowed or self.fixed is not None:
+            out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=self.feature_block,
+                                   fused=self.config.fused_modconv)
+            feat = F.interpolate(out.features[self.feature_block], [self.res, self.res], mode="bilinear",
+                                 align_corners=False)
+            return [(feat, (0, 0))] * n
         # The tracking window, the motion disc around where tracking may move the handle,
         # and one more pixel for the shifted bilinear samples.
         m = self.r2 + self.r1 + 2
@@ -277,21 +274,20 @@ class DragSession:
         fboxes = [feature_box_for(b, self.res, feat_res) for b in boxes]
         crops = windowed_features(self.G.synthesis, self.ws, self.feature_block, fboxes, self.config.noise_mode,
                                   fused=self.config.fused_modconv)
-        views = [
-            (resize_window(c, fb, feat_res, b, self.res), (b.x0, b.y0)) for c, fb, b in zip(crops, fboxes, boxes)
-        ]
-        return views, None
+        return [(resize_window(c, fb, feat_res, b, self.res), (b.x0, b.y0)) for c, fb, b in zip(crops, fboxes, boxes)]
 
     def step(self) -> StepResult:
         """One iteration of the loop (forward, track, stop check, loss, Adam step)."""
         t0 = time.perf_counter()
-        want_image = self._preview_due()
-        views, image_t = self._features(want_image)
+        # A preview is the image of the ws this step starts from, rendered without a graph:
+        # the loss needs only the feature block, and a graph through the high blocks costs GBs at 512 px.
+        image = self.render() if self._preview_due() else None
+        views = self._features()
         size = (self.res, self.res)
         if self._refs is None:
-            feat = views[0][0]
-            self._feat0 = feat.detach()
-            self._refs = torch.stack([self._feat0[0, :, y, x] for x, y in self.points])
+            self._refs = torch.stack([v[0, :, y - o[1], x - o[0]].detach() for (x, y), (v, o) in zip(self.points, views)])
+            if self.fixed is not None:
+                self._feat0 = views[0][0].detach()  # the mask term holds the whole map to its start
         with torch.no_grad():
             self.points = [
                 track_points(v, self._refs[i : i + 1], [p], self.r2, origin=o, size=size)[0]
@@ -317,9 +313,7 @@ class DragSession:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-        image = None
-        if image_t is not None:
-            image = to_uint8(image_t)
+        if image is not None:
             self.frames.append(image)
             self._last_preview = time.perf_counter()
         self.converged = stop
