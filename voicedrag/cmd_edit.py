@@ -26,7 +26,7 @@ def run_edit(args: argparse.Namespace) -> int:
     from engine import load_generator, to_uint8
     from voicedrag.cmd_engine import drag_and_save
     from voicedrag.commands import default_parser, vocabulary
-    from voicedrag.pipeline import plan_command
+    from voicedrag.pipeline import needs_keypoints, plan_command
 
     report: dict[str, Any] = {}
     text = args.say
@@ -44,7 +44,7 @@ def run_edit(args: argparse.Namespace) -> int:
     with torch.no_grad():
         image = to_uint8(G.synthesis(ws).image)
     detector = None
-    if any(e.action != "drag" for e in parse.edits):
+    if needs_keypoints(parse.edits):
         from keypoints.detector import EmbeddedDetector
 
         detector = EmbeddedDetector.load()

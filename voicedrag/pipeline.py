@@ -1,8 +1,11 @@
 """One edit, end to end: words -> edit intents -> keypoints -> drag pairs (and mask).
 
 `plan_command` is shared by the headless `voicedrag edit` and the TUI: it
-parses the words, finds the named keypoints on the current image and turns
-the intents into handle/target pairs with the model's rules.
+takes the parsed words, finds the named keypoints on the current image (or
+uses keypoints the caller already has) and turns the intents into
+handle/target pairs with the model's rules. The TUI answers control words and
+parse errors itself, and finds keypoints itself so that it can cache them per
+image and report them; it then hands those keypoints to `plan_command`.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from engine.types import DragPair, Point
 if TYPE_CHECKING:
     from keypoints.detector import Detector
     from voicedrag.commands import ParseResult
+    from voicedrag.intents import EditIntent
     from voicedrag.rules import Plan, Rules
 
 
@@ -33,8 +37,14 @@ class PlannedEdit:
     mask: np.ndarray | None = None  # [H, W] bool, True = may move
 
 
-def _needs_keypoints(parse: ParseResult) -> bool:
-    return any(e.action != "drag" for e in parse.edits)
+class NothingToMoveError(CommandError):
+    """The edits were understood but move no point by a pixel or more (a very small face, say)."""
+
+
+def needs_keypoints(edits: list[EditIntent]) -> bool:
+    """Whether any edit names a part, so that keypoints must be found before planning."""
+    # Only explicit point drags carry their own handle; every other edit is placed by keypoints.
+    return any(e.handle is None for e in edits)
 
 
 def plan_command(
@@ -42,27 +52,36 @@ def plan_command(
     image: np.ndarray,  # [H, W, 3] uint8: the image the edit applies to
     detector: Detector | None,
     rules: Rules | None = None,
+    keypoints: dict[str, Point] | None = None,
 ) -> PlannedEdit:
-    """Turn a parsed command into drag pairs on `image`; raises CommandError with one sentence."""
+    """Turn a parsed command into drag pairs on `image`; raises CommandError with one sentence.
+
+    `keypoints`, when given, are the keypoints of `image` already found (an
+    empty dict if a search found none); the detector is then not called.
+    """
     from voicedrag.rules import RulesError, plan
 
     if parse.error:
-        hint = f" Did you mean: {parse.suggestions[0]}?" if parse.suggestions else ""
+        # The parser's sentence may already carry its own suggestions.
+        offer = parse.suggestions and "did you mean" not in parse.error.lower()
+        hint = f" Did you mean: {parse.suggestions[0]}?" if offer else ""
         raise CommandError(parse.error.rstrip(".") + "." + hint)
     if parse.control is not None:
         raise CommandError(f"'{parse.control}' is a control word, not an edit; say an edit such as 'open the mouth'.")
     if not parse.edits:
         raise CommandError("no edit was understood; say an edit such as 'open the mouth'.")
     h, w = image.shape[:2]
-    keypoints: dict[str, Point] = {}
-    if _needs_keypoints(parse):
-        if detector is None:
-            raise CommandError("this model has no keypoint detector; use explicit points such as 'drag 30,40 to 50,60'.")
-        keypoints = detector.detect(image)
+    if keypoints is None:
+        keypoints = {}
+        if needs_keypoints(parse.edits):
+            if detector is None:
+                raise CommandError("this model has no keypoint detector; "
+                                   "use explicit points such as 'drag 30,40 to 50,60'.")
+            keypoints = detector.detect(image)
     try:
         p = plan(parse.edits, keypoints, (w, h), rules=rules)
     except RulesError as err:
         raise CommandError(str(err)) from err
     if not p.pairs:
-        raise CommandError("the command asks for no movement; say how far, or name a part.")
+        raise NothingToMoveError("the command asks for no movement; say how far, or name a part.")
     return PlannedEdit(parse=parse, keypoints=keypoints, plan=p, pairs=list(p.pairs), mask=p.mask_array())

@@ -204,7 +204,6 @@ def _run_command(backend: Backend, req: DragRequest, post: Post, cancelled: Canc
                  on_session: Callable[[Any], None]) -> None:
     from engine.types import DragPair, Point
 
-    h, w = req.image.shape[:2]
     edits_json: list[dict[str, object]] = []
     warnings: list[str] = []
     names: list[str] = []
@@ -226,28 +225,30 @@ def _run_command(backend: Backend, req: DragRequest, post: Post, cancelled: Canc
             return
         edits_json = [e.to_json() for e in result.edits]
         warnings.extend(result.warnings)
+        from voicedrag.pipeline import CommandError, NothingToMoveError, needs_keypoints, plan_command
+
+        # Found here rather than by plan_command's detector: the app caches them per image and shows
+        # them, and a missing detector is a notice, not a failure (explicit drags still work).
         keypoints = req.keypoints
-        if keypoints is None and any(e.handle is None for e in result.edits):
+        if keypoints is None and needs_keypoints(result.edits):
             keypoints, notice = find_keypoints(req.image)
             backend.detector_missing = notice
             post(KeypointsFound(req.entry_id, keypoints, notice))
-        from voicedrag.rules import RulesError, plan
-
         try:
-            planned = plan(result.edits, keypoints or {}, (w, h))
-        except RulesError as err:
+            planned = plan_command(result, req.image, None, keypoints=keypoints or {})
+        except NothingToMoveError:
+            post(CommandFailed(req.label, "nothing needs to move for this command; try a larger amount, "
+                               "such as 'open the mouth wide'."))
+            return
+        except CommandError as err:
             # Without a detector the planner's "no keypoint found" is a symptom; say the cause.
             missing = backend.detector_missing if not keypoints else None
             post(CommandFailed(req.label, missing or str(err)))
             return
-        warnings.extend(planned.warnings)
-        pairs, names = list(planned.pairs), list(planned.names)
+        warnings.extend(planned.plan.warnings)
+        pairs, names = planned.pairs, list(planned.plan.names)
         if mask is None:
-            mask = planned.mask
-        if not pairs:
-            post(CommandFailed(req.label, "nothing needs to move for this command; try a larger amount, "
-                               "such as 'open the mouth wide'."))
-            return
+            mask = planned.plan.mask
     post(DragPlanned(PlannedDrag(
         label=req.label, handles=[(p.handle.x, p.handle.y) for p in pairs],
         targets=[(p.target.x, p.target.y) for p in pairs], names=names, mask=mask, warnings=warnings,
