@@ -92,9 +92,10 @@ def bare_once() -> float:
 def pick_model(arg: str | None) -> tuple[str, str]:
     if arg:
         return arg, Path(arg).name
-    embedded = REPO / "assets" / "models" / "faces128.safetensors"
-    if embedded.is_file():
-        return "embedded", "embedded face model (assets/models/faces128.safetensors)"
+    from engine.loading import embedded_model_path
+
+    if embedded_model_path().is_file():
+        return "embedded", f"embedded face model ({embedded_model_path().relative_to(REPO)})"
     return str(FIXTURE), f"fixture generator {FIXTURE.name} (the embedded model is not installed yet)"
 
 

@@ -139,7 +139,7 @@ def save_generator(G: Generator, path: str | Path, extra: dict[str, Any] | None 
 
 
 def embedded_model_path() -> Path:
-    return Path(__file__).resolve().parent.parent / "assets" / "models" / "faces128.safetensors"
+    return Path(__file__).resolve().parent.parent / "assets" / "models" / "faces.safetensors"
 
 
 def resolve_model_path(name: str | Path) -> Path:

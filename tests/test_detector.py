@@ -240,7 +240,7 @@ def test_model_image_without_shipped_generator_is_a_clear_error(
     import engine.loading
     from voicedrag.cmd_keypoints import _render_model_image
 
-    monkeypatch.setattr(engine.loading, "embedded_model_path", lambda: tmp_path / "faces128.safetensors")
+    monkeypatch.setattr(engine.loading, "embedded_model_path", lambda: tmp_path / "faces.safetensors")
     with pytest.raises(VoicedragError, match="--image"):
         _render_model_image("embedded", 0)
     with pytest.raises(VoicedragError):

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from engine.errors import VoicedragError
 from voicedrag.dragio import save_gif, save_png
@@ -16,8 +17,11 @@ from voicedrag.dragio import save_gif, save_png
 _FIXTURE_MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "sg2_128_ada.pkl"
 
 
+DEMO_COMMAND = "open the mouth"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run one drag and write before/after PNGs and a GIF")
+    p = sub.add_parser("demo", help="say \"open the mouth\" to a sampled face; write before/after PNGs and a GIF")
     p.add_argument("--out-dir", default="voicedrag-demo", help="folder for the results (default ./voicedrag-demo)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
@@ -36,19 +40,43 @@ def _demo_model() -> Path:
     raise VoicedragError("no generator is installed for the demo; run `voicedrag drag --model PATH ...` with a StyleGAN2 .pkl.")
 
 
+def _face_plan(G: Any, ws: Any, command: str) -> tuple[list[Any], Any, list[str]]:
+    """Pairs, mask and a description for `command`, planned from the face's detected keypoints."""
+    import torch
+
+    from engine import to_uint8
+    from keypoints.detector import EmbeddedDetector
+    from voicedrag.commands import default_parser
+    from voicedrag.pipeline import plan_command
+
+    with torch.no_grad():
+        image = to_uint8(G.synthesis(ws).image)
+    planned = plan_command(default_parser().parse(command), image, EmbeddedDetector.load())
+    moves = [f"{n} {p.handle.x:g},{p.handle.y:g} -> {p.target.x:g},{p.target.y:g}"
+             for n, p in zip(planned.plan.names, planned.pairs)]
+    return planned.pairs, planned.mask, moves
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from engine import DragConfig, DragPair, DragSession, Point, load_generator
+    from engine.loading import embedded_model_path
 
     t0 = time.perf_counter()
     model = _demo_model()
     G = load_generator(model, device=args.device)
     ws = G.ws_from_seed(args.seed)
     res = G.img_resolution
-    # A drag of a tenth of the image to the right, from the image centre.
-    pair = DragPair(Point(res // 2, res // 2), Point(res // 2 + res // 10, res // 2))
-    session = DragSession(G, ws, [pair], config=DragConfig(max_steps=40, preview_every=4))
-    print(f"demo: dragging {pair.handle.x:g},{pair.handle.y:g} -> {pair.target.x:g},{pair.target.y:g} "
-          f"on {model.name} ({res} px)", file=sys.stderr)
+    if model == embedded_model_path():
+        command = DEMO_COMMAND
+        pairs, mask, moves = _face_plan(G, ws, command)
+    else:
+        # Not a face model: no keypoints to name, so a drag of a tenth of the image to the right.
+        command = None
+        pairs, mask = [DragPair(Point(res // 2, res // 2), Point(res // 2 + res // 10, res // 2))], None
+        moves = [f"{pairs[0].handle.x:g},{pairs[0].handle.y:g} -> {pairs[0].target.x:g},{pairs[0].target.y:g}"]
+    session = DragSession(G, ws, pairs, mask=mask, config=DragConfig(max_steps=200, preview_every=4))
+    what = f'"{command}"' if command else "a drag"
+    print(f"demo: {what} on {model.name} ({res} px): " + "; ".join(moves), file=sys.stderr)
     for _ in session.steps():
         pass
     result = session.result()
@@ -57,7 +85,7 @@ def run_demo(args: argparse.Namespace) -> int:
     after = save_png(result.image, out / "after.png")
     gif = save_gif(result.frames + [result.image], out / "drag.gif")
     report = {
-        "model": str(model), "steps": result.steps, "converged": result.converged,
+        "model": str(model), "command": command, "steps": result.steps, "converged": result.converged,
         "mean_distance": round(result.mean_distance, 3), "before": str(before), "after": str(after),
         "gif": str(gif), "seconds": round(time.perf_counter() - t0, 2),
     }

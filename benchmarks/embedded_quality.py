@@ -1,0 +1,193 @@
+"""Quality of the embedded model: keypoint detector accuracy and spoken-edit drags.
+
+    python benchmarks/embedded_quality.py [--parts detector drags] [--seeds 20] [--feature-block K]
+    python benchmarks/embedded_quality.py --parts blocks     # which feature block drags best
+
+Detector: mean keypoint error on held-out renders of the face world (500 at
+128 px and 500 at 64 px, seeds the detector never saw), and on generator
+samples (psi 1, whose true keypoints are those of the face their latent names).
+
+Drags: for each seed and each command, the command is parsed, keypoints are
+detected on the generated face, the rules plan the drag, the engine drags,
+and the keypoints are detected again on the result. Reported per command:
+- converged: the engine's tracked handles ended within the stop distance, and
+  their mean distance to the targets;
+- achieved: how much of the commanded change the re-detected keypoints show,
+  as the commanded displacements' weighted projection (1.0 = all of it; for
+  "open the mouth" this is the growth of the lip gap over the commanded growth,
+  which is also printed on its own);
+- others: median movement of the keypoints the command did not name.
+
+The last line is one JSON object with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine import DragConfig, DragSession, load_generator, to_uint8  # noqa: E402
+from engine.stylegan2 import Generator  # noqa: E402
+from keypoints.detector import EmbeddedDetector  # noqa: E402
+from keypoints.faceworld import KEYPOINT_NAMES, render  # noqa: E402
+from keypoints.train_detector import heldout  # noqa: E402
+from voicedrag.commands import default_parser  # noqa: E402
+from voicedrag.pipeline import plan_command  # noqa: E402
+
+COMMANDS = ("open the mouth", "close the eyes", "raise the left ear", "turn the head left")
+
+
+@dataclass
+class DragCase:
+    command: str
+    seed: int
+    converged: bool
+    steps: int
+    mean_distance: float
+    achieved: float  # fraction of the commanded displacement seen by the detector
+    lip_gap_achieved: float | None
+    others_median_px: float
+    seconds: float
+
+
+def _points_array(points: dict, names: tuple[str, ...] = KEYPOINT_NAMES) -> np.ndarray:
+    return np.array([[points[n].x, points[n].y] for n in names], dtype=np.float64)
+
+
+def detector_error(detector: EmbeddedDetector, G: Generator, n_renders: int, n_samples: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for size in (128, 64):
+        images, keypoints = heldout(n_renders, size)  # faces the detector's training stream never draws
+        pred = np.concatenate([detector.detect_batch(images[i : i + 50]) for i in range(0, n_renders, 50)])
+        out[f"renders_{size}_mean_px"] = float(np.linalg.norm(pred - keypoints, axis=-1).mean())
+    from voicedrag.train_generator import params_from_z
+
+    errors = []
+    for seed in range(n_samples):
+        z = G.z_from_seed(seed)
+        with torch.no_grad():
+            img = to_uint8(G.synthesis(G.mapping(z, None, truncation_psi=1.0)).image)
+        truth = render(params_from_z(z[0].cpu().numpy()), G.img_resolution).keypoints
+        pred = detector.detect(img)
+        errors.append(np.linalg.norm(_points_array(pred) - _points_array(truth), axis=-1).mean())
+    out[f"samples_{G.img_resolution}_mean_px"] = float(np.mean(errors))
+    return out
+
+
+def drag_case(G: Generator, detector: EmbeddedDetector, command: str, seed: int, config: DragConfig) -> DragCase:
+    parse = default_parser().parse(command)
+    ws = G.ws_from_seed(seed)
+    with torch.no_grad():
+        before_img = to_uint8(G.synthesis(ws).image)
+    planned = plan_command(parse, before_img, detector)
+    t0 = time.perf_counter()
+    session = DragSession(G, ws, planned.pairs, mask=planned.mask, config=config)
+    for _ in session.steps():
+        pass
+    result = session.result()
+    seconds = time.perf_counter() - t0
+    before = planned.keypoints
+    after = detector.detect(result.image)
+    named = set(planned.plan.names)
+    moved = np.array([[after[n].x - before[n].x, after[n].y - before[n].y] for n in planned.plan.names])
+    commanded = np.array([[p.target.x - p.handle.x, p.target.y - p.handle.y] for p in planned.pairs])
+    achieved = float((moved * commanded).sum() / max((commanded**2).sum(), 1e-9))
+    lip_gap = None
+    if {"upper_lip", "lower_lip"} <= named:
+        i, j = planned.plan.names.index("upper_lip"), planned.plan.names.index("lower_lip")
+        wanted = commanded[j, 1] - commanded[i, 1]
+        lip_gap = float((moved[j, 1] - moved[i, 1]) / wanted) if abs(wanted) > 1e-9 else None
+    others = [n for n in KEYPOINT_NAMES if n not in named]
+    shift = np.linalg.norm(_points_array(after, tuple(others)) - _points_array(before, tuple(others)), axis=-1)
+    return DragCase(command, seed, result.converged, result.steps, result.mean_distance, achieved, lip_gap,
+                    float(np.median(shift)), seconds)
+
+
+def summarise(cases: list[DragCase]) -> dict[str, dict[str, float]]:
+    table: dict[str, dict[str, float]] = {}
+    for command in dict.fromkeys(c.command for c in cases):
+        cs = [c for c in cases if c.command == command]
+        row = {
+            "converged": sum(c.converged for c in cs) / len(cs),
+            "mean_distance_px": float(np.mean([c.mean_distance for c in cs])),
+            "achieved_median": float(np.median([c.achieved for c in cs])),
+            "achieved_min": float(np.min([c.achieved for c in cs])),
+            "others_median_px": float(np.median([c.others_median_px for c in cs])),
+            "steps_median": float(np.median([c.steps for c in cs])),
+            "seconds_median": float(np.median([c.seconds for c in cs])),
+        }
+        gaps = [c.lip_gap_achieved for c in cs if c.lip_gap_achieved is not None]
+        if gaps:
+            row["lip_gap_achieved_median"] = float(np.median(gaps))
+        table[command] = row
+    return table
+
+
+def print_table(title: str, table: dict[str, dict[str, float]]) -> None:
+    print(f"\n{title}")
+    print(f"{'command':<22}{'conv':>6}{'dist px':>9}{'achieved':>10}{'(min)':>8}{'others px':>11}{'steps':>7}{'s':>7}")
+    for command, r in table.items():
+        print(f"{command:<22}{r['converged']:>6.0%}{r['mean_distance_px']:>9.2f}{r['achieved_median']:>10.2f}"
+              f"{r['achieved_min']:>8.2f}{r['others_median_px']:>11.2f}{r['steps_median']:>7.0f}{r['seconds_median']:>7.1f}")
+        if "lip_gap_achieved_median" in r:
+            print(f"{'':<22}lip gap grew by {r['lip_gap_achieved_median']:.0%} of the commanded amount (median)")
+
+
+def run_drags(G: Generator, detector: EmbeddedDetector, seeds: int, config: DragConfig) -> list[DragCase]:
+    cases = []
+    for command in COMMANDS:
+        for seed in range(seeds):
+            cases.append(drag_case(G, detector, command, seed, config))
+            print(f"\r{command}: seed {seed + 1}/{seeds}", end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+    return cases
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="embedded")
+    ap.add_argument("--parts", nargs="+", default=["detector", "drags"], choices=["detector", "drags", "blocks"])
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--renders", type=int, default=500)
+    ap.add_argument("--feature-block", type=int, default=None, help="override the model's drag feature block")
+    ap.add_argument("--max-steps", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    G = load_generator(args.model, device="cpu")
+    detector = EmbeddedDetector.load()
+    report: dict[str, object] = {"model": args.model, "resolution": G.img_resolution,
+                                 "feature_block": args.feature_block if args.feature_block is not None
+                                 else G.cfg.drag_feature_block}
+    if "detector" in args.parts:
+        det = detector_error(detector, G, args.renders, args.seeds)
+        print("detector mean error (px):")
+        for k, v in det.items():
+            print(f"  {k:<24}{v:.3f}")
+        report["detector"] = det
+    if "drags" in args.parts:
+        config = DragConfig(max_steps=args.max_steps, preview_every=0, feature_block=args.feature_block)
+        table = summarise(run_drags(G, detector, args.seeds, config))
+        print_table(f"drags over {args.seeds} seeds (feature block {report['feature_block']})", table)
+        report["drags"] = table
+    if "blocks" in args.parts:
+        blocks: dict[str, object] = {}
+        for k in range(2, len(G.synthesis.block_resolutions)):
+            config = DragConfig(max_steps=args.max_steps, preview_every=0, feature_block=k)
+            table = summarise(run_drags(G, detector, args.seeds, config))
+            print_table(f"feature block {k} ({G.synthesis.block_resolutions[k]} px)", table)
+            blocks[str(k)] = table
+        report["blocks"] = blocks
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
