@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.resize import MaskedUpsampleL1, masked_upsampled_l1_reference
 from engine.stylegan2 import Generator
 from engine.types import DragPair, Point
 from engine.window import Box, feature_box_for, resize_window, windowed_features
@@ -55,7 +56,9 @@ class DragConfig:
     preview_seconds: float | None = None
     noise_mode: str = "const"
     # Synthesise only windows around the handles between previews when there is no mask
-    # (exact; engine.window). False: the full feature map on every step, as the official loop.
+    # (exact; engine.window); with a mask, the native map, read through windows and the
+    # chunked mask term (engine.resize). False: the full resized feature map on every step,
+    # as the official loop (the reference path).
     windowed: bool = True
     # Modulated convolutions by scaling activations (False) or by per-sample weights (True);
     # equal to float rounding. Unfused is faster for one latent on CPU (benchmarks/drag_speed.py).
@@ -205,7 +208,12 @@ class DragSession:
         self.step_index = 0
         self.converged = False
         self._cancel = threading.Event()
+        # The step-0 feature map the mask term holds the fixed region to: resized to the image
+        # size on the reference path, native (R x R) on the windowed one.
         self._feat0: torch.Tensor | None = None
+        feat_res = generator.synthesis.block_resolutions[self.feature_block]
+        self._mask_l1 = (MaskedUpsampleL1(self.fixed, feat_res)
+                         if self.fixed is not None and self.config.windowed and self.res % feat_res == 0 else None)
         self._refs: torch.Tensor | None = None
         self._last_preview = -math.inf
         self.frames: list[np.ndarray] = []
@@ -252,29 +260,58 @@ class DragSession:
             return True
         return cfg.preview_seconds is not None and time.perf_counter() - self._last_preview >= cfg.preview_seconds
 
-    def _features(self) -> list[tuple[torch.Tensor, tuple[int, int]]]:
-        """Per handle: (resized feature map or a window of it, its (x0, y0) origin in the image).
+    def _features(self) -> tuple[list[tuple[torch.Tensor, tuple[int, int]]], torch.Tensor | None]:
+        """Per handle: (resized feature map or a window of it, its (x0, y0) origin in the image),
+        and the native feature map [1, C, R, R] when the mask term needs it (None otherwise).
 
-        Without a mask only windows around the handles are synthesised
-        (engine.window); with one, the full map up to the feature block, which the
-        mask term compares everywhere, as in the official loop.
+        Windowed without a mask: only windows around the handles are synthesised
+        (engine.window). Windowed with a mask: the full native map (the mask term
+        compares it everywhere), with motion supervision and tracking read from
+        windows of it. Not windowed: the full map resized to the image size, as in
+        the official loop (the reference path).
         """
         n = len(self.points)
-        if not self.config.windowed or self.fixed is not None:
+        if not self.config.windowed:
             out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=self.feature_block,
                                    fused=self.config.fused_modconv)
             feat = F.interpolate(out.features[self.feature_block], [self.res, self.res], mode="bilinear",
                                  align_corners=False)
-            return [(feat, (0, 0))] * n
+            return [(feat, (0, 0))] * n, None
         # The tracking window, the motion disc around where tracking may move the handle,
         # and one more pixel for the shifted bilinear samples.
         m = self.r2 + self.r1 + 2
         feat_res = self.G.synthesis.block_resolutions[self.feature_block]
         boxes = [Box(y - m, y + m + 1, x - m, x + m + 1).clip(self.res) for x, y in self.points]
         fboxes = [feature_box_for(b, self.res, feat_res) for b in boxes]
-        crops = windowed_features(self.G.synthesis, self.ws, self.feature_block, fboxes, self.config.noise_mode,
-                                  fused=self.config.fused_modconv)
-        return [(resize_window(c, fb, feat_res, b, self.res), (b.x0, b.y0)) for c, fb, b in zip(crops, fboxes, boxes)]
+        native = None
+        if self.fixed is not None:
+            out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=self.feature_block,
+                                   fused=self.config.fused_modconv)
+            native = out.features[self.feature_block].to(torch.float32)  # [1, C, R, R]
+            crops = [fb.slice(native) for fb in fboxes]
+        else:
+            crops = windowed_features(self.G.synthesis, self.ws, self.feature_block, fboxes, self.config.noise_mode,
+                                      fused=self.config.fused_modconv)
+        views = [(resize_window(c, fb, feat_res, b, self.res), (b.x0, b.y0)) for c, fb, b in zip(crops, fboxes, boxes)]
+        return views, native
+
+    def _mask_term(self, views: list[tuple[torch.Tensor, tuple[int, int]]], native: torch.Tensor | None) -> torch.Tensor:
+        """mean(|up(F) - up(F0)| on the fixed region) over C*H*W; the first call records F0."""
+        assert self.fixed is not None
+        if native is None:  # the reference path: the resized map itself, as the official loop
+            feat = views[0][0]
+            if self._feat0 is None:
+                self._feat0 = feat.detach()
+            return F.l1_loss(feat * self.fixed, self._feat0 * self.fixed)
+        # up(F) - up(F0) = up(F - F0): only the native difference is resized, and never as a whole.
+        if self._feat0 is None:
+            self._feat0 = native.detach()
+            # F == F0: the term and its gradient are exactly zero (and still part of the graph,
+            # so that the optimiser steps as the official loop does).
+            return (native - self._feat0).sum() * 0.0
+        if self._mask_l1 is None:  # a feature size that does not divide the image size
+            return masked_upsampled_l1_reference(native, self._feat0, self.fixed)
+        return self._mask_l1(native - self._feat0)
 
     def step(self) -> StepResult:
         """One iteration of the loop (forward, track, stop check, loss, Adam step)."""
@@ -282,12 +319,10 @@ class DragSession:
         # A preview is the image of the ws this step starts from, rendered without a graph:
         # the loss needs only the feature block, and a graph through the high blocks costs GBs at 512 px.
         image = self.render() if self._preview_due() else None
-        views = self._features()
+        views, native = self._features()
         size = (self.res, self.res)
         if self._refs is None:
             self._refs = torch.stack([v[0, :, y - o[1], x - o[0]].detach() for (x, y), (v, o) in zip(self.points, views)])
-            if self.fixed is not None:
-                self._feat0 = views[0][0].detach()  # the mask term holds the whole map to its start
         with torch.no_grad():
             self.points = [
                 track_points(v, self._refs[i : i + 1], [p], self.r2, origin=o, size=size)[0]
@@ -303,9 +338,7 @@ class DragSession:
         loss = loss_motion
         loss_fix = None
         if self.fixed is not None:
-            assert self._feat0 is not None
-            feat = views[0][0]  # with a mask the map is always dense
-            fix = F.l1_loss(feat * self.fixed, self._feat0 * self.fixed)
+            fix = self._mask_term(views, native)
             loss = loss + self.config.lambda_mask * fix
             loss_fix = float(fix.detach())
         # Nothing to supervise (every handle within 1 px but a tighter stop asked for): no step.

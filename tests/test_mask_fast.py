@@ -1,0 +1,116 @@
+"""The chunked mask term (engine.resize) agrees with the plain F.interpolate + L1 formula."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine import DragConfig, DragPair, DragSession, Generator, GeneratorConfig, MappingConfig, Point
+from engine.resize import MaskedUpsampleL1, masked_upsampled_l1_reference
+
+
+def fast_and_reference(feat0: torch.Tensor, diff: torch.Tensor, fixed: torch.Tensor, chunk: int):
+    """(fast value, fast grad, reference value, reference grad), both gradients w.r.t. the native map F = F0 + D."""
+    feat_ref = (feat0 + diff).requires_grad_(True)
+    ref = masked_upsampled_l1_reference(feat_ref, feat0, fixed)
+    ref.backward()
+    feat_fast = (feat0 + diff).requires_grad_(True)
+    fast = MaskedUpsampleL1(fixed, feat0.shape[-1], chunk=chunk)(feat_fast - feat0)
+    fast.backward()
+    return fast.detach(), feat_fast.grad, ref.detach(), feat_ref.grad
+
+
+def smooth_map(c: int, r: int, g: torch.Generator) -> torch.Tensor:
+    """Large same-sign regions and sign changes, like a drag's feature difference."""
+    coarse = torch.randn(1, c, max(r // 4, 2), max(r // 4, 2), generator=g)
+    return F.interpolate(coarse, [r, r], mode="bilinear", align_corners=False) + 0.1 * torch.randn(1, c, r, r, generator=g)
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+def test_exact_on_dyadic_values(scale):
+    """With values on a coarse dyadic grid every bilinear weight product is exact in float32 (the
+    weights of a power-of-two factor are dyadic too), so signs and zeros agree exactly and only the
+    summation order differs."""
+    g = torch.Generator().manual_seed(scale)
+    r, c = (12 if scale != 8 else 6), 5
+    h = r * scale
+    feat0 = torch.randint(-64, 64, (1, c, r, r), generator=g).float() / 8
+    diff = torch.randint(-6, 7, (1, c, r, r), generator=g).float() / 8  # many exact zeros and ties
+    diff[:, :, : r // 3] = diff[:, :, : r // 3].abs() + 0.125  # a block of one strict sign
+    fixed = (torch.rand(h, h, generator=g) > 0.3).float()
+    fixed[h // 3 : 2 * h // 3, h // 4 :] = 0
+    v, gr, rv, rg = fast_and_reference(feat0, diff, fixed, chunk=2)
+    torch.testing.assert_close(v, rv, rtol=1e-5, atol=0)
+    torch.testing.assert_close(gr, rg, rtol=1e-5, atol=1e-5 * float(rg.abs().max()))
+
+
+@pytest.mark.parametrize("scale,r,c", [(2, 16, 6), (3, 12, 5), (4, 32, 8)])
+def test_matches_reference_on_float_maps(scale, r, c):
+    g = torch.Generator().manual_seed(7)
+    h = r * scale
+    feat0 = torch.randn(1, c, r, r, generator=g)
+    diff = smooth_map(c, r, g)
+    fixed = torch.ones(h, h)
+    fixed[h // 4 : 3 * h // 4, h // 4 : 3 * h // 4] = 0  # the benchmark's centre mask
+    v, gr, rv, rg = fast_and_reference(feat0, diff, fixed, chunk=3)
+    assert float(rv) > 0
+    torch.testing.assert_close(v, rv, rtol=1e-5, atol=0)
+    torch.testing.assert_close(gr, rg, rtol=1e-5, atol=1e-5 * float(rg.abs().max()))
+
+
+def test_zero_difference_and_all_movable_cells():
+    feat0 = torch.randn(1, 3, 8, 8)
+    fixed = torch.zeros(32, 32)
+    fixed[:4] = 1
+    v, gr, rv, rg = fast_and_reference(feat0, torch.zeros_like(feat0), fixed, chunk=3)
+    assert float(v) == 0.0 and float(rv) == 0.0
+    assert not gr.any() and not rg.any()
+    # Cells that hold no fixed pixel contribute nothing, whatever their values.
+    diff = torch.randn(1, 3, 8, 8)
+    v, gr, rv, rg = fast_and_reference(feat0, diff, fixed, chunk=3)
+    torch.testing.assert_close(v, rv, rtol=1e-5, atol=0)
+    torch.testing.assert_close(gr, rg, rtol=1e-5, atol=1e-5 * float(rg.abs().max()))
+    assert not gr[0, :, 3:].any()  # rows below the fixed band's reach get no gradient
+
+
+def test_sizes_that_do_not_divide_are_refused():
+    with pytest.raises(ValueError):
+        MaskedUpsampleL1(torch.ones(30, 30), 8)
+
+
+@pytest.fixture(scope="module")
+def tiny_64():
+    """A small random StyleGAN2 at 64 px whose drag features (16 px) are up-sampled 4x."""
+    torch.manual_seed(1)
+    cfg = GeneratorConfig(
+        z_dim=32, w_dim=32, img_resolution=64, channel_base=1024, channel_max=32, num_fp16_res=0,
+        conv_clamp=None, mapping=MappingConfig(num_layers=2), feature_block=2,
+    )
+    return Generator(cfg).eval().requires_grad_(False)
+
+
+@pytest.mark.parametrize("feature_block", [2, 3])
+def test_masked_drag_follows_the_reference_path(tiny_64, feature_block):
+    ws = tiny_64.ws_from_seed(4)
+    pairs = [DragPair(Point(20, 30), Point(34, 26)), DragPair(Point(45, 12), Point(40, 20))]
+    movable = np.zeros((64, 64), bool)
+    movable[5:45, 10:58] = True
+    runs = {}
+    for windowed in (True, False):
+        cfg = DragConfig(max_steps=10, preview_every=0, stop_distance=0.0, windowed=windowed,
+                         feature_block=feature_block)
+        s = DragSession(tiny_64, ws, pairs, mask=movable, config=cfg)
+        assert isinstance(s._mask_l1, MaskedUpsampleL1) == windowed  # the fast term on the windowed path only
+        runs[windowed] = [(r.points, r.loss_motion, r.loss_fix) for r in s.steps()], s.ws.detach()
+    (traj_fast, ws_fast), (traj_ref, ws_ref) = runs[True], runs[False]
+    assert len(traj_fast) == len(traj_ref) == 10
+    assert any(lf > 0 for _, _, lf in traj_ref[1:])  # the mask term is active
+    # Adam turns float noise in near-zero gradient components into lr-sized moves, so the latents
+    # drift apart slowly; the reference path drifts as far from itself when only the modulated
+    # convolution's op order changes (fused_modconv), which sets these tolerances.
+    for (pf, lmf, lff), (pr, lmr, lfr) in zip(traj_fast, traj_ref):
+        assert pf == pr
+        assert lmf == pytest.approx(lmr, rel=1e-3, abs=1e-6)
+        assert lff == pytest.approx(lfr, rel=1e-3, abs=1e-7)
+    torch.testing.assert_close(ws_fast, ws_ref, rtol=0, atol=5e-5)
