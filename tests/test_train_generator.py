@@ -69,3 +69,17 @@ def test_training_resumes_and_exports(tmp_path: Path) -> None:
     from PIL import Image
 
     assert Image.open(grid).size == (64, 64)
+
+
+def test_the_schedule_anneals_its_tail_and_stops_at_total_steps(tmp_path: Path) -> None:
+    cfg = TrainConfig(resolution=16, batch=2, compile=False, threads=1, lr=1e-2, total_steps=6, anneal_steps=4)
+    torch.set_num_threads(1)
+    trainer = Trainer(tmp_path / "run", cfg)
+    assert trainer.lr_at(0) == trainer.lr_at(2) == 1e-2  # constant before the tail
+    assert trainer.lr_at(3) < trainer.lr_at(2) and trainer.lr_at(5) < trainer.lr_at(4)
+    assert abs(trainer.lr_at(6) - 1e-2 * cfg.anneal_to) < 1e-12 and trainer.lr_at(100) == trainer.lr_at(6)
+    trainer.run(minutes=5.0)  # ends at total_steps long before the time is up
+    assert trainer.step == 6
+    assert trainer.opt.param_groups[0]["lr"] == trainer.lr_at(5)
+    assert Trainer(tmp_path / "run", cfg).step == 6  # and the end was checkpointed
+    assert TrainConfig().total_steps is None and trainer.lr_at(10**6) > 0

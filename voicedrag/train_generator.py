@@ -21,10 +21,12 @@ import argparse
 import copy
 import json
 import math
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -69,6 +71,11 @@ class TrainConfig:
     grad_weight: float = 1.0
     seed: int = 0
     checkpoint_minutes: float = 5.0
+    # Optional end of the schedule: stop at `total_steps`, with the learning rate falling
+    # linearly to `anneal_to` x lr over the last `anneal_steps` (None: constant lr, stop by time).
+    total_steps: int | None = None
+    anneal_steps: int = 0
+    anneal_to: float = 0.05
     threads: int = 2
     compile: bool = True
 
@@ -171,7 +178,18 @@ class Trainer:
         pred = self.G.synthesis(ws, noise_mode="none", fused=False).image
         return image_loss(pred, target, self.cfg.grad_weight)
 
+    def lr_at(self, step: int) -> float:
+        """The learning rate of `step`: constant, then the linear anneal of the schedule's tail."""
+        cfg = self.cfg
+        if cfg.total_steps is None or cfg.anneal_steps <= 0:
+            return cfg.lr
+        start = cfg.total_steps - cfg.anneal_steps
+        frac = min(max((step - start) / cfg.anneal_steps, 0.0), 1.0)
+        return cfg.lr * (1.0 - frac * (1.0 - cfg.anneal_to))
+
     def train_step(self) -> float:
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.step)
         z = self.rng.standard_normal((self.cfg.batch, Z_DIM))
         target = target_batch(z, self.cfg.resolution)
         loss = self.loss_fn(torch.from_numpy(z).float(), target)
@@ -193,9 +211,29 @@ class Trainer:
         if log.tell() == 0:
             log.write("step\timages\thours\tloss\n")
         t_end = time.time() + minutes * 60
-        last_ckpt = time.time()
         losses: list[float] = []
-        while time.time() < t_end:
+        stop = {"asked": False}
+
+        def ask_stop(signum: int, frame: object) -> None:  # finish the step, checkpoint, then leave
+            stop["asked"] = True
+
+        # Ctrl-C or a SIGTERM finishes the current step (a step cut in half would leave the
+        # optimiser and the EMA out of step), and the checkpoint below keeps everything.
+        previous = {sig: signal.signal(sig, ask_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._loop(t_end, log, losses, stop)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.save()
+            log.close()
+            sys.stderr.write("\n")
+
+    def _loop(self, t_end: float, log: TextIO, losses: list[float], stop: dict[str, bool]) -> None:
+        last_ckpt = time.time()
+        while time.time() < t_end and not stop["asked"]:
+            if self.cfg.total_steps is not None and self.step >= self.cfg.total_steps:
+                break
             t0 = time.time()
             losses.append(self.train_step())
             self.seconds += time.time() - t0
@@ -204,14 +242,13 @@ class Trainer:
                 losses.clear()
                 log.write(f"{self.step}\t{self.images_seen}\t{self.seconds / 3600:.4f}\t{mean:.5f}\n")
                 log.flush()
-                sys.stderr.write(f"\rstep {self.step}  images {self.images_seen}  loss {mean:.4f}  "
-                                 f"{self.seconds / 3600:.2f} h")
+                total = f"/{self.cfg.total_steps}" if self.cfg.total_steps else ""
+                sys.stderr.write(f"\rstep {self.step}{total}  images {self.images_seen}  loss {mean:.4f}  "
+                                 f"lr {self.lr_at(self.step):.2g}  {self.seconds / 3600:.2f} h")
                 sys.stderr.flush()
             if time.time() - last_ckpt > self.cfg.checkpoint_minutes * 60:
                 self.save()
                 last_ckpt = time.time()
-        self.save()
-        sys.stderr.write("\n")
 
     def export(self, path: Path, feature_block: int | None = None) -> Path:
         G = copy.deepcopy(self.G_ema)
@@ -250,6 +287,9 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--total-steps", type=int, default=None, help="stop at this step (counted from the run's start)")
+    ap.add_argument("--anneal-steps", type=int, default=0,
+                    help="with --total-steps: the learning rate falls linearly to 5%% over this many last steps")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (slower steps, no compile wait)")
     ap.add_argument("--export", type=Path, default=None, help="write the EMA generator here (.safetensors)")
     ap.add_argument("--feature-block", type=int, default=None,
@@ -257,7 +297,10 @@ def main() -> None:
     ap.add_argument("--grid", type=Path, default=None, help="write a 4x4 PNG of seeds 0-15 of the exported model")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig(resolution=args.resolution, batch=args.batch, threads=args.threads, compile=not args.no_compile)
+    if args.anneal_steps and args.total_steps is None:
+        ap.error("--anneal-steps needs --total-steps; say at which step the run ends.")
+    cfg = TrainConfig(resolution=args.resolution, batch=args.batch, threads=args.threads, compile=not args.no_compile,
+                      total_steps=args.total_steps, anneal_steps=args.anneal_steps)
     trainer = Trainer(args.out, cfg)
     if args.minutes > 0:
         trainer.run(args.minutes)
