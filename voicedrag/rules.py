@@ -27,6 +27,9 @@ POINT_STEP_REFERENCE = 0.25
 POINT_STEP_IMAGE = 0.05
 # Pairs shorter than this do nothing the tracker could see.
 MIN_PAIR_PIXELS = 0.5
+# Handles closer than this start on the same or neighbouring pixels, where the tracked
+# features are nearly one; handles sent different ways are moved this far apart.
+MIN_HANDLE_GAP = 2.0
 
 
 class RulesError(VoicedragError):
@@ -492,6 +495,7 @@ def plan(edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, 
         handle = keypoints[name]
         pairs.append(DragPair(handle, Point(handle.x + dx, handle.y + dy)))
         names.append(name)
+    pairs = _separate_handles(pairs)
     for name, pair in explicit:
         pairs.append(pair)
         names.append(name)
@@ -506,6 +510,41 @@ def plan(edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, 
         warnings.append("nothing needs to move for this command.")
     mask = None if whole_image or not rects else _merge_rects(rects)
     return Plan(pairs=pairs, mask=mask, warnings=warnings, names=names, size=(w, h))
+
+
+def _separate_handles(pairs: list[DragPair], min_gap: float = MIN_HANDLE_GAP) -> list[DragPair]:
+    """Move apart handles that sit on one spot but are sent different ways.
+
+    The lips of a closed mouth (or the lids of a closed eye) are one point in
+    the image: both handles would start on the same pixel, share one tracked
+    feature and pull it in opposite directions, so the drag could never open
+    them. Each such handle starts instead a little way along its own move, on
+    its side of the line (the lip or lid it stands for), with its target
+    shifted by the same amount, so that the commanded displacement is kept.
+    """
+    out = list(pairs)
+    for i in range(len(out)):
+        for j in range(i + 1, len(out)):
+            a, b = out[i], out[j]
+            gap = math.hypot(a.handle.x - b.handle.x, a.handle.y - b.handle.y)
+            ua, ub = _unit(a), _unit(b)
+            if gap >= min_gap or ua is None or ub is None:
+                continue
+            spread = math.hypot(ua[0] - ub[0], ua[1] - ub[1])  # how fast the two handles part per unit shift
+            if spread < 0.5:  # moving (nearly) the same way: one feature may carry both
+                continue
+            shift = (min_gap - gap) / spread
+            out[i] = DragPair(Point(a.handle.x + ua[0] * shift, a.handle.y + ua[1] * shift),
+                              Point(a.target.x + ua[0] * shift, a.target.y + ua[1] * shift))
+            out[j] = DragPair(Point(b.handle.x + ub[0] * shift, b.handle.y + ub[1] * shift),
+                              Point(b.target.x + ub[0] * shift, b.target.y + ub[1] * shift))
+    return out
+
+
+def _unit(pair: DragPair) -> tuple[float, float] | None:
+    dx, dy = pair.target.x - pair.handle.x, pair.target.y - pair.handle.y
+    n = math.hypot(dx, dy)
+    return None if n == 0 else (dx / n, dy / n)
 
 
 def _mask_rects(rule: Rule, moves: list[tuple[Point, Point]], keypoints: dict[str, Point],
