@@ -41,7 +41,7 @@ from keypoints.detector import EmbeddedDetector  # noqa: E402
 from keypoints.faceworld import KEYPOINT_NAMES, render  # noqa: E402
 from keypoints.train_detector import heldout  # noqa: E402
 from voicedrag.commands import default_parser  # noqa: E402
-from voicedrag.pipeline import plan_command  # noqa: E402
+from voicedrag.pipeline import NothingToMoveError, plan_command  # noqa: E402
 
 COMMANDS = ("open the mouth", "close the eyes", "raise the left ear", "turn the head left")
 
@@ -158,12 +158,22 @@ def print_table(title: str, table: dict[str, dict[str, float]]) -> None:
             print(f"{'':<22}lip gap grew by {r['lip_gap_achieved_median']:.0%} of the commanded amount (median)")
 
 
-def run_drags(G: Generator, detector: EmbeddedDetector, seeds: int, config: DragConfig) -> list[DragCase]:
+def run_drags(G: Generator, detector: EmbeddedDetector, seeds: int, config: DragConfig,
+              skipped: dict[str, list[int]] | None = None) -> list[DragCase]:
+    """`seeds` drags per command. A face already as the command would leave it (eyes already
+    closed) has nothing to drag: its seed is recorded in `skipped` and the next seed taken."""
     cases = []
     for command in COMMANDS:
-        for seed in range(seeds):
-            cases.append(drag_case(G, detector, command, seed, config))
-            print(f"\r{command}: seed {seed + 1}/{seeds}", end="", file=sys.stderr, flush=True)
+        seed, done = 0, 0
+        while done < seeds:
+            try:
+                cases.append(drag_case(G, detector, command, seed, config))
+                done += 1
+            except NothingToMoveError:
+                if skipped is not None:
+                    skipped.setdefault(command, []).append(seed)
+            seed += 1
+            print(f"\r{command}: {done}/{seeds}", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
     return cases
 
@@ -192,9 +202,13 @@ def main() -> None:
         report["detector"] = det
     if "drags" in args.parts:
         config = DragConfig(max_steps=args.max_steps, preview_every=0, feature_block=args.feature_block)
-        table = summarise(run_drags(G, detector, args.seeds, config))
+        skipped: dict[str, list[int]] = {}
+        table = summarise(run_drags(G, detector, args.seeds, config, skipped))
         print_table(f"drags over {args.seeds} seeds (feature block {report['feature_block']})", table)
+        for command, seeds in skipped.items():
+            print(f"{command}: seeds {seeds} skipped, the face was already that way (nothing to drag)")
         report["drags"] = table
+        report["skipped_seeds"] = skipped
     if "blocks" in args.parts:
         blocks: dict[str, object] = {}
         for k in range(2, len(G.synthesis.block_resolutions)):
