@@ -83,5 +83,6 @@ def plan_command(
     except RulesError as err:
         raise CommandError(str(err)) from err
     if not p.pairs:
-        raise NothingToMoveError("the command asks for no movement; say how far, or name a part.")
+        why = f": {p.warnings[0].rstrip('.')}" if p.warnings else ""
+        raise NothingToMoveError(f"the command asks for no movement{why}; say how far, or name another part.")
     return PlannedEdit(parse=parse, keypoints=keypoints, plan=p, pairs=list(p.pairs), mask=p.mask_array())
