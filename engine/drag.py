@@ -211,9 +211,9 @@ class DragSession:
         # The step-0 feature map the mask term holds the fixed region to: resized to the image
         # size on the reference path, native (R x R) on the windowed one.
         self._feat0: torch.Tensor | None = None
-        feat_res = generator.synthesis.block_resolutions[self.feature_block]
-        self._mask_l1 = (MaskedUpsampleL1(self.fixed, feat_res)
-                         if self.fixed is not None and self.config.windowed and self.res % feat_res == 0 else None)
+        self.feat_res = generator.synthesis.block_resolutions[self.feature_block]
+        self._mask_l1 = (MaskedUpsampleL1(self.fixed, self.feat_res)
+                         if self.fixed is not None and self.config.windowed and self.res % self.feat_res == 0 else None)
         self._refs: torch.Tensor | None = None
         self._last_preview = -math.inf
         self.frames: list[np.ndarray] = []
@@ -280,9 +280,8 @@ class DragSession:
         # The tracking window, the motion disc around where tracking may move the handle,
         # and one more pixel for the shifted bilinear samples.
         m = self.r2 + self.r1 + 2
-        feat_res = self.G.synthesis.block_resolutions[self.feature_block]
         boxes = [Box(y - m, y + m + 1, x - m, x + m + 1).clip(self.res) for x, y in self.points]
-        fboxes = [feature_box_for(b, self.res, feat_res) for b in boxes]
+        fboxes = [feature_box_for(b, self.res, self.feat_res) for b in boxes]
         native = None
         if self.fixed is not None:
             out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=self.feature_block,
@@ -292,7 +291,7 @@ class DragSession:
         else:
             crops = windowed_features(self.G.synthesis, self.ws, self.feature_block, fboxes, self.config.noise_mode,
                                       fused=self.config.fused_modconv)
-        views = [(resize_window(c, fb, feat_res, b, self.res), (b.x0, b.y0)) for c, fb, b in zip(crops, fboxes, boxes)]
+        views = [(resize_window(c, fb, self.feat_res, b, self.res), (b.x0, b.y0)) for c, fb, b in zip(crops, fboxes, boxes)]
         return views, native
 
     def _mask_term(self, views: list[tuple[torch.Tensor, tuple[int, int]]], native: torch.Tensor | None) -> torch.Tensor:

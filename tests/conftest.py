@@ -38,17 +38,22 @@ def sg2_64():
     return load_generator(fixture_path("sg2_64_flat.pkl"), device="cpu")
 
 
+def make_tiny_generator(resolution: int = 32, channel_base: int = 512, feature_block: int = 3, seed: int = 0):
+    """A small random StyleGAN2 (32 channels at most) for fast tests that need no reference data."""
+    from engine import Generator, GeneratorConfig, MappingConfig
+
+    torch.manual_seed(seed)
+    cfg = GeneratorConfig(
+        z_dim=32, w_dim=32, img_resolution=resolution, channel_base=channel_base, channel_max=32, num_fp16_res=0,
+        conv_clamp=None, mapping=MappingConfig(num_layers=2), feature_block=feature_block,
+    )
+    return Generator(cfg).eval().requires_grad_(False)
+
+
 @pytest.fixture(scope="session")
 def tiny_generator():
     """A small random StyleGAN2 (32 px) for fast unit tests that need no reference data."""
-    from engine import Generator, GeneratorConfig, MappingConfig
-
-    torch.manual_seed(0)
-    cfg = GeneratorConfig(
-        z_dim=32, w_dim=32, img_resolution=32, channel_base=512, channel_max=32, num_fp16_res=0,
-        conv_clamp=None, mapping=MappingConfig(num_layers=2), feature_block=3,
-    )
-    return Generator(cfg).eval().requires_grad_(False)
+    return make_tiny_generator()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine import to_uint8
 from engine.loading import embedded_model_path, load_generator
 
 MODEL = embedded_model_path()
@@ -44,8 +45,7 @@ def test_samples_draw_the_world_where_the_latent_says(G) -> None:
     for seed in range(8):
         z = G.z_from_seed(seed)
         with torch.no_grad():
-            img = G.synthesis(G.mapping(z, None, truncation_psi=1.0)).image
-        img = ((img[0].permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+            img = to_uint8(G.synthesis(G.mapping(z, None, truncation_psi=1.0)).image)
         truth = render(params_from_z(z[0].numpy()), 64).keypoints
         found = detector.detect(img)
         errors.append(np.mean([np.hypot(found[n].x - truth[n].x, found[n].y - truth[n].y) for n in KEYPOINT_NAMES]))

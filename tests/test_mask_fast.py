@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine import DragConfig, DragPair, DragSession, Generator, GeneratorConfig, MappingConfig, Point
+from engine import DragConfig, DragPair, DragSession, Point
 from engine.resize import MaskedUpsampleL1, masked_upsampled_l1_reference
+from tests.conftest import make_tiny_generator
 
 
 def fast_and_reference(feat0: torch.Tensor, diff: torch.Tensor, fixed: torch.Tensor, chunk: int):
@@ -82,12 +83,7 @@ def test_sizes_that_do_not_divide_are_refused():
 @pytest.fixture(scope="module")
 def tiny_64():
     """A small random StyleGAN2 at 64 px whose drag features (16 px) are up-sampled 4x."""
-    torch.manual_seed(1)
-    cfg = GeneratorConfig(
-        z_dim=32, w_dim=32, img_resolution=64, channel_base=1024, channel_max=32, num_fp16_res=0,
-        conv_clamp=None, mapping=MappingConfig(num_layers=2), feature_block=2,
-    )
-    return Generator(cfg).eval().requires_grad_(False)
+    return make_tiny_generator(resolution=64, channel_base=1024, feature_block=2, seed=1)
 
 
 @pytest.mark.parametrize("feature_block", [2, 3])

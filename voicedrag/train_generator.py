@@ -23,10 +23,10 @@ import json
 import math
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 import torch
@@ -216,43 +216,36 @@ class Trainer:
             log.write("step\timages\thours\tloss\n")
         t_end = time.time() + minutes * 60
         losses: list[float] = []
-        stop = {"asked": False}
-
-        def ask_stop(signum: int, frame: object) -> None:  # finish the step, checkpoint, then leave
-            stop["asked"] = True
-
         # Ctrl-C or a SIGTERM finishes the current step (a step cut in half would leave the
         # optimiser and the EMA out of step), and the checkpoint below keeps everything.
-        previous = {sig: signal.signal(sig, ask_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        last_ckpt = time.time()
         try:
-            self._loop(t_end, log, losses, stop)
+            while time.time() < t_end and not stop.is_set():
+                if self.cfg.total_steps is not None and self.step >= self.cfg.total_steps:
+                    break
+                t0 = time.time()
+                losses.append(self.train_step())
+                self.seconds += time.time() - t0
+                if self.step % 10 == 0:
+                    mean = float(np.mean(losses))
+                    losses.clear()
+                    log.write(f"{self.step}\t{self.images_seen}\t{self.seconds / 3600:.4f}\t{mean:.5f}\n")
+                    log.flush()
+                    total = f"/{self.cfg.total_steps}" if self.cfg.total_steps else ""
+                    sys.stderr.write(f"\rstep {self.step}{total}  images {self.images_seen}  loss {mean:.4f}  "
+                                     f"lr {self.lr_at(self.step):.2g}  {self.seconds / 3600:.2f} h")
+                    sys.stderr.flush()
+                if time.time() - last_ckpt > self.cfg.checkpoint_minutes * 60:
+                    self.save()
+                    last_ckpt = time.time()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.save()
             log.close()
             sys.stderr.write("\n")
-
-    def _loop(self, t_end: float, log: TextIO, losses: list[float], stop: dict[str, bool]) -> None:
-        last_ckpt = time.time()
-        while time.time() < t_end and not stop["asked"]:
-            if self.cfg.total_steps is not None and self.step >= self.cfg.total_steps:
-                break
-            t0 = time.time()
-            losses.append(self.train_step())
-            self.seconds += time.time() - t0
-            if self.step % 10 == 0:
-                mean = float(np.mean(losses))
-                losses.clear()
-                log.write(f"{self.step}\t{self.images_seen}\t{self.seconds / 3600:.4f}\t{mean:.5f}\n")
-                log.flush()
-                total = f"/{self.cfg.total_steps}" if self.cfg.total_steps else ""
-                sys.stderr.write(f"\rstep {self.step}{total}  images {self.images_seen}  loss {mean:.4f}  "
-                                 f"lr {self.lr_at(self.step):.2g}  {self.seconds / 3600:.2f} h")
-                sys.stderr.flush()
-            if time.time() - last_ckpt > self.cfg.checkpoint_minutes * 60:
-                self.save()
-                last_ckpt = time.time()
 
     def export(self, path: Path, feature_block: int | None = None) -> Path:
         G = copy.deepcopy(self.G_ema)
