@@ -16,12 +16,12 @@ SIZE = (256, 256)
 def face(scale: float = 1.0, cx: float = 128.0, cy: float = 128.0) -> dict[str, Point]:
     """A frontal face laid out like the embedded renderer's (viewer's left = smaller x)."""
     raw = {
-        "head_top": (0, -80), "chin": (0, 78), "left_ear_tip": (-78, -70), "right_ear_tip": (78, -70),
+        "head_top": (0, -80), "chin": (0, 78), "left_ear_tip": (-93, -52), "right_ear_tip": (93, -52),
         "left_ear_base": (-62, -30), "right_ear_base": (62, -30), "left_brow": (-30, -34),
-        "right_brow": (30, -34), "left_eye_top": (-30, -22), "left_eye_bottom": (-30, -8),
-        "left_eye_center": (-30, -15), "right_eye_top": (30, -22), "right_eye_bottom": (30, -8),
+        "right_brow": (30, -34), "left_eye_top": (-30, -20), "left_eye_bottom": (-30, -10),
+        "left_eye_center": (-30, -15), "right_eye_top": (30, -20), "right_eye_bottom": (30, -10),
         "right_eye_center": (30, -15), "nose_root": (0, -12), "nose_tip": (0, 14), "upper_lip": (0, 34),
-        "lower_lip": (0, 40), "mouth_left": (-20, 37), "mouth_right": (20, 37),
+        "lower_lip": (0, 36), "mouth_left": (-20, 37), "mouth_right": (20, 37),
     }
     return {k: Point(cx + x * scale, cy + y * scale) for k, (x, y) in raw.items()}
 
@@ -53,6 +53,7 @@ def test_open_mouth_moves_lower_lip_down_inside_mask(parser: CommandParser) -> N
 
 def test_amount_and_pixels_scale_displacement(parser: CommandParser) -> None:
     kp = face()
+    kp["lower_lip"] = kp["upper_lip"]  # closed, so that even "wide" stays inside the mouth's limit
     base = pairs_by_name(plan(parser.parse("open the mouth").edits, kp, SIZE))["lower_lip"]
     small = pairs_by_name(plan(parser.parse("open the mouth a little").edits, kp, SIZE))["lower_lip"]
     wide = pairs_by_name(plan(parser.parse("open the mouth wide").edits, kp, SIZE))["lower_lip"]
@@ -140,7 +141,7 @@ def test_every_rule_plans_inside_the_image() -> None:
 def test_targets_outside_are_clipped_with_warning(parser: CommandParser) -> None:
     kp = face(cy=30.0)  # the head touches the top edge
     result = plan(parser.parse("raise the ears a lot").edits, kp, SIZE)
-    assert result.warnings and "outside" in result.warnings[0]
+    assert any("outside" in w for w in result.warnings), result.warnings
     for pair in result.pairs:
         assert 0 <= pair.target.y <= 255 and 0 <= pair.target.x <= 255
 
@@ -198,16 +199,20 @@ def test_plans_on_rendered_faces() -> None:
             for d in rule.directions or (None,):
                 result = plan([EditIntent(rule.action, rule.part, direction=d)], kp, (128, 128), rules)
                 for w in result.warnings:
-                    assert "already" in w or "moved to its edge" in w or "nothing needs" in w, w
+                    assert any(s in w for s in ("already", "moved to its edge", "nothing needs", "no further")), w
                 for name, pair in zip(result.names, result.pairs):
                     assert name in {h.point for h in rule.handles}
                     # on the keypoint, or moved off it (closed lips or lids) by at most MIN_HANDLE_GAP
                     assert math.hypot(pair.handle.x - kp[name].x, pair.handle.y - kp[name].y) <= MIN_HANDLE_GAP
                     assert 0 <= pair.target.x <= 127 and 0 <= pair.target.y <= 127
-        opened = pairs_by_name(plan([EditIntent("open", "mouth")], kp, (128, 128), rules))
+        opened = plan([EditIntent("open", "mouth")], kp, (128, 128), rules)
+        ref = kp["right_eye_center"].x - kp["left_eye_center"].x
         gap_before = kp["lower_lip"].y - kp["upper_lip"].y
-        gap_after = opened["lower_lip"][1].y - opened.get("upper_lip", (kp["upper_lip"], kp["upper_lip"]))[1].y
-        assert gap_after > gap_before + 3
+        if gap_before >= 0.40 * ref - 0.5:  # a mouth open about as far as the face world draws one
+            assert "no further" in opened.warnings[0]
+            continue
+        # Either the rule's whole move, or up to the mouth's limit (less a lip move under half a pixel, dropped).
+        assert lip_gap_after(opened, kp) >= min(gap_before + 0.36 * ref, 0.40 * ref) - 0.5
 
 
 def test_tilt_without_direction_uses_the_rules_default(parser: CommandParser) -> None:
@@ -238,3 +243,71 @@ def test_handles_on_one_spot_sent_different_ways_start_apart(parser: CommandPars
         ah, at = apart[name]
         assert (t.x - h.x, t.y - h.y) == pytest.approx((at.x - ah.x, at.y - ah.y))
     assert apart["lower_lip"][0] == face()["lower_lip"] and apart["upper_lip"][0] == face()["upper_lip"]
+
+
+def lip_gap_after(result, kp: dict[str, Point]) -> float:
+    got = pairs_by_name(result)
+    lower = got["lower_lip"][1] if "lower_lip" in got else kp["lower_lip"]
+    upper = got["upper_lip"][1] if "upper_lip" in got else kp["upper_lip"]
+    return lower.y - upper.y
+
+
+def test_open_mouth_stops_at_the_mouths_limit(parser: CommandParser) -> None:
+    kp = face()  # reference length 60 px
+    ref = 60.0
+    closed = dict(kp, lower_lip=Point(kp["upper_lip"].x, kp["upper_lip"].y + 2.0))
+    full = plan(parser.parse("open the mouth").edits, closed, SIZE)
+    assert not full.warnings
+    assert lip_gap_after(full, closed) == pytest.approx(2.0 + 0.36 * ref, abs=0.01)  # the rule's whole move
+    half_open = dict(kp, lower_lip=Point(kp["upper_lip"].x, kp["upper_lip"].y + 0.25 * ref))
+    limited = plan(parser.parse("open the mouth").edits, half_open, SIZE)
+    assert lip_gap_after(limited, half_open) == pytest.approx(0.40 * ref, abs=0.01)
+    assert limited.warnings == [f"this model draws the mouth no further: moved {0.15 / 0.36:.0%} of the usual amount."]
+    # Both lips keep the rule's proportions: the lower one still does most of the moving.
+    got = pairs_by_name(limited)
+    down = got["lower_lip"][1].y - got["lower_lip"][0].y
+    up = got["upper_lip"][0].y - got["upper_lip"][1].y
+    assert down == pytest.approx(up * 0.28 / 0.08, rel=1e-3)
+
+
+def test_open_mouth_already_at_its_limit_moves_nothing(parser: CommandParser) -> None:
+    kp = face()
+    wide_open = dict(kp, lower_lip=Point(kp["upper_lip"].x, kp["upper_lip"].y + 0.45 * 60))
+    result = plan(parser.parse("open the mouth").edits, wide_open, SIZE)
+    assert result.pairs == []
+    assert result.warnings[0] == "this model draws the mouth no further that way."
+    # A distance the user names is taken as said, limit or not.
+    said = plan(parser.parse("open the mouth by 10 pixels").edits, wide_open, SIZE)
+    assert max(p.handle.distance(p.target) for p in said.pairs) == pytest.approx(10.0)
+
+
+def test_raise_ear_swings_the_tip_about_its_base(parser: CommandParser) -> None:
+    kp = face()
+    tip, base = kp["left_ear_tip"], kp["left_ear_base"]
+    # A dropped ear: the tip out to the side, a little above the base.
+    dropped = dict(kp, left_ear_tip=Point(base.x - 36.0, base.y - 6.0))
+    got = pairs_by_name(plan(parser.parse("raise the left ear").edits, dropped, SIZE))
+    assert set(got) == {"left_ear_tip"}
+    h, t = got["left_ear_tip"]
+    assert h.distance(base) == pytest.approx(t.distance(base), rel=1e-6)  # a swing, not a stretch
+    assert t.y < h.y and t.x > h.x  # up, and in toward the head
+    # Already high: the swing stops where the tip stands 0.55 reference lengths above the base.
+    high = dict(kp, left_ear_tip=Point(base.x - 20.0, base.y - 30.0))
+    h, t = pairs_by_name(plan(parser.parse("raise the left ear").edits, high, SIZE))["left_ear_tip"]
+    assert base.y - t.y == pytest.approx(0.55 * 60, abs=0.01)
+    assert tip  # the unmodified face's own ear is left alone by these cases
+
+
+def test_bad_limit_in_rules_file_is_one_sentence() -> None:
+    from voicedrag.rules import parse_rules
+
+    data = {
+        "keypoints": ["a", "b"], "reference": ["a", "b"], "parts": {"mouth": {"words": ["mouth"]}},
+        "rule": [{"action": "open", "part": "mouth", "handles": [{"point": "a", "move": [0.0, 1.0]}],
+                  "limits": [{"point": "a", "from": "b", "axis": [0.0, 0.0], "max": 1.0}]}],
+    }
+    with pytest.raises(RulesError, match="axis must not be"):
+        parse_rules(data)
+    data["rule"][0]["limits"] = [{"point": "a", "from": "c", "axis": [0.0, 1.0], "max": 1.0}]
+    with pytest.raises(RulesError, match="keypoint 'c'"):
+        parse_rules(data)

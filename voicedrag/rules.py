@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,24 @@ class HandleSpec:
 
 
 @dataclass(frozen=True)
+class Limit:
+    """How far a part goes on this model: after a rule's moves, the offset of
+    `point` from `origin` along `axis` (a unit vector) stays <= `max`
+    reference lengths. A rule whose full move would pass a limit moves only as
+    far as the limit allows (an already half-open mouth opens the rest of the
+    way), so that it never asks the generator for a face it cannot draw."""
+
+    point: str
+    origin: str
+    axis: tuple[float, float]
+    max: float
+
+    def value(self, positions: dict[str, Point], ref: float) -> float:
+        p, o = positions[self.point], positions[self.origin]
+        return ((p.x - o.x) * self.axis[0] + (p.y - o.y) * self.axis[1]) / ref
+
+
+@dataclass(frozen=True)
 class Rule:
     action: str
     part: str
@@ -67,6 +85,7 @@ class Rule:
     verbs: tuple[str, ...] = ()
     phrases: tuple[str, ...] = ()
     default_direction: str | None = None  # the direction when a command names none ("tilt the head")
+    limits: tuple[Limit, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -201,6 +220,22 @@ def _parse_handle(raw: dict[str, object], where: str) -> HandleSpec:
     )
 
 
+def _parse_limit(raw: object, where: str) -> Limit:
+    if not isinstance(raw, dict) or not isinstance(raw.get("point"), str) or not isinstance(raw.get("from"), str):
+        raise RulesError(f"{where} needs point = \"keypoint\", from = \"keypoint\", axis = [dx, dy] and max; "
+                         "fix the rules file.")
+    axis = raw.get("axis")
+    if not (isinstance(axis, list) and len(axis) == 2):
+        raise RulesError(f"{where}: axis must be [dx, dy]; fix the rules file.")
+    ax, ay = _float(axis[0], where), _float(axis[1], where)
+    norm = math.hypot(ax, ay)
+    if norm == 0:
+        raise RulesError(f"{where}: axis must not be [0, 0]; fix the rules file.")
+    if "max" not in raw:
+        raise RulesError(f"{where} needs max = number (reference lengths); fix the rules file.")
+    return Limit(point=raw["point"], origin=raw["from"], axis=(ax / norm, ay / norm), max=_float(raw["max"], where))
+
+
 def parse_rules(data: dict[str, object], path: Path | None = None) -> Rules:
     """Build and check Rules from a parsed TOML document."""
     src = str(path) if path is not None else "rules"
@@ -240,13 +275,15 @@ def parse_rules(data: dict[str, object], path: Path | None = None) -> Rules:
         for d in directions:
             if d not in DIRECTIONS:
                 raise RulesError(f"{where}: direction {d!r} is not up, down, left or right; fix the rules file.")
-        if any(h.along is not None or h.rotate is not None for h in handles) and not directions:
+        if any(h.along is not None for h in handles) and not directions:
             raise RulesError(f"{where} moves handles along a direction but lists no directions; fix the rules file.")
         default = raw.get("default_direction")
         if default is not None and default not in directions:
             raise RulesError(f"{where}: default_direction must be one of its directions; fix the rules file.")
         mask = tuple(_str_tuple(g, f"{where}: mask") for g in raw.get("mask", []))
-        for name in [n for h in handles for n in h.keypoints()] + [n for g in mask for n in g]:
+        limits = tuple(_parse_limit(lim, f"{where}, limit {j + 1}") for j, lim in enumerate(raw.get("limits", [])))
+        limit_names = [n for lim in limits for n in (lim.point, lim.origin)]
+        for name in [n for h in handles for n in h.keypoints()] + [n for g in mask for n in g] + limit_names:
             if name not in known:
                 raise RulesError(f"{where} uses keypoint {name!r}, which is not in keypoints; fix the rules file.")
         rules.append(Rule(
@@ -254,6 +291,7 @@ def parse_rules(data: dict[str, object], path: Path | None = None) -> Rules:
             verbs=tuple(v.lower() for v in _str_tuple(raw.get("verbs", []), f"{where}: verbs")),
             phrases=tuple(p.lower() for p in _str_tuple(raw.get("phrases", []), f"{where}: phrases")),
             default_direction=default if isinstance(default, str) else None,
+            limits=limits,
         ))
     for a in reference:
         if a not in known:
@@ -388,6 +426,35 @@ def _displacement(spec: HandleSpec, edit: EditIntent, direction: str | None,
     return 0.0, 0.0
 
 
+def _limit_factor(rule: Rule, handles: list[HandleSpec], edit: EditIntent, direction: str | None,
+                  keypoints: dict[str, Point], ref: float) -> float:
+    """The largest fraction f in [0, 1] of the edit's amount whose moves keep every limit
+    that concerns these handles (0: the part is already at or past a limit)."""
+    moved = {s.point for s in handles}
+    limits = [lim for lim in rule.limits if lim.point in moved or lim.origin in moved]
+    if not limits:
+        return 1.0
+
+    def within(f: float) -> bool:
+        positions = dict(keypoints)
+        scaled = replace(edit, amount=edit.amount * f)
+        for s in handles:
+            dx, dy = _displacement(s, scaled, direction, keypoints, ref)
+            positions[s.point] = Point(keypoints[s.point].x + dx, keypoints[s.point].y + dy)
+        # A limit already passed before the move only forbids going further.
+        return all(lim.value(positions, ref) <= max(lim.max, lim.value(keypoints, ref)) + 1e-9 for lim in limits)
+
+    if within(1.0):
+        return 1.0
+    if not within(1e-3):
+        return 0.0
+    lo, hi = 0.0, 1.0  # moves grow with the amount, so the limit is crossed once: bisect for it
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if within(mid) else (lo, mid)
+    return lo
+
+
 def _inside(p: Point, size: tuple[int, int]) -> bool:
     w, h = size
     return 0.0 <= p.x <= w - 1 and 0.0 <= p.y <= h - 1
@@ -469,6 +536,15 @@ def plan(edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, 
                 raise RulesError(f"no {missing[0]} keypoint was found on this image; "
                                  "try another image or an explicit drag such as 'drag 30,40 to 50,60'.")
         moves = [_displacement(s, edit, direction, keypoints, ref) for s in handles]
+        # A distance the user named is taken as said; otherwise the move stops at the part's limits.
+        if rule.limits and edit.pixels is None:
+            f = _limit_factor(rule, handles, edit, direction, keypoints, ref)
+            if f < 1.0:
+                moves = [_displacement(s, replace(edit, amount=edit.amount * f), direction, keypoints, ref)
+                         for s in handles]
+                visible = max(math.hypot(dx, dy) for dx, dy in moves) >= MIN_PAIR_PIXELS
+                warnings.append(f"this model draws the {part} no further: moved {f:.0%} of the usual amount."
+                                if visible else f"this model draws the {part} no further that way.")
         if edit.pixels is not None:
             longest = max((math.hypot(dx, dy) for dx, dy in moves), default=0.0)
             if longest > 0:
