@@ -22,7 +22,8 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,6 +64,17 @@ class DragConfig:
     # Modulated convolutions by scaling activations (False) or by per-sample weights (True);
     # equal to float rounding. Unfused is faster for one latent on CPU (benchmarks/drag_speed.py).
     fused_modconv: bool = False
+
+    @classmethod
+    def for_generator(cls, generator: Generator, **overrides: Any) -> DragConfig:
+        """The paper's settings, then the model's own (its config's `drag`), then the caller's
+        (an override of None keeps the model's or the paper's value)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(generator.cfg.drag) - known)
+        if unknown:
+            raise ValueError(f"the model's drag settings name {unknown[0]!r}, which is not a drag option; "
+                             f"fix the model's JSON config (options: {', '.join(sorted(known))}).")
+        return cls(**{**generator.cfg.drag, **{k: v for k, v in overrides.items() if v is not None}})
 
     def radii(self, resolution: int) -> tuple[int, int]:
         """(r1, r2) in pixels at this resolution. r1 is kept >= 1 so that small
@@ -155,7 +167,9 @@ def motion_loss(
     dist = ((rows - y) ** 2 + (cols - x) ** 2).sqrt()
     ii, jj = torch.where(dist < r1)  # window-relative
     d = torch.tensor([target.x - x, target.y - y], dtype=torch.float32, device=feat.device)
-    d = d / (torch.linalg.norm(d) + 1e-7)
+    # One unit step toward the target, or the rest of the way when that is shorter (only reached
+    # with a stop distance under 1 px; the official loop never supervises a handle that close).
+    d = d / (torch.linalg.norm(d) + 1e-7) * min(float(torch.linalg.norm(d)), 1.0)
     gx = (jj + d[0]) / (fw - 1) * 2 - 1
     gy = (ii + d[1]) / (fh - 1) * 2 - 1
     grid = torch.stack([gx, gy], dim=-1).reshape(1, 1, -1, 2)
@@ -167,7 +181,9 @@ class DragSession:
     """One drag: handle/target pairs on a latent, optimised step by step.
 
     `mask` is a boolean [H, W] array where True marks the region that may move;
-    the rest is held to its initial features (weight `lambda_mask`).
+    the rest is held to its initial features (weight `lambda_mask`). Without a
+    `config`, the model's own drag settings apply (`DragConfig.for_generator`);
+    a config given is taken as it is.
     """
 
     def __init__(
@@ -181,7 +197,7 @@ class DragSession:
         if not pairs:
             raise ValueError("a drag needs at least one handle/target pair")
         self.G = generator
-        self.config = config or DragConfig()
+        self.config = config or DragConfig.for_generator(generator)
         self.res = generator.img_resolution
         self.r1, self.r2 = self.config.radii(self.res)
         self.feature_block = (
@@ -204,6 +220,12 @@ class DragSession:
         for x, y in self.points:
             if not (0 <= x < self.res and 0 <= y < self.res):
                 raise ValueError(f"handle ({x}, {y}) is outside the {self.res}x{self.res} image")
+        # A handle between pixels (a detected keypoint) is tracked from its pixel, and its target
+        # shifted by the same rounding, so that the move asked for is the move made: at 64 px a
+        # rounding of 0.5 px is a sixth of a lip's travel. Integer handles (the official case) are
+        # unchanged; reported points carry the offset back.
+        self._offsets = [(p.handle.x - x, p.handle.y - y) for p, (x, y) in zip(pairs, self.points)]
+        self._aims = [Point(t.x - ox, t.y - oy) for t, (ox, oy) in zip(self.targets, self._offsets)]
         self.fixed = self._fixed_region(mask, device)
         self.step_index = 0
         self.converged = False
@@ -247,10 +269,10 @@ class DragSession:
         return self._cancel.is_set()
 
     def current_points(self) -> list[Point]:
-        return [Point(float(x), float(y)) for x, y in self.points]
+        return [Point(x + ox, y + oy) for (x, y), (ox, oy) in zip(self.points, self._offsets)]
 
     def distances(self) -> list[float]:
-        return [math.hypot(t.x - x, t.y - y) for (x, y), t in zip(self.points, self.targets)]
+        return [math.hypot(t.x - x, t.y - y) for (x, y), t in zip(self.points, self._aims)]
 
     def _preview_due(self) -> bool:
         cfg = self.config
@@ -330,9 +352,11 @@ class DragSession:
         dists = self.distances()
         stop = all(d <= self.config.stop_px(len(dists)) for d in dists)
         loss_motion = torch.zeros((), device=self.ws0.device)
-        for point, target, d, (v, o) in zip(self.points, self.targets, dists, views):
-            # Handles within 1 px are left alone: a unit step would overshoot them.
-            if d > 1:
+        # Handles within 1 px are left alone, as in the official loop (a unit step would overshoot
+        # them), unless the stop distance is tighter: then they take the shorter step that remains.
+        pull = min(1.0, self.config.stop_px(len(dists)))
+        for point, target, d, (v, o) in zip(self.points, self._aims, dists, views):
+            if d > pull:
                 loss_motion = loss_motion + motion_loss(v, point, target, self.r1, origin=o, size=size)
         loss = loss_motion
         loss_fix = None

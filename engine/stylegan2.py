@@ -59,6 +59,9 @@ class GeneratorConfig:
     # Block whose output features drive the drag (0 = the 4x4 block). None:
     # DragGAN's 6th block, or the last one for models that have fewer.
     feature_block: int | None = None
+    # The model's own drag settings (DragConfig field -> value), measured on it and shipped in
+    # its JSON config; empty for official checkpoints, which drag with the paper's.
+    drag: dict[str, Any] = field(default_factory=dict)
 
     @property
     def block_resolutions(self) -> list[int]:

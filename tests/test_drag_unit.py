@@ -1,6 +1,8 @@
 """Unit tests of the drag loop's parts on synthetic data and a tiny random generator."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -61,6 +63,56 @@ def test_stop_criterion(tiny_generator):
     assert DragSession(tiny_generator, ws, six, config=DragConfig(max_steps=1)).step().converged
 
 
+def test_tighter_stop_pulls_handles_within_a_pixel(tiny_generator):
+    ws = tiny_generator.ws_from_seed(0)
+    near = [DragPair(Point(10, 10), Point(10.8, 10))]  # 0.8 px away
+    # The official rule: within 1 px a handle is converged and left alone.
+    official = DragSession(tiny_generator, ws, near, config=DragConfig(max_steps=1)).step()
+    assert official.converged and official.loss_motion == 0.0
+    # A stop distance under 1 px keeps pulling it, by the 0.8 px that remain rather than a unit step.
+    tight = DragSession(tiny_generator, ws, near, config=DragConfig(max_steps=1, stop_distance=0.5)).step()
+    assert not tight.converged and tight.loss_motion > 0.0
+    feat = torch.randn(1, 4, 20, 20)
+    short = motion_loss(feat, (10, 10), Point(10.8, 10.0), r1=1)
+    # The disc of radius 1 on the official grid (pixel i at i * 20 / 19) holds rows and columns 9 and 10.
+    f = feat[0]
+    disc = [(i, j) for i in (9, 10) for j in (9, 10)]
+    expected = torch.stack([f[:, i, j] - (0.2 * f[:, i, j] + 0.8 * f[:, i, j + 1]) for i, j in disc]).abs().mean()
+    assert float(short) == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_a_handle_between_pixels_keeps_its_offset(tiny_generator):
+    ws = tiny_generator.ws_from_seed(0)
+    # Tracked from pixel (10, 10), its target shifted by the same 0.4 px: 0.8 px to go, not 1.2.
+    s = DragSession(tiny_generator, ws, [DragPair(Point(10.4, 10.0), Point(11.2, 10.0))], config=DragConfig(max_steps=3))
+    first = s.step()
+    assert first.converged and first.distances == [pytest.approx(0.8)]
+    assert first.points == [Point(10.4, 10.0)] and s.result().targets == [Point(11.2, 10.0)]
+    # A longer drag reports where the handle is on the image's own scale, offset included.
+    s = DragSession(tiny_generator, ws, [DragPair(Point(10.4, 10.6), Point(16.4, 10.6))],
+                    config=DragConfig(max_steps=2, stop_distance=0.0))
+    for r in s.steps():
+        (p,) = r.points
+        assert (p.x - 0.4) == pytest.approx(round(p.x - 0.4)) and (p.y + 0.4) == pytest.approx(round(p.y + 0.4))
+        assert r.distances[0] == pytest.approx(math.hypot(16.4 - p.x, 10.6 - p.y))
+
+
+def test_model_drag_settings_sit_between_the_papers_and_the_callers(tiny_generator):
+    assert DragConfig.for_generator(tiny_generator) == DragConfig()  # no settings of its own: the paper's
+    tiny_generator.cfg.drag = {"lr": 0.006, "stop_distance": 0.75}
+    try:
+        cfg = DragConfig.for_generator(tiny_generator, max_steps=9, lr=None)
+        assert (cfg.lr, cfg.stop_distance, cfg.max_steps, cfg.r1) == (0.006, 0.75, 9, DragConfig().r1)
+        assert DragConfig.for_generator(tiny_generator, lr=0.001).lr == 0.001
+        ws = tiny_generator.ws_from_seed(0)
+        assert DragSession(tiny_generator, ws, [DragPair(Point(8, 8), Point(12, 8))]).config.lr == 0.006
+        tiny_generator.cfg.drag = {"learning_rate": 0.01}
+        with pytest.raises(ValueError, match="'learning_rate', which is not a drag option; fix the model's JSON"):
+            DragConfig.for_generator(tiny_generator)
+    finally:
+        tiny_generator.cfg.drag = {}
+
+
 def test_max_steps_and_previews(tiny_generator):
     ws = tiny_generator.ws_from_seed(1)
     cfg = DragConfig(max_steps=7, preview_every=3, stop_distance=0.0)
@@ -114,11 +166,3 @@ def test_handles_outside_the_image_are_refused(tiny_generator):
     with pytest.raises(ValueError):
         DragSession(tiny_generator, tiny_generator.ws_from_seed(0), [DragPair(Point(40, 3), Point(5, 5))])
 
-
-def test_handles_within_one_pixel_with_a_tighter_stop_take_no_step(tiny_generator):
-    ws = tiny_generator.ws_from_seed(0)
-    s = DragSession(tiny_generator, ws, [DragPair(Point(10, 10), Point(11, 10))],
-                    config=DragConfig(max_steps=2, stop_distance=0.0))
-    results = list(s.steps())
-    assert len(results) == 2 and not results[-1].converged
-    torch.testing.assert_close(s.ws, ws)

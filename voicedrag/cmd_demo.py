@@ -74,7 +74,7 @@ def run_demo(args: argparse.Namespace) -> int:
         command = None
         pairs, mask = [DragPair(Point(res // 2, res // 2), Point(res // 2 + res // 10, res // 2))], None
         moves = [f"{pairs[0].handle.x:g},{pairs[0].handle.y:g} -> {pairs[0].target.x:g},{pairs[0].target.y:g}"]
-    session = DragSession(G, ws, pairs, mask=mask, config=DragConfig(max_steps=200, preview_every=4))
+    session = DragSession(G, ws, pairs, mask=mask, config=DragConfig.for_generator(G, max_steps=200, preview_every=4))
     what = f'"{command}"' if command else "a drag"
     print(f"demo: {what} on {model.name} ({res} px): " + "; ".join(moves), file=sys.stderr)
     for _ in session.steps():

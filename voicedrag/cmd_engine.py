@@ -20,8 +20,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def add_drag_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=300, help="maximum optimisation steps (default 300)")
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (default 0.002)")
-    p.add_argument("--space", choices=["w+", "w"], default="w+", help="optimise w+ rows or one w (default w+)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (default: the model's own, else the paper's 0.002)")
+    p.add_argument("--space", choices=["w+", "w"], default=None,
+                   help="optimise w+ rows or one w (default: the model's own, else w+)")
     p.add_argument("--out", required=True, help="PNG path of the result")
     p.add_argument("--gif", default=None, help="also write a GIF of the drag")
     p.add_argument("--save-latent", default=None, metavar="WS.npy", help="also save the final ws as .npy")
@@ -76,7 +78,8 @@ def drag_and_save(G: Any, ws: Any, pairs: list, mask: Any, args: argparse.Namesp
 
     from engine import DragConfig, DragSession
 
-    cfg = DragConfig(max_steps=args.steps, lr=args.lr, space=args.space, preview_every=5 if args.gif else 0)
+    cfg = DragConfig.for_generator(G, max_steps=args.steps, lr=args.lr, space=args.space,
+                                   preview_every=5 if args.gif else 0)
     session = DragSession(G, ws, pairs, mask=mask, config=cfg)
     progress = Progress(total=args.steps)
     first_frame = None

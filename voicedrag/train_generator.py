@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -247,10 +248,11 @@ class Trainer:
             log.close()
             sys.stderr.write("\n")
 
-    def export(self, path: Path, feature_block: int | None = None) -> Path:
+    def export(self, path: Path, feature_block: int | None = None, drag: dict[str, Any] | None = None) -> Path:
         G = copy.deepcopy(self.G_ema)
         G.mapping.w_avg.copy_(compute_w_avg(G))
         G.cfg.feature_block = feature_block
+        G.cfg.drag = dict(drag or {})
         extra = {"training": {"objective": "L1 regression on rendered targets (pixels + gradients, 2 scales)",
                               "steps": self.step, "images_seen": self.images_seen,
                               "cpu_hours": round(self.seconds / 3600, 3), "config": self.trained_config,
@@ -291,6 +293,9 @@ def main() -> None:
     ap.add_argument("--export", type=Path, default=None, help="write the EMA generator here (.safetensors)")
     ap.add_argument("--feature-block", type=int, default=None,
                     help="the block whose features drive drags, written into the exported config")
+    ap.add_argument("--drag", type=json.loads, default=None,
+                    help="the model's drag settings as JSON (e.g. '{\"lr\": 0.006}'), measured with "
+                         "benchmarks/embedded_quality.py --drag and written into the exported config")
     ap.add_argument("--grid", type=Path, default=None, help="write a 4x4 PNG of seeds 0-15 of the exported model")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -302,7 +307,7 @@ def main() -> None:
     if args.minutes > 0:
         trainer.run(args.minutes)
     if args.export:
-        path = trainer.export(args.export, args.feature_block)
+        path = trainer.export(args.export, args.feature_block, args.drag)
         report = {"exported": str(path), "step": trainer.step, "images_seen": trainer.images_seen,
                   "cpu_hours": round(trainer.seconds / 3600, 3)}
         if args.grid:

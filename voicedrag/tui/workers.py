@@ -268,7 +268,7 @@ def drag(backend: Backend, req: DragRequest, pairs: list[Any], mask: list[Rect] 
 
     G = backend.generator
     h, w = req.image.shape[:2]
-    config = DragConfig(max_steps=req.max_steps, preview_every=0, preview_seconds=req.preview_seconds)
+    config = DragConfig.for_generator(G, max_steps=req.max_steps, preview_every=0, preview_seconds=req.preview_seconds)
     ws = torch.from_numpy(np.ascontiguousarray(req.ws)).to(G.device)
     try:
         session = DragSession(G, ws, pairs, mask=mask_array(mask, (w, h)), config=config)
