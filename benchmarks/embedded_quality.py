@@ -2,6 +2,10 @@
 
     python benchmarks/embedded_quality.py [--parts detector drags] [--seeds 20] [--feature-block K]
     python benchmarks/embedded_quality.py --parts blocks     # which feature block drags best
+    python benchmarks/embedded_quality.py --parts drags --drag '{"lr": 0.002}'   # other drag settings
+
+Drags use the model's own drag settings (its JSON config's `drag`, over the
+paper's defaults); `--drag` overrides them to compare.
 
 Detector: mean keypoint error on held-out renders of the face world (500 at
 128 px and 500 at 64 px, seeds the detector never saw), and on generator
@@ -17,7 +21,10 @@ and the keypoints are detected again on the result. Reported per command:
   "open the mouth" this is the growth of the lip gap over the commanded growth,
   which is also printed on its own);
 - others: median movement of the keypoints the command did not name: neither
-  handles nor inside the region its rule lets move (a head turn names them all).
+  handles nor inside the region its rule lets move (a head turn names them all);
+- commanded: the median length of the commanded moves, in pixels (a rule moves
+  a part only as far as the face world draws it, so a half-open mouth is
+  commanded the rest of the way).
 
 The last line is one JSON object with the figures.
 """
@@ -57,6 +64,7 @@ class DragCase:
     lip_gap_achieved: float | None
     others_median_px: float | None  # None: the command names every keypoint
     seconds: float
+    commanded_px: float  # mean length of the commanded moves
 
 
 def _points_array(points: dict, names: tuple[str, ...] = KEYPOINT_NAMES) -> np.ndarray:
@@ -111,7 +119,8 @@ def drag_case(G: Generator, detector: EmbeddedDetector, command: str, seed: int,
     others = tuple(n for n in KEYPOINT_NAMES if n not in named and not _inside(planned.mask, before[n]))
     shift = np.linalg.norm(_points_array(after, others) - _points_array(before, others), axis=-1)
     return DragCase(command, seed, result.converged, result.steps, result.mean_distance, achieved, lip_gap,
-                    float(np.median(shift)) if others else None, seconds)
+                    float(np.median(shift)) if others else None, seconds,
+                    float(np.linalg.norm(commanded, axis=1).mean()))
 
 
 def _inside(mask: np.ndarray | None, p: Point) -> bool:
@@ -139,6 +148,7 @@ def summarise(cases: list[DragCase]) -> dict[str, dict[str, float]]:
             "others_median_px": _median_or_none([c.others_median_px for c in cs]),
             "steps_median": float(np.median([c.steps for c in cs])),
             "seconds_median": float(np.median([c.seconds for c in cs])),
+            "commanded_px_median": float(np.median([c.commanded_px for c in cs])),
         }
         gaps = [c.lip_gap_achieved for c in cs if c.lip_gap_achieved is not None]
         if gaps:
@@ -149,11 +159,13 @@ def summarise(cases: list[DragCase]) -> dict[str, dict[str, float]]:
 
 def print_table(title: str, table: dict[str, dict[str, float]]) -> None:
     print(f"\n{title}")
-    print(f"{'command':<22}{'conv':>6}{'dist px':>9}{'achieved':>10}{'(min)':>8}{'others px':>11}{'steps':>7}{'s':>7}")
+    print(f"{'command':<22}{'conv':>6}{'dist px':>9}{'achieved':>10}{'(min)':>8}{'others px':>11}{'steps':>7}{'s':>7}"
+          f"{'commanded px':>14}")
     for command, r in table.items():
         others = "all named" if r["others_median_px"] is None else f"{r['others_median_px']:.2f}"
         print(f"{command:<22}{r['converged']:>6.0%}{r['mean_distance_px']:>9.2f}{r['achieved_median']:>10.2f}"
-              f"{r['achieved_min']:>8.2f}{others:>11}{r['steps_median']:>7.0f}{r['seconds_median']:>7.1f}")
+              f"{r['achieved_min']:>8.2f}{others:>11}{r['steps_median']:>7.0f}{r['seconds_median']:>7.1f}"
+              f"{r['commanded_px_median']:>14.2f}")
         if "lip_gap_achieved_median" in r:
             print(f"{'':<22}lip gap grew by {r['lip_gap_achieved_median']:.0%} of the commanded amount (median)")
 
@@ -187,6 +199,8 @@ def main() -> None:
     ap.add_argument("--feature-block", type=int, default=None, help="override the model's drag feature block")
     ap.add_argument("--max-steps", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--drag", type=json.loads, default={},
+                    help="drag settings over the model's own, as JSON (e.g. '{\"lr\": 0.002}')")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     G = load_generator(args.model, device="cpu")
@@ -201,7 +215,11 @@ def main() -> None:
             print(f"  {k:<24}{v:.3f}")
         report["detector"] = det
     if "drags" in args.parts:
-        config = DragConfig(max_steps=args.max_steps, preview_every=0, feature_block=args.feature_block)
+        config = DragConfig.for_generator(G, **{**args.drag, "max_steps": args.max_steps, "preview_every": 0,
+                                                "feature_block": args.feature_block})
+        report["drag_settings"] = {k: getattr(config, k) for k in ("lr", "r1", "r2", "space", "num_optimized_ws",
+                                                                   "stop_distance", "lambda_mask", "max_steps")}
+        print("drag settings: " + json.dumps(report["drag_settings"]))
         skipped: dict[str, list[int]] = {}
         table = summarise(run_drags(G, detector, args.seeds, config, skipped))
         print_table(f"drags over {args.seeds} seeds (feature block {report['feature_block']})", table)
@@ -212,7 +230,8 @@ def main() -> None:
     if "blocks" in args.parts:
         blocks: dict[str, object] = {}
         for k in range(2, len(G.synthesis.block_resolutions)):
-            config = DragConfig(max_steps=args.max_steps, preview_every=0, feature_block=k)
+            config = DragConfig.for_generator(G, **{**args.drag, "max_steps": args.max_steps, "preview_every": 0,
+                                                    "feature_block": k})
             table = summarise(run_drags(G, detector, args.seeds, config))
             print_table(f"feature block {k} ({G.synthesis.block_resolutions[k]} px)", table)
             blocks[str(k)] = table
