@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="embedded", help="generator file (.pkl or .safetensors), or 'embedded'")
     p.add_argument("--seed", type=int, default=0, help="seed of the first image (default 0)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--steps", type=int, default=200, help="most drag steps per edit (default 200)")
+    p.add_argument("--steps", type=int, default=300, help="most drag steps per edit (default 300)")
     p.add_argument("--psi", type=float, default=0.7, help="truncation psi for seeds (default 0.7)")
     p.add_argument("--out", default="voicedrag-out", help="folder that saves go into (default ./voicedrag-out)")
     p.add_argument("--renderer", default="auto", choices=["auto", "halfcell", "unicode", "sixel", "tgp"],

@@ -47,7 +47,7 @@ class TuiOptions:
     model: str = "embedded"
     seed: int = 0
     device: str | None = None
-    steps: int = 200
+    steps: int = 300  # as `voicedrag edit` and `drag`
     psi: float = 0.7
     renderer: str = "auto"  # auto | halfcell | unicode | sixel | tgp
     auto_run_voice: bool = True  # run a transcript at once, or wait for Enter
