@@ -26,7 +26,8 @@ and the keypoints are detected again on the result. Reported per command:
   a part only as far as the face world draws it, so a half-open mouth is
   commanded the rest of the way).
 
-The last line is one JSON object with the figures.
+The last line is one JSON object with the figures (and every drag's own, under
+`drag_cases`).
 """
 from __future__ import annotations
 
@@ -221,11 +222,16 @@ def main() -> None:
                                                                    "stop_distance", "lambda_mask", "max_steps")}
         print("drag settings: " + json.dumps(report["drag_settings"]))
         skipped: dict[str, list[int]] = {}
-        table = summarise(run_drags(G, detector, args.seeds, config, skipped))
+        cases = run_drags(G, detector, args.seeds, config, skipped)
+        table = summarise(cases)
         print_table(f"drags over {args.seeds} seeds (feature block {report['feature_block']})", table)
         for command, seeds in skipped.items():
             print(f"{command}: seeds {seeds} skipped, the face was already that way (nothing to drag)")
         report["drags"] = table
+        # Every drag on its own, so that a failing seed can be looked at without a rerun.
+        report["drag_cases"] = [{"command": c.command, "seed": c.seed, "converged": c.converged, "steps": c.steps,
+                                 "mean_distance": round(c.mean_distance, 3), "achieved": round(c.achieved, 3),
+                                 "commanded_px": round(c.commanded_px, 3)} for c in cases]
         report["skipped_seeds"] = skipped
     if "blocks" in args.parts:
         blocks: dict[str, object] = {}
