@@ -191,6 +191,12 @@ def run_drags(G: Generator, detector: EmbeddedDetector, seeds: int, config: Drag
     return cases
 
 
+def drag_config(G: Generator, args: argparse.Namespace, feature_block: int | None) -> DragConfig:
+    """The model's drag settings, then `--drag`, then this benchmark's own (no previews)."""
+    return DragConfig.for_generator(G, **{**args.drag, "max_steps": args.max_steps, "preview_every": 0,
+                                          "feature_block": feature_block})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="embedded")
@@ -216,8 +222,7 @@ def main() -> None:
             print(f"  {k:<24}{v:.3f}")
         report["detector"] = det
     if "drags" in args.parts:
-        config = DragConfig.for_generator(G, **{**args.drag, "max_steps": args.max_steps, "preview_every": 0,
-                                                "feature_block": args.feature_block})
+        config = drag_config(G, args, args.feature_block)
         report["drag_settings"] = {k: getattr(config, k) for k in ("lr", "r1", "r2", "space", "num_optimized_ws",
                                                                    "stop_distance", "lambda_mask", "max_steps")}
         print("drag settings: " + json.dumps(report["drag_settings"]))
@@ -236,8 +241,7 @@ def main() -> None:
     if "blocks" in args.parts:
         blocks: dict[str, object] = {}
         for k in range(2, len(G.synthesis.block_resolutions)):
-            config = DragConfig.for_generator(G, **{**args.drag, "max_steps": args.max_steps, "preview_every": 0,
-                                                    "feature_block": k})
+            config = drag_config(G, args, k)
             table = summarise(run_drags(G, detector, args.seeds, config))
             print_table(f"feature block {k} ({G.synthesis.block_resolutions[k]} px)", table)
             blocks[str(k)] = table

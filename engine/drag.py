@@ -166,10 +166,12 @@ def motion_loss(
     cols = torch.linspace(0, w, w, device=feat.device)[ox : ox + fw].reshape(1, -1)
     dist = ((rows - y) ** 2 + (cols - x) ** 2).sqrt()
     ii, jj = torch.where(dist < r1)  # window-relative
-    d = torch.tensor([target.x - x, target.y - y], dtype=torch.float32, device=feat.device)
+    dx, dy = target.x - x, target.y - y
+    d = torch.tensor([dx, dy], dtype=torch.float32, device=feat.device)
     # One unit step toward the target, or the rest of the way when that is shorter (only reached
     # with a stop distance under 1 px; the official loop never supervises a handle that close).
-    d = d / (torch.linalg.norm(d) + 1e-7) * min(float(torch.linalg.norm(d)), 1.0)
+    # The length comes from the Python floats: no device sync on this per-step path.
+    d = d / (torch.linalg.norm(d) + 1e-7) * min(math.hypot(dx, dy), 1.0)
     gx = (jj + d[0]) / (fw - 1) * 2 - 1
     gy = (ii + d[1]) / (fh - 1) * 2 - 1
     grid = torch.stack([gx, gy], dim=-1).reshape(1, 1, -1, 2)
@@ -350,11 +352,12 @@ class DragSession:
                 for i, (p, (v, o)) in enumerate(zip(self.points, views))
             ]
         dists = self.distances()
-        stop = all(d <= self.config.stop_px(len(dists)) for d in dists)
+        stop_px = self.config.stop_px(len(dists))
+        stop = all(d <= stop_px for d in dists)
         loss_motion = torch.zeros((), device=self.ws0.device)
         # Handles within 1 px are left alone, as in the official loop (a unit step would overshoot
         # them), unless the stop distance is tighter: then they take the shorter step that remains.
-        pull = min(1.0, self.config.stop_px(len(dists)))
+        pull = min(1.0, stop_px)
         for point, target, d, (v, o) in zip(self.points, self._aims, dists, views):
             if d > pull:
                 loss_motion = loss_motion + motion_loss(v, point, target, self.r1, origin=o, size=size)

@@ -426,6 +426,13 @@ def _displacement(spec: HandleSpec, edit: EditIntent, direction: str | None,
     return 0.0, 0.0
 
 
+def _moves(handles: list[HandleSpec], edit: EditIntent, direction: str | None, keypoints: dict[str, Point],
+           ref: float, fraction: float = 1.0) -> list[tuple[float, float]]:
+    """Each handle's displacement for `fraction` of the edit's amount."""
+    scaled = edit if fraction == 1.0 else replace(edit, amount=edit.amount * fraction)
+    return [_displacement(s, scaled, direction, keypoints, ref) for s in handles]
+
+
 def _limit_factor(rule: Rule, handles: list[HandleSpec], edit: EditIntent, direction: str | None,
                   keypoints: dict[str, Point], ref: float) -> float:
     """The largest fraction f in [0, 1] of the edit's amount whose moves keep every limit
@@ -437,9 +444,7 @@ def _limit_factor(rule: Rule, handles: list[HandleSpec], edit: EditIntent, direc
 
     def within(f: float) -> bool:
         positions = dict(keypoints)
-        scaled = replace(edit, amount=edit.amount * f)
-        for s in handles:
-            dx, dy = _displacement(s, scaled, direction, keypoints, ref)
+        for s, (dx, dy) in zip(handles, _moves(handles, edit, direction, keypoints, ref, f)):
             positions[s.point] = Point(keypoints[s.point].x + dx, keypoints[s.point].y + dy)
         # A limit already passed before the move only forbids going further.
         return all(lim.value(positions, ref) <= max(lim.max, lim.value(keypoints, ref)) + 1e-9 for lim in limits)
@@ -535,13 +540,12 @@ def plan(edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, 
             if missing:
                 raise RulesError(f"no {missing[0]} keypoint was found on this image; "
                                  "try another image or an explicit drag such as 'drag 30,40 to 50,60'.")
-        moves = [_displacement(s, edit, direction, keypoints, ref) for s in handles]
+        moves = _moves(handles, edit, direction, keypoints, ref)
         # A distance the user named is taken as said; otherwise the move stops at the part's limits.
         if rule.limits and edit.pixels is None:
             f = _limit_factor(rule, handles, edit, direction, keypoints, ref)
             if f < 1.0:
-                moves = [_displacement(s, replace(edit, amount=edit.amount * f), direction, keypoints, ref)
-                         for s in handles]
+                moves = _moves(handles, edit, direction, keypoints, ref, f)
                 visible = max(math.hypot(dx, dy) for dx, dy in moves) >= MIN_PAIR_PIXELS
                 warnings.append(f"this model draws the {part} no further: moved {f:.0%} of the usual amount."
                                 if visible else f"this model draws the {part} no further that way.")
