@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from engine.loading import load_generator
@@ -31,6 +32,32 @@ def test_latents_name_faces_inside_the_narrowed_world() -> None:
     assert np.mean(np.array(seen["eye_open_left"]) == 0.0) > 0.05
     assert set(VARIED) | set(FIXED) == set(ATTRIBUTE_NAMES)
     assert all(VARIED[n][0] < 0 for n in VARIED if n in SIGNED_ATTRIBUTES)
+
+
+def _sweep(name: str, latent_map: str) -> np.ndarray:
+    """The attribute `name` as its latent coordinate sweeps from -3 to 3 (the rest fixed)."""
+    i = list(VARIED).index(name)
+    out = []
+    for v in np.linspace(-3.0, 3.0, 121):
+        z = np.ones(Z_DIM)  # a latent whose RMS barely depends on the swept coordinate
+        z[i] = v
+        out.append(getattr(params_from_z(z, latent_map), name))
+    return np.array(out)
+
+
+def test_the_smooth_map_has_no_flat_stretch_where_a_drag_would_find_no_gradient() -> None:
+    for name in ("mouth_open", "eye_open_left", "eye_open_right"):
+        smooth, clipped = _sweep(name, "smooth"), _sweep(name, "clipped")
+        assert np.all(np.diff(smooth) > 0), name  # strictly increasing over the whole sweep
+        assert np.sum(np.diff(clipped) == 0) > 20, name  # the old map is flat over long stretches
+        assert 0.0 <= smooth.min() and smooth.max() <= 1.0
+    # On the smooth map nearly closed mouths and eyes are still common enough to learn.
+    rng = np.random.default_rng(2)
+    faces = [params_from_z(rng.standard_normal(Z_DIM), "smooth") for _ in range(400)]
+    assert np.mean([f.mouth_open < 0.1 for f in faces]) > 0.15
+    assert np.mean([f.eye_open_left < 0.25 for f in faces]) > 0.08
+    with pytest.raises(ValueError, match="latent_map must be one of"):
+        params_from_z(np.ones(Z_DIM), "linear")
 
 
 def test_params_depend_on_the_normalised_latent_only() -> None:
@@ -83,3 +110,22 @@ def test_the_schedule_anneals_its_tail_and_stops_at_total_steps(tmp_path: Path) 
     assert trainer.opt.param_groups[0]["lr"] == trainer.lr_at(5)
     assert Trainer(tmp_path / "run", cfg).step == 6  # and the end was checkpointed
     assert TrainConfig().total_steps is None and trainer.lr_at(10**6) > 0
+
+
+def test_a_resume_with_other_settings_records_the_earlier_phase(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    first_cfg = TrainConfig(resolution=16, batch=2, compile=False, threads=1, total_steps=2)
+    Trainer(tmp_path / "run", first_cfg).run(minutes=5.0)
+    again_cfg = TrainConfig(resolution=16, batch=2, compile=False, threads=1, total_steps=3, lr=4e-3,
+                            latent_map="smooth")
+    again = Trainer(tmp_path / "run", again_cfg)
+    again.run(minutes=5.0)
+    assert again.step == 3
+    meta = json.loads(again.export(tmp_path / "faces.safetensors").with_suffix(".json").read_text())
+    phases = meta["training"]["earlier_phases"]
+    assert [p["until_step"] for p in phases] == [2]
+    assert phases[0]["config"]["latent_map"] == "clipped" and phases[0]["config"]["lr"] == 1e-2
+    assert meta["training"]["config"]["latent_map"] == "smooth" and meta["training"]["config"]["lr"] == 4e-3
+    # Resuming with the same settings starts no new phase.
+    Trainer(tmp_path / "run", again_cfg).run(minutes=5.0)
+    assert len(Trainer(tmp_path / "run", again_cfg).phases) == 1

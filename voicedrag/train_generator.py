@@ -4,15 +4,17 @@ The generator is a standard StyleGAN2 (engine.stylegan2), so the drag engine
 treats it exactly like an official checkpoint. Training is regression, not
 adversarial: every latent z names one face of the world. The mapping network
 sees z normalised to unit RMS; each coordinate of that normalised z, pushed
-through the normal CDF, sets one renderer attribute, so z ~ N(0, I) draws
-faces from (very nearly) the world's own distribution and the target image of
-every z is known exactly. The loss is L1 on pixels plus L1 on image
+through the normal CDF, sets one renderer attribute (the mouth's and the eyes'
+opening through a power of it: `LATENT_MAPS`), so z ~ N(0, I) draws faces
+from the world and the target image of every z is known exactly. The loss is L1 on pixels plus L1 on image
 gradients (for sharp edges), at full and half resolution.
 
     python -m voicedrag.train_generator --out ~/.cache/voicedrag/train/faces64 [--minutes 60]
 
 Runs resume from `DIR/checkpoint.pt` (written every few minutes and at the
-end); `DIR/log.tsv` records the losses. `--export PATH.safetensors` writes the
+end); `DIR/log.tsv` records the losses. A resume with other settings (say a
+lower `--lr`, or another `--latent-map`) continues the same weights as a new
+phase, and the export records every phase. `--export PATH.safetensors` writes the
 EMA generator in the project's own format.
 """
 from __future__ import annotations
@@ -79,6 +81,7 @@ class TrainConfig:
     anneal_to: float = 0.05
     threads: int = 2
     compile: bool = True
+    latent_map: str = "clipped"  # see LATENT_MAPS
 
 
 def generator_config(resolution: int) -> GeneratorConfig:
@@ -97,22 +100,41 @@ def _phi(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.vectorize(erf)(x / math.sqrt(2.0)))
 
 
-def params_from_z(z: np.ndarray) -> FaceParams:
+# How a latent's CDF value t in (0, 1) sets the mouth's and the eyes' opening.
+# "clipped" (the shipped model): closed mouths and eyes, and fully open eyes, get probability
+# mass by clipping, so 30% of latents draw the same closed mouth and 50% the same closed or fully
+# open eye. Such flat stretches leave motion supervision little gradient: closed lips deep in the
+# stretch barely part, while the same closed mouth at the stretch's edge opens (seeds 6 and 7:
+# 1-5% of the commanded lip gap against 49-90%). "smooth": powers of t, strictly increasing, the
+# mass still leaning toward closed mouths and open eyes. A model fine-tuned on it for 9 000 steps
+# parted more closed lips but erased the mouth on others (assets/models/MODEL_CARD.md), so it is
+# an option for the next model trained from scratch, not the default.
+LATENT_MAPS = ("clipped", "smooth")
+
+
+def params_from_z(z: np.ndarray, latent_map: str = "clipped") -> FaceParams:
     """The face a latent names: z is normalised as the mapping network normalises it."""
+    if latent_map not in LATENT_MAPS:
+        raise ValueError(f"latent_map must be one of {LATENT_MAPS}, not {latent_map!r}")
     z = np.asarray(z, dtype=np.float64)
     zn = z / math.sqrt(float(np.mean(z * z)) + 1e-8)
     t = dict(zip(VARIED, np.clip(_phi(zn[: len(VARIED)]), 1e-6, 1 - 1e-6)))
     values = {name: lo + (hi - lo) * float(t[name]) for name, (lo, hi) in VARIED.items()}
-    # Closed mouths and eyes need real probability mass, as in the world's own sampler.
-    values["mouth_open"] = max(0.0, (t["mouth_open"] - 0.3) / 0.7)
-    for eye in ("eye_open_left", "eye_open_right"):
-        values[eye] = float(np.clip((t[eye] - 0.1) / 0.5, 0.0, 1.0))
+    eyes = ("eye_open_left", "eye_open_right")
+    if latent_map == "clipped":
+        values["mouth_open"] = max(0.0, (t["mouth_open"] - 0.3) / 0.7)
+        for eye in eyes:
+            values[eye] = float(np.clip((t[eye] - 0.1) / 0.5, 0.0, 1.0))
+    else:
+        values["mouth_open"] = float(t["mouth_open"]) ** 1.5
+        for eye in eyes:
+            values[eye] = float(t[eye]) ** 0.75
     return FaceParams(**FIXED, **{k: float(v) for k, v in values.items()})
 
 
-def target_batch(z: np.ndarray, resolution: int) -> torch.Tensor:
+def target_batch(z: np.ndarray, resolution: int, latent_map: str = "clipped") -> torch.Tensor:
     """Rendered images of a batch of latents, [N, 3, H, W] in [-1, 1]."""
-    imgs = np.stack([np.asarray(render(params_from_z(zi), resolution).image) for zi in z])
+    imgs = np.stack([np.asarray(render(params_from_z(zi, latent_map), resolution).image) for zi in z])
     return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
@@ -150,6 +172,8 @@ class Trainer:
         self.rng = np.random.default_rng(cfg.seed)
         self.ckpt = out / "checkpoint.pt"
         self.trained_config: dict[str, object] = asdict(cfg)
+        # Earlier phases of the run (a resume with other settings starts a new one).
+        self.phases: list[dict[str, object]] = []
         # Compiled, the many small elementwise ops of the style modulation fuse into a few
         # kernels: measured 4.3x faster per step on CPU, after a one-off compile of minutes.
         self.loss_fn = torch.compile(self._loss) if cfg.compile else self._loss
@@ -166,6 +190,9 @@ class Trainer:
         self.rng = np.random.default_rng([self.cfg.seed, self.step])
         # The settings the weights were trained with (an export run is started with its own).
         self.trained_config = dict(state.get("config", {})) or asdict(self.cfg)
+        self.phases = list(state.get("phases", []))
+        # Checkpoints from before the latent maps were named were trained with the clipped one.
+        self.trained_config.setdefault("latent_map", "clipped")
         print(f"resumed at step {self.step} ({self.images_seen} images, {self.seconds / 3600:.2f} h)", file=sys.stderr)
 
     def save(self) -> None:
@@ -173,7 +200,7 @@ class Trainer:
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save({"G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "opt": self.opt.state_dict(),
                     "step": self.step, "images_seen": self.images_seen, "seconds": self.seconds,
-                    "config": self.trained_config}, tmp)
+                    "config": self.trained_config, "phases": self.phases}, tmp)
         tmp.replace(self.ckpt)
 
     def _loss(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -195,7 +222,7 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.step)
         z = self.rng.standard_normal((self.cfg.batch, Z_DIM))
-        target = target_batch(z, self.cfg.resolution)
+        target = target_batch(z, self.cfg.resolution, self.cfg.latent_map)
         loss = self.loss_fn(torch.from_numpy(z).float(), target)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -210,6 +237,8 @@ class Trainer:
         return float(loss.detach())
 
     def run(self, minutes: float) -> None:
+        if self.step > 0 and self.trained_config != asdict(self.cfg):
+            self.phases.append({"until_step": self.step, "config": self.trained_config})
         self.trained_config = asdict(self.cfg)  # from here on the weights are trained with these settings
         self.out.mkdir(parents=True, exist_ok=True)
         log = (self.out / "log.tsv").open("a")
@@ -256,6 +285,7 @@ class Trainer:
         extra = {"training": {"objective": "L1 regression on rendered targets (pixels + gradients, 2 scales)",
                               "steps": self.step, "images_seen": self.images_seen,
                               "cpu_hours": round(self.seconds / 3600, 3), "config": self.trained_config,
+                              "earlier_phases": self.phases,
                               "world": {"varied": VARIED, "fixed": FIXED}}}
         return save_generator(G, path, extra=extra)
 
@@ -285,6 +315,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=60.0, help="train this long, then checkpoint and stop")
     ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=TrainConfig.lr, help="learning rate before any anneal")
+    ap.add_argument("--latent-map", choices=LATENT_MAPS, default="clipped",
+                    help="how a latent sets the mouth's and eyes' opening (see LATENT_MAPS)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--total-steps", type=int, default=None, help="stop at this step (counted from the run's start)")
     ap.add_argument("--anneal-steps", type=int, default=0,
@@ -301,8 +334,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.anneal_steps and args.total_steps is None:
         ap.error("--anneal-steps needs --total-steps; say at which step the run ends.")
-    cfg = TrainConfig(resolution=args.resolution, batch=args.batch, threads=args.threads, compile=not args.no_compile,
-                      total_steps=args.total_steps, anneal_steps=args.anneal_steps)
+    cfg = TrainConfig(resolution=args.resolution, batch=args.batch, lr=args.lr, threads=args.threads,
+                      compile=not args.no_compile, total_steps=args.total_steps, anneal_steps=args.anneal_steps,
+                      latent_map=args.latent_map)
     trainer = Trainer(args.out, cfg)
     if args.minutes > 0:
         trainer.run(args.minutes)
