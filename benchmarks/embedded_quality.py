@@ -44,6 +44,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine import DragConfig, DragSession, Point, load_generator, to_uint8  # noqa: E402
+from engine.loading import resolve_model_path  # noqa: E402
 from engine.stylegan2 import Generator  # noqa: E402
 from keypoints.detector import EmbeddedDetector  # noqa: E402
 from keypoints.faceworld import KEYPOINT_NAMES, render  # noqa: E402
@@ -72,7 +73,16 @@ def _points_array(points: dict, names: tuple[str, ...] = KEYPOINT_NAMES) -> np.n
     return np.array([[points[n].x, points[n].y] for n in names], dtype=np.float64)
 
 
-def detector_error(detector: EmbeddedDetector, G: Generator, n_renders: int, n_samples: int) -> dict[str, float]:
+def trained_latent_map(model: str) -> str:
+    """The latent map a project-trained model was trained with (its JSON's training record);
+    models from before the maps were named used the clipped one."""
+    config = resolve_model_path(model).with_suffix(".json")
+    meta = json.loads(config.read_text()) if config.is_file() else {}
+    return str(meta.get("training", {}).get("config", {}).get("latent_map", "clipped"))
+
+
+def detector_error(detector: EmbeddedDetector, G: Generator, n_renders: int, n_samples: int,
+                   latent_map: str = "clipped") -> dict[str, float]:
     out: dict[str, float] = {}
     for size in (128, 64):
         images, keypoints = heldout(n_renders, size)  # faces the detector's training stream never draws
@@ -85,7 +95,7 @@ def detector_error(detector: EmbeddedDetector, G: Generator, n_renders: int, n_s
         z = G.z_from_seed(seed)
         with torch.no_grad():
             img = to_uint8(G.synthesis(G.mapping(z, None, truncation_psi=1.0)).image)
-        truth = render(params_from_z(z[0].cpu().numpy()), G.img_resolution).keypoints
+        truth = render(params_from_z(z[0].cpu().numpy(), latent_map), G.img_resolution).keypoints
         pred = detector.detect(img)
         errors.append(np.linalg.norm(_points_array(pred) - _points_array(truth), axis=-1).mean())
     out[f"samples_{G.img_resolution}_mean_px"] = float(np.mean(errors))
@@ -216,7 +226,7 @@ def main() -> None:
                                  "feature_block": args.feature_block if args.feature_block is not None
                                  else G.cfg.drag_feature_block}
     if "detector" in args.parts:
-        det = detector_error(detector, G, args.renders, args.seeds)
+        det = detector_error(detector, G, args.renders, args.seeds, trained_latent_map(args.model))
         print("detector mean error (px):")
         for k, v in det.items():
             print(f"  {k:<24}{v:.3f}")

@@ -4,18 +4,19 @@ The generator is a standard StyleGAN2 (engine.stylegan2), so the drag engine
 treats it exactly like an official checkpoint. Training is regression, not
 adversarial: every latent z names one face of the world. The mapping network
 sees z normalised to unit RMS; each coordinate of that normalised z, pushed
-through the normal CDF, sets one renderer attribute (the mouth's and the eyes'
-opening through a power of it: `LATENT_MAPS`), so z ~ N(0, I) draws faces
-from the world and the target image of every z is known exactly. The loss is L1 on pixels plus L1 on image
-gradients (for sharp edges), at full and half resolution.
+through the normal CDF, sets one renderer attribute (the mouth's and the
+eyes' opening through one of the `LATENT_MAPS`), so z ~ N(0, I) draws faces
+from the world and the target image of every z is known exactly. The loss is
+L1 on pixels plus L1 on image gradients (for sharp edges), at full and half
+resolution.
 
     python -m voicedrag.train_generator --out ~/.cache/voicedrag/train/faces64 [--minutes 60]
 
 Runs resume from `DIR/checkpoint.pt` (written every few minutes and at the
 end); `DIR/log.tsv` records the losses. A resume with other settings (say a
 lower `--lr`, or another `--latent-map`) continues the same weights as a new
-phase, and the export records every phase. `--export PATH.safetensors` writes the
-EMA generator in the project's own format.
+phase, and the export records every phase. `--export PATH.safetensors` writes
+the EMA generator in the project's own format.
 """
 from __future__ import annotations
 
@@ -316,7 +317,7 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=TrainConfig.lr, help="learning rate before any anneal")
-    ap.add_argument("--latent-map", choices=LATENT_MAPS, default="clipped",
+    ap.add_argument("--latent-map", choices=LATENT_MAPS, default=TrainConfig.latent_map,
                     help="how a latent sets the mouth's and eyes' opening (see LATENT_MAPS)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--total-steps", type=int, default=None, help="stop at this step (counted from the run's start)")
