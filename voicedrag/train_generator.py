@@ -11,6 +11,7 @@ L1 on pixels plus L1 on image gradients (for sharp edges), at full and half
 resolution.
 
     python -m voicedrag.train_generator --out ~/.cache/voicedrag/train/faces64 [--minutes 60]
+    python -m voicedrag.train_generator --out DIR --resolution 128 --grow-from assets/models/faces.safetensors
 
 Runs resume from `DIR/checkpoint.pt` (written every few minutes and at the
 end); `DIR/log.tsv` records the losses. A resume with other settings (say a
@@ -83,6 +84,11 @@ class TrainConfig:
     threads: int = 2
     compile: bool = True
     latent_map: str = "clipped"  # see LATENT_MAPS
+    # Growth: start from a trained generator of a lower (or the same) resolution. Its mapping and
+    # blocks fill the new network's; the new blocks' toRGB starts at zero, so step 0 draws exactly
+    # the old model's image, upsampled. For the first `grow_warmup_steps` only the new blocks train.
+    grow_from: str | None = None
+    grow_warmup_steps: int = 0
 
 
 def generator_config(resolution: int) -> GeneratorConfig:
@@ -109,8 +115,31 @@ def _phi(x: np.ndarray) -> np.ndarray:
 # 1-5% of the commanded lip gap against 49-90%). "smooth": powers of t, strictly increasing, the
 # mass still leaning toward closed mouths and open eyes. A model fine-tuned on it for 9 000 steps
 # parted more closed lips but erased the mouth on others (assets/models/MODEL_CARD.md), so it is
-# an option for the next model trained from scratch, not the default.
-LATENT_MAPS = ("clipped", "smooth")
+# an option for the next model trained from scratch, not the default. "soft": the clipped map
+# with its flat stretches replaced by gentle quadratic ramps, so it never differs from "clipped"
+# by more than 0.1 (a model grown from a clipped-map model has almost nothing to relearn) while
+# every attribute still strictly increases with its latent.
+LATENT_MAPS = ("clipped", "smooth", "soft")
+
+# The soft map's ramps: how much of the attribute's range the former flat stretches now span.
+SOFT_MOUTH_RAMP = 0.05  # closed mouths (t < 0.3): opening 0 .. 0.05
+SOFT_EYE_RAMP = (0.04, 0.1)  # closed eyes (t < 0.1): 0 .. 0.04; fully open (t > 0.6): 0.9 .. 1
+
+
+def _soft_mouth(t: float) -> float:
+    r = SOFT_MOUTH_RAMP
+    if t < 0.3:
+        return r * (t / 0.3) ** 2
+    return r + (1.0 - r) * (t - 0.3) / 0.7
+
+
+def _soft_eye(t: float) -> float:
+    lo, hi = SOFT_EYE_RAMP
+    if t < 0.1:
+        return lo * (t / 0.1) ** 2
+    if t > 0.6:
+        return 1.0 - hi * (1.0 - (t - 0.6) / 0.4) ** 2
+    return lo + (1.0 - hi - lo) * (t - 0.1) / 0.5
 
 
 def params_from_z(z: np.ndarray, latent_map: str = "clipped") -> FaceParams:
@@ -126,6 +155,10 @@ def params_from_z(z: np.ndarray, latent_map: str = "clipped") -> FaceParams:
         values["mouth_open"] = max(0.0, (t["mouth_open"] - 0.3) / 0.7)
         for eye in eyes:
             values[eye] = float(np.clip((t[eye] - 0.1) / 0.5, 0.0, 1.0))
+    elif latent_map == "soft":
+        values["mouth_open"] = _soft_mouth(float(t["mouth_open"]))
+        for eye in eyes:
+            values[eye] = _soft_eye(float(t[eye]))
     else:
         values["mouth_open"] = float(t["mouth_open"]) ** 1.5
         for eye in eyes:
@@ -153,6 +186,36 @@ def image_loss(pred: torch.Tensor, target: torch.Tensor, grad_weight: float) -> 
     return loss
 
 
+def grow_into(G: Generator, source: Path) -> set[str]:
+    """Fill `G` from a trained generator of a lower or equal resolution; return the names filled.
+
+    Every tensor whose name and shape match is copied (the mapping, and every block up to the old
+    resolution). The toRGB layers of the new blocks start at zero: in the skip architecture the
+    image is the sum of every block's toRGB, upsampled, so the grown network first draws exactly
+    the old image, upsampled, and the new blocks learn the detail on top of it.
+    """
+    from engine.loading import load_generator
+
+    old = load_generator(source, device="cpu")
+    if old.cfg.z_dim != G.cfg.z_dim or old.cfg.w_dim != G.cfg.w_dim or old.img_resolution > G.img_resolution:
+        raise ValueError(f"{source} cannot grow into this generator: it needs the same z and w sizes and "
+                         "a resolution no higher; pick a smaller model to grow from.")
+    old_state = old.state_dict()
+    state = G.state_dict()
+    filled: set[str] = set()
+    with torch.no_grad():
+        for name, value in state.items():
+            if name in old_state and old_state[name].shape == value.shape:
+                value.copy_(old_state[name])
+                filled.add(name)
+        for res in G.cfg.block_resolutions:
+            if res not in old.cfg.block_resolutions:
+                state[f"synthesis.b{res}.torgb.weight"].zero_()
+                state[f"synthesis.b{res}.torgb.bias"].zero_()
+    params = {name for name, _ in G.named_parameters()}
+    return filled & params
+
+
 def compute_w_avg(G: Generator, n: int = 4096, seed: int = 123) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -178,8 +241,13 @@ class Trainer:
         # Compiled, the many small elementwise ops of the style modulation fuse into a few
         # kernels: measured 4.3x faster per step on CPU, after a one-off compile of minutes.
         self.loss_fn = torch.compile(self._loss) if cfg.compile else self._loss
+        # Names of the parameters a growth brought in (empty when not grown).
+        self.grown: set[str] = set()
         if self.ckpt.is_file():
             self._resume()
+        elif cfg.grow_from:
+            self.grown = grow_into(self.G, Path(cfg.grow_from))
+            self.G_ema.load_state_dict(self.G.state_dict())
 
     def _resume(self) -> None:
         # Our own checkpoint, written by this script: tensors and plain values only.
@@ -194,6 +262,7 @@ class Trainer:
         self.phases = list(state.get("phases", []))
         # Checkpoints from before the latent maps were named were trained with the clipped one.
         self.trained_config.setdefault("latent_map", "clipped")
+        self.grown = set(state.get("grown", []))
         print(f"resumed at step {self.step} ({self.images_seen} images, {self.seconds / 3600:.2f} h)", file=sys.stderr)
 
     def save(self) -> None:
@@ -201,7 +270,7 @@ class Trainer:
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save({"G": self.G.state_dict(), "G_ema": self.G_ema.state_dict(), "opt": self.opt.state_dict(),
                     "step": self.step, "images_seen": self.images_seen, "seconds": self.seconds,
-                    "config": self.trained_config, "phases": self.phases}, tmp)
+                    "config": self.trained_config, "phases": self.phases, "grown": sorted(self.grown)}, tmp)
         tmp.replace(self.ckpt)
 
     def _loss(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -219,9 +288,17 @@ class Trainer:
         frac = min(max((step - start) / cfg.anneal_steps, 0.0), 1.0)
         return cfg.lr * (1.0 - frac * (1.0 - cfg.anneal_to))
 
+    def _freeze_grown(self, warm: bool) -> None:
+        # During the warm-up the grown blocks hold still while the new ones learn to add detail;
+        # without gradients they also cost no backward pass.
+        for name, p in self.G.named_parameters():
+            p.requires_grad_(not warm or name not in self.grown)
+
     def train_step(self) -> float:
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.step)
+        if self.grown:
+            self._freeze_grown(self.step < self.cfg.grow_warmup_steps)
         z = self.rng.standard_normal((self.cfg.batch, Z_DIM))
         target = target_batch(z, self.cfg.resolution, self.cfg.latent_map)
         loss = self.loss_fn(torch.from_numpy(z).float(), target)
@@ -319,6 +396,11 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=TrainConfig.lr, help="learning rate before any anneal")
     ap.add_argument("--latent-map", choices=LATENT_MAPS, default=TrainConfig.latent_map,
                     help="how a latent sets the mouth's and eyes' opening (see LATENT_MAPS)")
+    ap.add_argument("--grow-from", type=Path, default=None,
+                    help="start from this trained generator (.safetensors) of a lower resolution; "
+                         "ignored when the run folder already has a checkpoint")
+    ap.add_argument("--grow-warmup-steps", type=int, default=0,
+                    help="with --grow-from: train only the new blocks for this many steps first")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--total-steps", type=int, default=None, help="stop at this step (counted from the run's start)")
     ap.add_argument("--anneal-steps", type=int, default=0,
@@ -337,7 +419,8 @@ def main() -> None:
         ap.error("--anneal-steps needs --total-steps; say at which step the run ends.")
     cfg = TrainConfig(resolution=args.resolution, batch=args.batch, lr=args.lr, threads=args.threads,
                       compile=not args.no_compile, total_steps=args.total_steps, anneal_steps=args.anneal_steps,
-                      latent_map=args.latent_map)
+                      latent_map=args.latent_map, grow_from=str(args.grow_from) if args.grow_from else None,
+                      grow_warmup_steps=args.grow_warmup_steps)
     trainer = Trainer(args.out, cfg)
     if args.minutes > 0:
         trainer.run(args.minutes)
