@@ -139,7 +139,9 @@ def save_generator(G: Generator, path: str | Path, extra: dict[str, Any] | None 
 
 
 def embedded_model_path() -> Path:
-    return Path(__file__).resolve().parent.parent / "assets" / "models" / "faces.safetensors"
+    from voicedrag_assets import EMBEDDED_MODEL, asset_path
+
+    return asset_path(EMBEDDED_MODEL)
 
 
 def resolve_model_path(name: str | Path) -> Path:

@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 
     from keypoints.heatmap_net import HeatmapNet
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets" / "keypoints"
-EMBEDDED_WEIGHTS = ASSETS_DIR / "face_detector.safetensors"
-EMBEDDED_CONFIG = ASSETS_DIR / "face_detector.json"
+def embedded_weights() -> Path:
+    """Where the shipped keypoint model's weights are (its JSON config sits beside them)."""
+    from voicedrag_assets import EMBEDDED_DETECTOR, asset_path
+
+    return asset_path(EMBEDDED_DETECTOR)
 
 
 @runtime_checkable
@@ -96,7 +98,7 @@ class EmbeddedDetector:
 
         from keypoints.heatmap_net import HeatmapNet, HeatmapNetConfig
 
-        weights = weights or EMBEDDED_WEIGHTS
+        weights = weights or embedded_weights()
         config = config or weights.with_suffix(".json")
         if not weights.is_file() or not config.is_file():
             raise VoicedragError(

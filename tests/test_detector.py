@@ -11,7 +11,7 @@ from PIL import Image
 from engine.errors import VoicedragError
 from engine.types import Point
 from keypoints.detector import (
-    EMBEDDED_WEIGHTS,
+    embedded_weights,
     Detector,
     EmbeddedDetector,
     as_rgb_array,
@@ -34,7 +34,7 @@ from keypoints.train_detector import (
 from voicedrag.cli import main as cli_main
 
 TINY = HeatmapNetConfig(num_keypoints=len(KEYPOINT_NAMES), stem=4, c4=4, c8=4, c16=4)
-SHIPPED = EMBEDDED_WEIGHTS.is_file()
+SHIPPED = embedded_weights().is_file()
 
 
 def test_soft_argmax_matches_reference() -> None:

@@ -62,10 +62,10 @@ def test_given_keypoints_skip_the_detector_and_plan_the_same_pairs(parser: Comma
 
 
 def test_given_keypoints_from_the_embedded_detector_plan_as_the_detector_would(parser: CommandParser) -> None:
-    from keypoints.detector import EMBEDDED_WEIGHTS, EmbeddedDetector
+    from keypoints.detector import EmbeddedDetector, embedded_weights
     from keypoints.faceworld import render_seed
 
-    if not EMBEDDED_WEIGHTS.is_file():
+    if not embedded_weights().is_file():
         pytest.skip("the embedded keypoint detector is not shipped in this checkout")
     image = np.asarray(render_seed(0, 128).image.convert("RGB"))
     detector = EmbeddedDetector.load()

@@ -18,7 +18,9 @@ from engine.errors import VoicedragError
 from engine.types import DragPair, Point
 from voicedrag.intents import ACTIONS, DIRECTION_VECTORS, DIRECTIONS, EditIntent
 
-RULES_DIR = Path(__file__).resolve().parent.parent / "assets" / "rules"
+from voicedrag_assets import RULES_DIR as _RULES_ASSETS, asset_path
+
+RULES_DIR = asset_path(_RULES_ASSETS)
 DEFAULT_RULES = "face"
 
 # Explicit point moves without a distance ("move the point at 10,20 up") move
@@ -309,7 +311,7 @@ def parse_rules(data: dict[str, object], path: Path | None = None) -> Rules:
 
 
 def load_rules(path: str | Path) -> Rules:
-    """Read a rules TOML file; a bare name ("face") means assets/rules/NAME.toml."""
+    """Read a rules TOML file; a bare name ("face") means the shipped rules NAME.toml."""
     p = Path(path)
     if p.suffix != ".toml" and not p.exists():
         p = RULES_DIR / f"{p.name}.toml"
