@@ -31,7 +31,7 @@ from engine.errors import VoicedragError
 from engine.types import Point
 from voicedrag import lexicon as lx
 from voicedrag.correct import HOMOPHONES, Corrector, syllables
-from voicedrag.intents import DIRECTION_VECTORS, EditIntent
+from voicedrag.intents import CONTROL_PHRASES, CONTROLS, DIRECTION_VECTORS, PROMPT_VERBS, EditIntent
 from voicedrag.numbers import split_number_words
 from voicedrag.rules import Rules, default_rules
 
@@ -57,10 +57,6 @@ AMOUNT_RANGE = (0.1, 4.0)
 GENERIC_SUGGESTIONS = ("open the mouth", "smile", "turn the head to the left")
 AMOUNT_SUGGESTIONS = ("smile more", "open the mouth a little", "open the mouth wide")
 
-CONTROL_PHRASES: dict[str, str] = {
-    "undo": "undo the last edit", "redo": "redo the edit", "reset": "reset the image to the original",
-    "save": "save the picture", "stop": "stop the drag", "help": "show help",
-}
 
 
 @dataclass
@@ -324,11 +320,7 @@ class CommandParser:
     def vocabulary(self) -> list[str]:
         """Words of the current command language, most specific first (for a recogniser's prompt)."""
         first = list(self.rules.words())
-        rest = ["open", "close", "raise", "lower", "move", "turn", "tilt", "widen", "narrow", "lengthen",
-                "shorten", "enlarge", "shrink", "smile", "frown", "drag", "left", "right", "up", "down",
-                "both", "little", "bit", "slightly", "wide", "pixels", "point", "to", "by", "and", "then",
-                "undo", "redo", "reset", "save", "stop", "help"]
-        return list(dict.fromkeys(first + rest))
+        return list(dict.fromkeys(first + list(PROMPT_VERBS) + list(lx.PROMPT_WORDS) + list(CONTROLS)))
 
     def _templates(self) -> list[tuple[str, EditIntent | str]]:
         """Canonical phrasings of every intent the rules can plan, plus control words."""

@@ -5,11 +5,69 @@ from dataclasses import dataclass
 
 from engine.types import Point
 
-ACTIONS: tuple[str, ...] = (
-    "open", "close", "raise", "lower", "move", "turn", "tilt", "widen", "narrow",
-    "lengthen", "shorten", "enlarge", "shrink", "smile", "frown", "drag",
+
+
+@dataclass(frozen=True)
+class Verb:
+    """One action of the command language and every word that says it."""
+
+    action: str
+    words: str  # the canonical word first, then its forms and synonyms
+    default_part: str | None = None  # the part meant when a command names none ("smile", "turn left")
+    prompt: bool = True  # a word the speech recogniser is primed with
+
+
+@dataclass(frozen=True)
+class Control:
+    """A control word: about the session, not the face."""
+
+    word: str
+    synonyms: str  # further single words that mean it
+    phrase: str  # a canonical phrasing, for the sentence model
+    keys: str = ""  # extra spellings the TUI's command bar takes ("?" for help)
+
+
+# The one table of verbs: the lexicon, the parser's correction targets, the speech prompt and the
+# rules' list of actions are all derived from it.
+VERB_TABLE: tuple[Verb, ...] = (
+    Verb("open", "open opens opened opening"),
+    Verb("close", "close closes closed closing shut shuts"),
+    Verb("raise", "raise raises raised lift lifts lifted elevate"),
+    Verb("lower", "lower lowers lowered drop drops dropped"),
+    Verb("move", "move moves moved moving shift shifts shifted push pushed pull pulled bring put slide nudge take"),
+    Verb("turn", "turn turns turned turning rotate rotates rotated look looks glance swivel", default_part="head"),
+    Verb("tilt", "tilt tilts tilted tilting incline", default_part="head"),
+    Verb("widen", "widen widens widened broaden spread"),
+    Verb("narrow", "narrow narrows thin tighten"),
+    Verb("lengthen", "lengthen lengthens elongate extend"),
+    Verb("shorten", "shorten shortens"),
+    Verb("enlarge", "enlarge enlarges grow grows expand magnify increase"),
+    Verb("shrink", "shrink shrinks shrunk reduce decrease"),
+    Verb("smile", "smile smiles smiling grin grins grinning beam", default_part="mouth"),
+    Verb("frown", "frown frowns frowning scowl scowls sulk pout", default_part="mouth"),
+    Verb("drag", "drag drags dragged dragging"),
 )
-CONTROLS: tuple[str, ...] = ("undo", "redo", "reset", "save", "stop", "help")
+
+# The one table of control words.
+CONTROL_TABLE: tuple[Control, ...] = (
+    Control("undo", "undo's revert", "undo the last edit"),
+    Control("redo", "again", "redo the edit"),
+    Control("reset", "restart restore", "reset the image to the original"),
+    Control("save", "export store", "save the picture"),
+    Control("stop", "cancel halt abort enough", "stop the drag"),
+    Control("help", "commands", "show help", keys="?"),
+)
+
+ACTIONS: tuple[str, ...] = tuple(v.action for v in VERB_TABLE)
+CONTROLS: tuple[str, ...] = tuple(c.word for c in CONTROL_TABLE)
+# Every word of a verb -> its action; every word of a control -> the control.
+VERB_WORDS: dict[str, str] = {w: v.action for v in VERB_TABLE for w in v.words.split()}
+CONTROL_WORDS: dict[str, str] = {w: c.word for c in CONTROL_TABLE for w in (c.word, *c.synonyms.split())}
+DEFAULT_PART: dict[str, str] = {v.action: v.default_part for v in VERB_TABLE if v.default_part}
+CONTROL_PHRASES: dict[str, str] = {c.word: c.phrase for c in CONTROL_TABLE}
+# The command language's core words for a speech recogniser's prompt (the rules add their parts).
+PROMPT_VERBS: tuple[str, ...] = tuple(v.action for v in VERB_TABLE if v.prompt)
+
 SIDES: tuple[str, ...] = ("left", "right")
 DIRECTIONS: tuple[str, ...] = ("up", "down", "left", "right")
 

@@ -5,31 +5,12 @@ everything else a command may say is listed here.
 """
 from __future__ import annotations
 
-# Generic verbs -> canonical action.
-VERBS: dict[str, str] = {}
-for _action, _words in {
-    "open": "open opens opened opening",
-    "close": "close closes closed closing shut shuts",
-    "raise": "raise raises raised lift lifts lifted elevate",
-    "lower": "lower lowers lowered drop drops dropped",
-    "move": "move moves moved moving shift shifts shifted push pushed pull pulled bring put slide nudge take",
-    "turn": "turn turns turned turning rotate rotates rotated look looks glance swivel",
-    "tilt": "tilt tilts tilted tilting incline",
-    "widen": "widen widens widened broaden spread",
-    "narrow": "narrow narrows thin tighten",
-    "lengthen": "lengthen lengthens elongate extend",
-    "shorten": "shorten shortens",
-    "enlarge": "enlarge enlarges grow grows expand magnify increase",
-    "shrink": "shrink shrinks shrunk reduce decrease",
-    "smile": "smile smiles smiling grin grins grinning beam",
-    "frown": "frown frowns frowning scowl scowls sulk pout",
-    "drag": "drag drags dragged dragging",
-}.items():
-    for _w in _words.split():
-        VERBS[_w] = _action
+# Verbs and control words come from the one table in intents.py; re-exported here with the rest
+# of the language.
+from voicedrag.intents import CONTROL_WORDS, CONTROLS, DEFAULT_PART, VERB_TABLE, VERB_WORDS  # noqa: F401
 
-# The part a verb means when the command names none ("smile", "turn left").
-DEFAULT_PART: dict[str, str] = {"smile": "mouth", "frown": "mouth", "turn": "head", "tilt": "head"}
+# Generic verbs -> canonical action.
+VERBS: dict[str, str] = VERB_WORDS
 
 # Adjectives after "make the X ..." -> the action they ask for, and the
 # amount they mean when a verb already names the action ("open it wider").
@@ -50,12 +31,18 @@ ADJECTIVES: dict[str, tuple[str, float]] = {
 MAKE_WORDS = frozenset({"make", "makes", "give", "gives", "let", "get", "have", "has"})
 
 # What a misheard word may be corrected to (besides the rules' part words).
-CORRECTION_TARGETS = frozenset("""
-open close raise lower move turn tilt widen narrow lengthen shorten enlarge shrink smile frown drag
+# The canonical verbs and control words come from the tables; these are the other common words.
+CORRECTION_TARGETS = frozenset({v.action for v in VERB_TABLE}) | frozenset(CONTROLS) | frozenset("""
 shut lift drop rotate look grin make bigger smaller longer shorter wider narrower push pull
-up down left right both little bit slightly wide much very pixels point corners
-undo redo reset save stop help cancel
+up down left right both little bit slightly wide much very pixels point corners cancel
 """.split())
+
+# Words of the language beside the verbs and the rules' parts that a speech recogniser is primed
+# with (directions, amounts, the words of explicit drags).
+PROMPT_WORDS: tuple[str, ...] = (
+    "left", "right", "up", "down", "both", "little", "bit", "slightly", "wide", "pixels", "point", "to", "by",
+    "and", "then",
+)
 
 # Single-word amounts (multipliers of the rule's default displacement).
 AMOUNTS: dict[str, float] = {
@@ -113,14 +100,6 @@ SIDE_WORDS: dict[str, str] = {"left_side": "left", "right_side": "right"}
 LEFT_RIGHT = frozenset({"left", "right"})
 BOTH_WORDS = frozenset({"both", "all", "each"})
 
-CONTROL_WORDS: dict[str, str] = {
-    "undo": "undo", "undo's": "undo", "revert": "undo",
-    "redo": "redo", "again": "redo",
-    "reset": "reset", "restart": "reset", "restore": "reset",
-    "save": "save", "export": "save", "store": "save",
-    "stop": "stop", "cancel": "stop", "halt": "stop", "abort": "stop", "enough": "stop",
-    "help": "help", "commands": "help",
-}
 # Words a control command may carry ("save the picture", "undo the last edit").
 CONTROL_OBJECTS = frozenset({
     "picture", "image", "photo", "file", "edit", "edits", "change", "changes", "last", "step", "that",

@@ -33,6 +33,8 @@ import numpy as np
 
 from engine.errors import CheckpointError, VoicedragError
 from voicedrag.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioClip, load_audio
+from voicedrag.intents import CONTROLS, PROMPT_VERBS
+from voicedrag.lexicon import PROMPT_WORDS
 
 if TYPE_CHECKING:
     import torch
@@ -42,13 +44,9 @@ DEFAULT_MODEL = "tiny.en"
 # Transcripts less confident than this (mean log-probability per token) are treated as noise.
 MIN_AVG_LOGPROB = -1.6
 
-# Words of face edits; the command rules' vocabulary replaces these when it is passed in.
-DEFAULT_PROMPT_WORDS: tuple[str, ...] = (
-    "open", "close", "raise", "lower", "turn", "tilt", "widen", "narrow", "smile", "frown", "grin",
-    "mouth", "jaw", "lips", "eyes", "eye", "ears", "ear", "nose", "head", "face", "chin", "eyebrows",
-    "left", "right", "up", "down", "both", "bigger", "smaller", "longer", "shorter", "a little", "more",
-    "pixels", "undo", "redo", "reset", "save", "drag", "move",
-)
+# The command language without any model's parts, from the one verb and control table: the
+# prompt of a transcriber that is given no model's vocabulary (front ends pass their model kit's).
+DEFAULT_PROMPT_WORDS: tuple[str, ...] = tuple(dict.fromkeys((*PROMPT_VERBS, *PROMPT_WORDS, *CONTROLS)))
 
 
 # Whole commands at the head of the prompt. Measured on 51 other espeak-ng commands in two

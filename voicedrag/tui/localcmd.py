@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from voicedrag.intents import CONTROL_TABLE
+
 _NUM = r"(-?\d+(?:\.\d+)?)"
 _SEP = r"\s*[,\s]\s*"
 _MASK_RE = re.compile(rf"^(?:/)?mask\s+{_NUM}{_SEP}{_NUM}{_SEP}{_NUM}{_SEP}{_NUM}$")
@@ -21,8 +23,9 @@ _STEPS_RE = re.compile(r"^(?:/)?steps\s+(\d{1,5})$")
 _CLEAR_RE = re.compile(r"^(?:/)?clear(?:\s+(?:the\s+)?points?)?$")
 _GO_RE = re.compile(r"^(?:/)?(?:go|run|drag|start)$")
 _LABELS_RE = re.compile(r"^(?:/)?(?:labels|keypoints|show\s+(?:the\s+)?(?:labels|keypoints)|hide\s+(?:the\s+)?(?:labels|keypoints))$")
-_CONTROLS = {"undo": "undo", "redo": "redo", "reset": "reset", "save": "save", "stop": "stop", "help": "help",
-             "?": "help", "quit": "quit", "exit": "quit"}
+# The control words and their keys, from the one table (intents.CONTROL_TABLE); quitting is the app's own.
+_CONTROLS = {**{c.word: c.word for c in CONTROL_TABLE}, **{k: c.word for c in CONTROL_TABLE for k in c.keys.split()},
+             "quit": "quit", "exit": "quit"}
 
 
 @dataclass
