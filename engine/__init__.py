@@ -11,7 +11,7 @@ from typing import Any
 
 _EXPORTS = {
     "DragConfig": "engine.drag", "DragResult": "engine.drag", "DragSession": "engine.drag",
-    "StepResult": "engine.drag", "to_uint8": "engine.drag",
+    "StepResult": "engine.drag", "to_uint8": "engine.ops",
     "CheckpointError": "engine.errors", "VoicedragError": "engine.errors",
     "load_generator": "engine.loading", "pick_device": "engine.loading", "save_generator": "engine.loading",
     "Generator": "engine.stylegan2", "GeneratorConfig": "engine.stylegan2", "MappingConfig": "engine.stylegan2",

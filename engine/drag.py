@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.ops import to_uint8  # noqa: F401 - part of the engine's API here since the first release
 from engine.resize import MaskedUpsampleL1, masked_upsampled_l1_reference
 from engine.stylegan2 import Generator
 from engine.types import DragPair, Point
@@ -114,12 +115,6 @@ class DragResult:
     seconds: float
     image: np.ndarray  # [H, W, 3] uint8 of `ws`
     frames: list[np.ndarray] = field(default_factory=list)
-
-
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """[1, 3, H, W] in [-1, 1] -> [H, W, 3] uint8, as the official renderer rounds."""
-    x = (img[0].detach().float().clamp(-1, 1) + 1) * 127.5
-    return x.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
 
 
 def track_points(

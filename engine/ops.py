@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -179,3 +180,9 @@ def modulated_conv2d(
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """[1, 3, H, W] in [-1, 1] -> [H, W, 3] uint8, as the official renderer rounds."""
+    x = (img[0].detach().float().clamp(-1, 1) + 1) * 127.5
+    return x.permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).cpu().numpy()

@@ -24,6 +24,7 @@ from engine.ops import (
     setup_filter,
     upsample2d,
     conv2d_resample,
+    to_uint8,
 )
 
 NOISE_MODES = ("const", "random", "none")
@@ -411,6 +412,15 @@ class Generator(nn.Module):
         with torch.no_grad():
             c = torch.zeros([1, self.cfg.c_dim], device=self.device)
             return self.mapping(self.z_from_seed(seed), c, truncation_psi=truncation_psi)
+
+    def render(self, ws: torch.Tensor | np.ndarray, noise_mode: str = "const") -> np.ndarray:
+        """The [H, W, 3] uint8 image of one latent ws [1, num_ws, w_dim] (a tensor or a numpy array)."""
+        if isinstance(ws, np.ndarray):
+            ws = torch.from_numpy(np.ascontiguousarray(ws, dtype=np.float32))
+        with torch.no_grad():
+            image = self.synthesis(ws.to(self.device), noise_mode=noise_mode).image
+        assert image is not None
+        return to_uint8(image)
 
     def forward(
         self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,

@@ -86,10 +86,6 @@ class EmbeddedDetector:
     model: HeatmapNet
     names: tuple[str, ...]
     metadata: dict[str, object] = field(default_factory=dict)
-    # The network is tiny (about 6 ms per image on one core); more intra-op
-    # threads gain nothing and, when the cores are busy (a drag running, a
-    # training in the background), cost up to 50x in spin-waiting.
-    threads: int = 1
 
     @classmethod
     def load(cls, weights: Path | None = None, config: Path | None = None) -> EmbeddedDetector:
@@ -130,13 +126,10 @@ class EmbeddedDetector:
         import torch
 
         n, h, w, _ = images.shape
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            with torch.inference_mode():
-                pts = self.model(to_input_tensor(images, self.input_size)).numpy()
-        finally:
-            torch.set_num_threads(previous)
+        # torch's thread count is the front end's to set (process-wide); the network is tiny (about
+        # 6 ms per image on one core), so it runs well on whatever the front end chose.
+        with torch.inference_mode():
+            pts = self.model(to_input_tensor(images, self.input_size)).numpy()
         return from_input_coords(pts, w, h, self.input_size)
 
     def detect(self, image: Image.Image | np.ndarray) -> dict[str, Point]:

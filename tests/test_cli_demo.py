@@ -17,7 +17,9 @@ from voicedrag.train_generator import generator_config
 
 def test_demo_says_open_the_mouth_to_the_embedded_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     torch.manual_seed(0)
-    model = save_generator(Generator(generator_config(32)), tmp_path / "faces.safetensors")
+    # A face-world model names its rules and detector in its config, as the shipped one does.
+    model = save_generator(Generator(generator_config(32)), tmp_path / "faces.safetensors",
+                           extra={"kit": {"rules": "face", "detector": "faceworld"}})
     monkeypatch.setattr(engine.loading, "embedded_model_path", lambda: model)
     assert main(["demo", "--out-dir", str(tmp_path / "out"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

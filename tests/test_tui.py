@@ -359,7 +359,7 @@ def test_keypoint_labels_toggle(model: Path) -> None:
             await ready(pilot)
             # Keypoints as the detector reports them ({name: Point}), here the renderer's true ones.
             kp = render_seed(0, 32).keypoints
-            app.keypoints[id(app.session.current)] = kp
+            app.keypoints[app.session.current.id] = kp
             await pilot.press("ctrl+l")
             await pilot.pause()
             labels = list(app.query(".kp-label"))

@@ -61,7 +61,7 @@ def test_keypoint_labels(snap_compare, model: Path) -> None:
 
     async def before(pilot: Pilot) -> None:
         app = await ready(pilot)
-        app.keypoints[id(app.session.current)] = render_seed(0, 32).keypoints  # as the detector reports them
+        app.keypoints[app.session.current.id] = render_seed(0, 32).keypoints  # as the detector reports them
         await pilot.press("ctrl+l")
         await pilot.pause()
 

@@ -1,7 +1,8 @@
 """The TUI's command worker without a screen: which messages it posts, in which order, for each kind of input.
 
-The drag itself is replaced by a recorder; what is tested is the parse -> keypoints -> plan
-stage that the worker shares with `voicedrag edit` through `voicedrag.pipeline.plan_command`.
+The drag itself is replaced by a recorder and the keypoint network by a fake; what is tested is
+the parse -> keypoints -> plan stage that the worker runs through the model kit's Editor, as
+`voicedrag edit` does.
 """
 from __future__ import annotations
 
@@ -12,19 +13,39 @@ import pytest
 from textual.message import Message
 
 from engine.types import Point
+from tests.conftest import make_tiny_generator
 from tests.test_planner import SIZE, face
+from voicedrag.commands import CommandParser
+from voicedrag.editor import NO_DETECTOR, Editor, KitSpec, kit_for_generator
 from voicedrag.pipeline import plan_command
+from voicedrag.rules import default_rules
 from voicedrag.tui import workers
 from voicedrag.tui.messages import (
     CommandFailed, CommandParsed, ControlRequested, DragFailed, DragPlanned, KeypointsFound,
 )
 
 
-@pytest.fixture(scope="module")
-def backend() -> workers.Backend:
-    b = workers.Backend(paraphrase=False)
-    b.get_parser()
-    return b
+class FakeDetector:
+    """Stands in for the keypoint network: returns the given points and counts its calls."""
+
+    def __init__(self, points: dict[str, Point]) -> None:
+        self.points, self.calls = dict(points), 0
+        self.names = tuple(points)
+
+    def detect(self, image: Any) -> dict[str, Point]:
+        self.calls += 1
+        return dict(self.points)
+
+
+def make_backend(detector: Any = None, spec: KitSpec | None = None) -> workers.Backend:
+    """A backend whose editor has a face kit; `detector` replaces the keypoint network."""
+    kit = kit_for_generator(make_tiny_generator(), spec=spec or KitSpec(rules="face", detector="faceworld"))
+    if detector is not None:
+        kit._detector = detector
+    return workers.Backend(editor=Editor(kit, parser=PARSER))
+
+
+PARSER = CommandParser(default_rules(), use_embeddings=False)
 
 
 @pytest.fixture
@@ -32,39 +53,25 @@ def dragged(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Stands in for the engine: records what would have been dragged."""
     calls: list[dict[str, Any]] = []
 
-    def fake_drag(backend: Any, req: Any, pairs: list[Any], mask: Any, edits_json: Any, warnings: list[str],
-                  post: Any, cancelled: Any, on_session: Any) -> None:
+    def fake_drag(editor: Any, req: Any, pairs: list[Any], mask: Any, edits_json: Any, warnings: list[str],
+                  post: Any) -> None:
         calls.append({"pairs": list(pairs), "mask": mask, "edits": edits_json, "warnings": list(warnings)})
 
     monkeypatch.setattr(workers, "drag", fake_drag)
     return calls
 
 
-def no_search(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(image: np.ndarray) -> tuple[dict[str, Any], str | None]:
-        raise AssertionError("keypoints were searched for although they were not needed or were cached")
-
-    monkeypatch.setattr(workers, "find_keypoints", refuse)
-
-
-def search_finds(monkeypatch: pytest.MonkeyPatch, kp: dict[str, Point], notice: str | None) -> list[int]:
-    calls: list[int] = []
-
-    def found(image: np.ndarray) -> tuple[dict[str, Any], str | None]:
-        calls.append(1)
-        return dict(kp), notice
-
-    monkeypatch.setattr(workers, "find_keypoints", found)
-    return calls
-
-
-def run(backend: workers.Backend, label: str, keypoints: dict[str, Point] | None = None,
-        cancelled: bool = False, mask: list[tuple[int, int, int, int]] | None = None) -> list[Message]:
+def run(backend: workers.Backend, label: str, cancelled: bool = False,
+        mask: list[tuple[int, int, int, int]] | None = None) -> list[Message]:
     w, h = SIZE
     req = workers.DragRequest(label=label, ws=np.zeros((1, 4, 8), np.float32), image=np.zeros((h, w, 3), np.uint8),
-                              max_steps=3, preview_seconds=0.0, mask=mask, keypoints=keypoints, entry_id=7)
+                              max_steps=3, preview_seconds=0.0, mask=mask, entry_id=7)
+    assert backend.editor is not None
+    backend.editor.begin()
+    if cancelled:
+        backend.editor.cancel()
     posted: list[Message] = []
-    workers.run_command(backend, req, posted.append, lambda: cancelled, lambda session: None)
+    workers.run_command(backend, req, posted.append)
     return posted
 
 
@@ -72,12 +79,14 @@ def kinds(posted: list[Message]) -> list[type]:
     return [type(m) for m in posted]
 
 
-def test_cached_keypoints_are_planned_without_a_search(backend: workers.Backend, dragged: list[dict[str, Any]],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    no_search(monkeypatch)
-    posted = run(backend, "open the mouth", keypoints=face())
-    assert kinds(posted) == [CommandParsed, DragPlanned]
-    expected = plan_command(posted[0].result, np.zeros((SIZE[1], SIZE[0], 3), np.uint8), None, keypoints=face())
+def test_cached_keypoints_are_planned_without_a_search(dragged: list[dict[str, Any]]) -> None:
+    detector = FakeDetector(face())
+    backend = make_backend(detector)
+    image = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+    backend.editor.keypoints(7, image)  # found once, for entry 7 (the labels, say)
+    posted = run(backend, "open the mouth")
+    assert kinds(posted) == [CommandParsed, DragPlanned] and detector.calls == 1
+    expected = plan_command(posted[0].result, image, None, keypoints=face())
     plan = posted[1].plan
     assert plan.handles == [(p.handle.x, p.handle.y) for p in expected.pairs]
     assert plan.targets == [(p.target.x, p.target.y) for p in expected.pairs]
@@ -87,95 +96,79 @@ def test_cached_keypoints_are_planned_without_a_search(backend: workers.Backend,
     assert len(dragged) == 1 and dragged[0]["pairs"] == expected.pairs and dragged[0]["mask"] == plan.mask
 
 
-def test_the_users_mask_wins_over_the_rules(backend: workers.Backend, dragged: list[dict[str, Any]],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    no_search(monkeypatch)
-    posted = run(backend, "open the mouth", keypoints=face(), mask=[(0, 0, 200, 200)])
+def test_the_users_mask_wins_over_the_rules(dragged: list[dict[str, Any]]) -> None:
+    posted = run(make_backend(FakeDetector(face())), "open the mouth", mask=[(0, 0, 200, 200)])
     assert posted[-1].plan.mask == [(0, 0, 200, 200)] and dragged[0]["mask"] == [(0, 0, 200, 200)]
 
 
-def test_keypoints_are_searched_once_and_reported_before_the_plan(backend: workers.Backend,
-                                                                  dragged: list[dict[str, Any]],
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = search_finds(monkeypatch, face(), None)
+def test_keypoints_are_searched_once_per_entry_and_reported_before_the_plan(dragged: list[dict[str, Any]]) -> None:
+    detector = FakeDetector(face())
+    backend = make_backend(detector)
     posted = run(backend, "open the mouth")
     assert kinds(posted) == [CommandParsed, KeypointsFound, DragPlanned]
-    assert calls == [1] and posted[1].keypoints == face() and posted[1].entry_id == 7 and posted[1].notice is None
-    assert len(dragged) == 1
+    assert detector.calls == 1 and posted[1].keypoints == face() and posted[1].entry_id == 7
+    assert posted[1].notice is None and len(dragged) == 1
+    assert kinds(run(backend, "close the eyes")) == [CommandParsed, DragPlanned] and detector.calls == 1
+    backend.editor.forget()
+    run(backend, "close the eyes")
+    assert detector.calls == 2
 
 
-def test_a_missing_detector_is_named_as_the_cause(backend: workers.Backend, dragged: list[dict[str, Any]],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    search_finds(monkeypatch, {}, workers.NO_DETECTOR)
-    posted = run(backend, "open the mouth")
+def test_a_model_without_a_detector_says_so(dragged: list[dict[str, Any]]) -> None:
+    posted = run(make_backend(spec=KitSpec()), "open the mouth")
     assert kinds(posted) == [CommandParsed, KeypointsFound, CommandFailed]
-    assert posted[1].notice == workers.NO_DETECTOR
-    assert posted[2].error == workers.NO_DETECTOR and backend.detector_missing == workers.NO_DETECTOR
-    assert dragged == []
+    assert posted[1].notice == NO_DETECTOR and posted[2].error == NO_DETECTOR and dragged == []
 
 
-def test_missing_keypoint_with_a_working_detector_is_the_planners_sentence(
-        backend: workers.Backend, dragged: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_keypoint_with_a_working_detector_is_the_planners_sentence(dragged: list[dict[str, Any]]) -> None:
     kp = {k: v for k, v in face().items() if k != "lower_lip"}
-    search_finds(monkeypatch, kp, None)
-    posted = run(backend, "open the mouth")
+    posted = run(make_backend(FakeDetector(kp)), "open the mouth")
     assert kinds(posted) == [CommandParsed, KeypointsFound, CommandFailed]
     assert "no lower_lip keypoint was found" in posted[2].error and dragged == []
 
 
-def test_explicit_drag_needs_no_keypoints(backend: workers.Backend, dragged: list[dict[str, Any]],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    no_search(monkeypatch)
-    posted = run(backend, "drag 10,20 to 30,40")
-    assert kinds(posted) == [CommandParsed, DragPlanned]
+def test_explicit_drag_needs_no_keypoints(dragged: list[dict[str, Any]]) -> None:
+    detector = FakeDetector(face())
+    posted = run(make_backend(detector), "drag 10,20 to 30,40")
+    assert kinds(posted) == [CommandParsed, DragPlanned] and detector.calls == 0
     plan = posted[1].plan
     assert plan.handles == [(10.0, 20.0)] and plan.targets == [(30.0, 40.0)] and plan.names == ["point 1"]
     assert plan.mask is None
 
 
-def test_control_words_go_back_to_the_app_unplanned(backend: workers.Backend, dragged: list[dict[str, Any]],
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    no_search(monkeypatch)
-    posted = run(backend, "undo")
+def test_control_words_go_back_to_the_app_unplanned(dragged: list[dict[str, Any]]) -> None:
+    posted = run(make_backend(FakeDetector(face())), "undo")
     assert kinds(posted) == [CommandParsed, ControlRequested]
     assert posted[1].word == "undo" and posted[1].text == "undo" and dragged == []
 
 
-def test_unknown_words_fail_with_suggestions(backend: workers.Backend, dragged: list[dict[str, Any]],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    no_search(monkeypatch)
-    posted = run(backend, "xyzzy")
+def test_unknown_words_fail_with_suggestions(dragged: list[dict[str, Any]]) -> None:
+    posted = run(make_backend(FakeDetector(face())), "xyzzy")
     assert kinds(posted) == [CommandParsed, CommandFailed]
     failed = posted[1]
     assert failed.error == posted[0].result.error and "did you mean" in failed.error
     assert failed.suggestions and failed.suggestions == posted[0].result.suggestions and dragged == []
 
 
-def test_a_command_that_moves_nothing_says_how_to_move_more(backend: workers.Backend,
-                                                            dragged: list[dict[str, Any]],
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    no_search(monkeypatch)
-    posted = run(backend, "open the mouth a little", keypoints=face(scale=0.05))
+def test_a_command_that_moves_nothing_says_the_planners_sentence(dragged: list[dict[str, Any]]) -> None:
+    posted = run(make_backend(FakeDetector(face(scale=0.05))), "open the mouth a little")
+    assert kinds(posted) == [CommandParsed, KeypointsFound, CommandFailed]
+    assert posted[2].error.startswith("the command asks for no movement") and dragged == []
+
+
+def test_cancelled_before_planning_stops_without_a_search(dragged: list[dict[str, Any]]) -> None:
+    detector = FakeDetector(face())
+    posted = run(make_backend(detector), "open the mouth", cancelled=True)
     assert kinds(posted) == [CommandParsed, CommandFailed]
-    assert posted[1].error.startswith("nothing needs to move for this command; try a larger amount")
-    assert dragged == []
+    assert posted[1].error == "stopped before the drag began." and dragged == [] and detector.calls == 0
 
 
-def test_cancelled_before_planning_stops_without_a_search(backend: workers.Backend,
-                                                          dragged: list[dict[str, Any]],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    no_search(monkeypatch)
-    posted = run(backend, "open the mouth", cancelled=True)
-    assert kinds(posted) == [CommandParsed, CommandFailed]
-    assert posted[1].error == "stopped before the drag began." and dragged == []
-
-
-def test_a_bug_in_planning_is_a_message_not_a_crash(backend: workers.Backend, dragged: list[dict[str, Any]],
+def test_a_bug_in_planning_is_a_message_not_a_crash(dragged: list[dict[str, Any]],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(parse: Any, image: np.ndarray, detector: Any, rules: Any = None, keypoints: Any = None) -> None:
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr("voicedrag.pipeline.plan_command", broken)
-    posted = run(backend, "drag 10,20 to 30,40")
+    monkeypatch.setattr("voicedrag.editor.plan_command", broken)
+    posted = run(make_backend(FakeDetector(face())), "drag 10,20 to 30,40")
     assert kinds(posted) == [CommandParsed, DragFailed]
     assert "ZeroDivisionError" in posted[1].error and "please report it" in posted[1].error

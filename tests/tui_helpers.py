@@ -13,7 +13,9 @@ from voicedrag.tui.app import TuiOptions, VoiceDragApp
 def save_tiny(generator: object, folder: Path) -> Path:
     from engine import save_generator
 
-    return save_generator(generator, folder / "tiny32.safetensors")  # type: ignore[arg-type]
+    # Named a face-world kit, as the embedded model is, so that words are planned on it.
+    return save_generator(generator, folder / "tiny32.safetensors",  # type: ignore[arg-type]
+                          extra={"kit": {"rules": "face", "detector": "faceworld"}})
 
 
 def make_app(model: Path | str, **overrides: object) -> VoiceDragApp:

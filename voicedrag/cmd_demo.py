@@ -7,7 +7,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from engine.errors import VoicedragError
 from voicedrag.dragio import save_gif, save_png
@@ -40,46 +39,32 @@ def _demo_model() -> Path:
     raise VoicedragError("no generator is installed for the demo; run `voicedrag drag --model PATH ...` with a StyleGAN2 .pkl.")
 
 
-def _face_plan(G: Any, ws: Any, command: str) -> tuple[list[Any], Any, list[str]]:
-    """Pairs, mask and a description for `command`, planned from the face's detected keypoints."""
-    import torch
-
-    from engine import to_uint8
-    from keypoints.detector import EmbeddedDetector
-    from voicedrag.commands import default_parser
-    from voicedrag.pipeline import plan_command
-
-    with torch.no_grad():
-        image = to_uint8(G.synthesis(ws).image)
-    planned = plan_command(default_parser().parse(command), image, EmbeddedDetector.load())
-    moves = [f"{n} {p.handle.x:g},{p.handle.y:g} -> {p.target.x:g},{p.target.y:g}"
-             for n, p in zip(planned.plan.names, planned.pairs)]
-    return planned.pairs, planned.mask, moves
-
-
 def run_demo(args: argparse.Namespace) -> int:
-    from engine import DragConfig, DragPair, DragSession, Point, load_generator
-    from engine.loading import embedded_model_path
+    from engine import DragPair, Point
+    from voicedrag.editor import Editor, load_kit
 
     t0 = time.perf_counter()
     model = _demo_model()
-    G = load_generator(model, device=args.device)
-    ws = G.ws_from_seed(args.seed)
-    res = G.img_resolution
-    if model == embedded_model_path():
-        command = DEMO_COMMAND
-        pairs, mask, moves = _face_plan(G, ws, command)
+    kit = load_kit(model, device=args.device)
+    editor = Editor(kit)
+    ws, image = editor.seed(args.seed)
+    res = kit.generator.img_resolution
+    if kit.has_detector:
+        command: str | None = DEMO_COMMAND
+        planned = editor.plan(editor.parse(command), image)
+        pairs, mask = planned.pairs, planned.mask
+        moves = [f"{n} {p.handle.x:g},{p.handle.y:g} -> {p.target.x:g},{p.target.y:g}"
+                 for n, p in zip(planned.plan.names, pairs)]
     else:
-        # Not a face model: no keypoints to name, so a drag of a tenth of the image to the right.
+        # No keypoints to name on this model, so a drag of a tenth of the image to the right.
         command = None
         pairs, mask = [DragPair(Point(res // 2, res // 2), Point(res // 2 + res // 10, res // 2))], None
         moves = [f"{pairs[0].handle.x:g},{pairs[0].handle.y:g} -> {pairs[0].target.x:g},{pairs[0].target.y:g}"]
-    session = DragSession(G, ws, pairs, mask=mask, config=DragConfig.for_generator(G, max_steps=200, preview_every=4))
     what = f'"{command}"' if command else "a drag"
     print(f"demo: {what} on {model.name} ({res} px): " + "; ".join(moves), file=sys.stderr)
-    for _ in session.steps():
+    for _ in editor.drag(ws, pairs, mask, max_steps=200, preview_every=4):
         pass
-    result = session.result()
+    result = editor.result()
     out = Path(args.out_dir)
     before = save_png(result.frames[0], out / "before.png")
     after = save_png(result.image, out / "after.png")

@@ -21,37 +21,25 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    import torch
-
-    from engine import load_generator, to_uint8
     from voicedrag.cmd_engine import drag_and_save
-    from voicedrag.commands import default_parser, vocabulary
-    from voicedrag.pipeline import needs_keypoints, plan_command
+    from voicedrag.editor import Editor, load_kit
 
+    kit = load_kit(args.model, device=args.device)
+    editor = Editor(kit)
     report: dict[str, Any] = {}
     text = args.say
     if args.audio:
-        from voicedrag.speech import Transcriber
-
-        _, heard = Transcriber(prompt_words=vocabulary()).transcribe_file(args.audio)
+        _, heard = kit.transcriber().transcribe_file(args.audio)
         text = heard.text
         report["transcript"] = text
         if not text.strip():
             raise VoicedragError(f"no speech was heard in {args.audio}; record the command again, closer to the microphone.")
-    parse = default_parser().parse(text)
-    G = load_generator(args.model, device=args.device)
-    ws = G.ws_from_seed(args.seed, truncation_psi=args.psi)
-    with torch.no_grad():
-        image = to_uint8(G.synthesis(ws).image)
-    detector = None
-    if needs_keypoints(parse.edits):
-        from keypoints.detector import EmbeddedDetector
-
-        detector = EmbeddedDetector.load()
-    planned = plan_command(parse, image, detector)
-    for warning in planned.plan.warnings:
+    parse = editor.parse(text)
+    ws, image = editor.seed(args.seed, args.psi)
+    planned = editor.plan(parse, image)
+    for warning in planned.warnings:
         print(f"voicedrag: {warning}", file=sys.stderr)
-    drag = drag_and_save(G, ws, planned.pairs, planned.mask, args)
+    drag = drag_and_save(editor, ws, planned.pairs, planned.mask, args)
     report.update({
         "text": text,
         "edits": [e.to_json() for e in parse.edits],

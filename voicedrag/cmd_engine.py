@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from voicedrag.dragio import Progress, pair_report, parse_mask, parse_points, save_gif, save_png
+from voicedrag.dragio import Progress, SpecError, pair_report, parse_mask, parse_points, save_gif, save_png
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -45,26 +45,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run_drag)
 
 
-def load_model_and_latent(args: argparse.Namespace) -> tuple[Any, Any]:
-    from engine import load_generator
-
-    G = load_generator(args.model, device=args.device)
-    return G, G.ws_from_seed(args.seed, truncation_psi=args.psi)
-
-
 def run_render(args: argparse.Namespace) -> int:
-    import torch
-
-    from engine import to_uint8
+    from voicedrag.editor import Editor, load_kit
 
     t0 = time.perf_counter()
-    G, ws = load_model_and_latent(args)
-    with torch.no_grad():
-        image = to_uint8(G.synthesis(ws).image)
+    editor = Editor(load_kit(args.model, device=args.device))
+    _, image = editor.seed(args.seed, args.psi)
     out = save_png(image, args.out)
     if args.json:
-        report = {"model": str(args.model), "seed": args.seed, "psi": args.psi,
-                  "size": [G.img_resolution, G.img_resolution], "out": str(out),
+        w, h = editor.kit.size
+        report = {"model": str(args.model), "seed": args.seed, "psi": args.psi, "size": [w, h], "out": str(out),
                   "seconds": round(time.perf_counter() - t0, 3)}
         print(json.dumps(report))
     else:
@@ -72,28 +62,25 @@ def run_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def drag_and_save(G: Any, ws: Any, pairs: list, mask: Any, args: argparse.Namespace) -> dict[str, Any]:
+def drag_and_save(editor: Any, ws: Any, pairs: list, mask: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Run one drag with the CLI's options, write its outputs, and return the JSON report fields."""
     import numpy as np
 
-    from engine import DragConfig, DragSession
-
-    cfg = DragConfig.for_generator(G, max_steps=args.steps, lr=args.lr, space=args.space,
-                                   preview_every=5 if args.gif else 0)
-    session = DragSession(G, ws, pairs, mask=mask, config=cfg)
     progress = Progress(total=args.steps)
-    first_frame = None
-    for r in session.steps():
-        if first_frame is None:
-            first_frame = r.image
-        progress.update(r.step, r.mean_distance)
-    result = session.result()
+    try:
+        for r in editor.drag(ws, pairs, mask, args.steps, preview_every=5 if args.gif else 0, lr=args.lr,
+                             space=args.space):
+            progress.update(r.step, r.mean_distance)
+    except ValueError as err:
+        raise SpecError(f"{err}; place the points inside the image.") from err
+    result = editor.result()
     progress.close(result.steps, result.mean_distance, result.converged)
     out = save_png(result.image, args.out)
+    w, h = editor.kit.size
     report: dict[str, Any] = {
         "model": str(args.model),
         "seed": args.seed,
-        "size": [G.img_resolution, G.img_resolution],
+        "size": [w, h],
         "pairs": pair_report(pairs, result.points),
         "steps": result.steps,
         "converged": result.converged,
@@ -112,14 +99,14 @@ def drag_and_save(G: Any, ws: Any, pairs: list, mask: Any, args: argparse.Namesp
 
 
 def run_drag(args: argparse.Namespace) -> int:
-    from engine import load_generator
+    from voicedrag.editor import Editor, load_kit
 
-    G = load_generator(args.model, device=args.device)
-    size = (G.img_resolution, G.img_resolution)
+    editor = Editor(load_kit(args.model, device=args.device))
+    size = editor.kit.size
     pairs = parse_points(args.points, size)
     mask = parse_mask(args.mask, size) if args.mask else None
-    ws = G.ws_from_seed(args.seed, truncation_psi=args.psi)
-    report = drag_and_save(G, ws, pairs, mask, args)
+    ws, _ = editor.seed(args.seed, args.psi)
+    report = drag_and_save(editor, ws, pairs, mask, args)
     if args.json:
         print(json.dumps(report))
     else:

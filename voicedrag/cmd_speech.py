@@ -42,7 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _make_transcriber(args: argparse.Namespace) -> "Transcriber":
     from voicedrag.speech import DEFAULT_PROMPT_WORDS, DecodeSettings, Transcriber, command_vocabulary
 
-    settings = DecodeSettings(use_prompt=not args.no_prompt, threads=args.threads)
+    import torch
+
+    # The front end sets torch's threads once: one is fastest for a short command's decoder, whose
+    # dozens of tiny matrix products leave a second thread waiting (benchmarks/asr_latency.py).
+    torch.set_num_threads(max(1, args.threads))
+    settings = DecodeSettings(use_prompt=not args.no_prompt)
     return Transcriber(model=args.model, prompt_words=command_vocabulary() or DEFAULT_PROMPT_WORDS, settings=settings)
 
 

@@ -73,10 +73,12 @@ class Progress:
     """A one-line progress bar on a terminal; a single summary line otherwise."""
 
     total: int
-    stream: TextIO = sys.stderr
+    stream: TextIO | None = None  # None: sys.stderr as it is when the bar starts (not at import)
     label: str = "drag"
 
     def __post_init__(self) -> None:
+        if self.stream is None:
+            self.stream = sys.stderr
         self.start = time.perf_counter()
         self.tty = self.stream.isatty()
 

@@ -190,16 +190,7 @@ class MiniLMEncoder:
         import torch
 
         w = self._torch_weights()
-        # One short sentence is too little work to share between threads; a
-        # second thread only waits for the first (measured: 3x slower on 2 cores).
-        threads = torch.get_num_threads()
-        if threads != 1:
-            torch.set_num_threads(1)
-        try:
-            return self._torch_pass(ids, mask, w)
-        finally:
-            if threads != 1:
-                torch.set_num_threads(threads)
+        return self._torch_pass(ids, mask, w)
 
     def _torch_pass(self, ids: np.ndarray, mask: np.ndarray, w: list[object]) -> np.ndarray:
         import torch

@@ -36,6 +36,11 @@ class PlannedEdit:
     pairs: list[DragPair] = field(default_factory=list)
     mask: np.ndarray | None = None  # [H, W] bool, True = may move
 
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should hear about this edit: the parser's notes, then the planner's."""
+        return [*self.parse.warnings, *self.plan.warnings]
+
 
 class NothingToMoveError(CommandError):
     """The edits were understood but move no point by a pixel or more (a very small face, say)."""

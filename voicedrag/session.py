@@ -6,6 +6,7 @@ turns `Entry.ws` back into a tensor when it starts the next drag.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ class Entry:
     frames: list[np.ndarray] = field(default_factory=list)
     edits: list[dict[str, object]] = field(default_factory=list)  # parsed intents, as EditIntent.to_json()
     warnings: list[str] = field(default_factory=list)
+    # A process-wide serial number: caches keyed by it (keypoints per image) stay right when undo
+    # history is cut and entries are freed, where id() would be reused.
+    id: int = field(default_factory=itertools.count(1).__next__)
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -304,10 +304,6 @@ class DecodeSettings:
     beam_size: int | None = None  # None = greedy
     max_tokens: int = 48
     use_prompt: bool = True
-    # Torch threads while transcribing (restored afterwards). One thread: a command's decoder runs
-    # dozens of tiny matrix products, where a second thread mostly waits; with other work on
-    # the CPU, 2 threads took 1.75 s median against 0.33 s for 1 (benchmarks/asr_latency.py).
-    threads: int | None = 1
     # Audio kept around the voiced part, so word onsets and endings are not clipped.
     margin_seconds: float = 0.3
 
@@ -420,15 +416,8 @@ class Transcriber:
 
         task = DecodingTask(self.whisper, options)
         task.logit_filters.append(_StopOnRepetition(task.tokenizer, task.sample_begin))
-        previous_threads = torch.get_num_threads()
-        if s.threads and s.threads != previous_threads:
-            torch.set_num_threads(s.threads)
-        try:
-            with torch.inference_mode():
-                result = task.run(mel[None])[0]
-        finally:
-            if torch.get_num_threads() != previous_threads:
-                torch.set_num_threads(previous_threads)
+        with torch.inference_mode():
+            result = task.run(mel[None])[0]
         text = strip_repetition(result.text)
         # Whisper's own no-speech rule (sure there was no speech, unsure of the text), and a floor
         # on confidence: clicks, bursts and music that pass the energy check decode to words such

@@ -360,7 +360,8 @@ class Trainer:
         G.mapping.w_avg.copy_(compute_w_avg(G))
         G.cfg.feature_block = feature_block
         G.cfg.drag = dict(drag or {})
-        extra = {"training": {"objective": "L1 regression on rendered targets (pixels + gradients, 2 scales)",
+        # Every model of the face world speaks the face rules and is read by the face world's detector.
+        extra = {"kit": {"rules": "face", "detector": "faceworld"}, "training": {"objective": "L1 regression on rendered targets (pixels + gradients, 2 scales)",
                               "steps": self.step, "images_seen": self.images_seen,
                               "cpu_hours": round(self.seconds / 3600, 3), "config": self.trained_config,
                               "earlier_phases": self.phases,

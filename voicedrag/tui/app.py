@@ -104,7 +104,6 @@ class VoiceDragApp(App[int]):
         self.queued: list[str] = []
         self.busy = False  # a command or drag worker is running
         self.drag_worker: Worker[None] | None = None
-        self.drag_session: Any = None
         self.live_points: list[XY] | None = None  # handles during a drag
         self.live_plan: m.PlannedDrag | None = None
         self.live_image: np.ndarray | None = None
@@ -113,7 +112,7 @@ class VoiceDragApp(App[int]):
         self.mask: list[Rect] | None = None  # hand-drawn region that may move
         self.mask_corner: XY | None = None
         self.show_labels = False
-        self.keypoints: dict[int, dict[str, Any]] = {}  # id(entry) -> {name: Point}
+        self.keypoints: dict[int, dict[str, Any]] = {}  # Entry.id -> {name: Point}
         self.kp_pending: set[int] = set()
         self.voice_state = "idle"
         self.voice_worker: Worker[None] | None = None
@@ -214,7 +213,7 @@ class VoiceDragApp(App[int]):
     def current_keypoints(self) -> dict[str, Any] | None:
         if self.session is None:
             return None
-        return self.keypoints.get(id(self.session.current))
+        return self.keypoints.get(self.session.current.id)
 
     def redraw(self) -> None:
         pane = self.query_one(ImagePane)
@@ -270,6 +269,8 @@ class VoiceDragApp(App[int]):
         assert self.session is not None
         self.session.new_seed(message.seed, message.ws, message.image)
         self.keypoints.clear()
+        if self.backend.editor is not None:
+            self.backend.editor.forget()  # the old history's images are gone
         self.manual, self.pending_handle = [], None
         self.log_line(f"seed {message.seed}: new image, fresh history")
         self.refresh_status()
@@ -318,9 +319,11 @@ class VoiceDragApp(App[int]):
         req = workers.DragRequest(
             label=label, ws=entry.ws, image=entry.image, max_steps=self.options.steps,
             preview_seconds=self.options.preview_seconds, mask=self.mask, pairs=list(pairs or []),
-            keypoints=self.current_keypoints(), entry_id=id(entry),
+            entry_id=entry.id,
         )
         self.busy = True
+        if self.backend.editor is not None:
+            self.backend.editor.begin()  # on the UI thread, so that an Esc right after is not lost
         self.live_plan = None
         self.live_points = None
         self.live_image = None
@@ -333,12 +336,7 @@ class VoiceDragApp(App[int]):
                                            name="drag", exit_on_error=False)
 
     def _command_worker(self, req: workers.DragRequest) -> None:
-        worker = get_current_worker()
-
-        def on_session(session: Any) -> None:
-            self.drag_session = session
-
-        workers.run_command(self.backend, req, self.post_message, lambda: worker.is_cancelled, on_session)
+        workers.run_command(self.backend, req, self.post_message)
 
     def run_local(self, cmd: LocalCommand) -> None:
         kind = cmd.kind
@@ -524,7 +522,6 @@ class VoiceDragApp(App[int]):
 
     def _drag_done(self) -> None:
         self.busy = False
-        self.drag_session = None
         self.live_plan = None
         self.live_points = None
         self.live_image = None
@@ -616,11 +613,8 @@ class VoiceDragApp(App[int]):
     def action_stop(self) -> None:
         """Stop the running drag (keeping its last frame), listening, or a half-drawn mask."""
         if self.busy:
-            session = self.drag_session
-            if session is not None:
-                session.cancel()
-            elif self.drag_worker is not None:
-                self.drag_worker.cancel()
+            if self.backend.editor is not None:
+                self.backend.editor.cancel()  # the one handle: before the drag starts, or during it
             self.log_line("[yellow]stopping…[/]")
             return
         if self.backend.recorder is not None:
@@ -718,11 +712,11 @@ class VoiceDragApp(App[int]):
         if not self.show_labels or self.session is None:
             return
         entry = self.session.current
-        key = id(entry)
+        key = entry.id
         if key in self.keypoints or key in self.kp_pending:
             return
         self.kp_pending.add(key)
-        self.run_worker(partial(workers.detect_keypoints, key, entry.image, self.post_message), thread=True,
+        self.run_worker(partial(workers.detect_keypoints, self.backend, key, entry.image, self.post_message), thread=True,
                         group="keypoints", name="keypoints", exit_on_error=False)
 
     def action_go(self) -> None:

@@ -1,21 +1,20 @@
 """The heavy work behind the TUI, as plain functions run in Textual thread workers.
 
-Each function reports through `post` (a thread-safe message poster) and
-checks `cancelled()` between stages, so the UI thread never waits on torch.
-torch, the engine, the command parser and the speech model are imported
-here, inside the functions, so that the app is on screen before any of them
-has loaded. Nothing here raises: every failure becomes a message with one
-sentence for the user.
+Every edit goes through the model kit's `voicedrag.editor.Editor`, as `voicedrag edit` does, so
+the TUI plans the same pairs and says the same sentences. Each function reports through `post` (a
+thread-safe message poster); the editor's one cancel handle (`Editor.cancel`, Esc) stops an edit
+before its drag or during it. torch, the engine, the command parser and the speech model are
+imported inside the functions, so that the app is on screen before any of them has loaded.
+Nothing here raises: every failure becomes a message with one sentence for the user.
 """
 from __future__ import annotations
 
 import os
-import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from textual.message import Message
@@ -26,35 +25,29 @@ from voicedrag.tui.messages import (
     VoiceLevel, VoiceState,
 )
 
+if TYPE_CHECKING:
+    from voicedrag.editor import Editor
+
 Post = Callable[[Message], object]
 Cancelled = Callable[[], bool]
 XY = tuple[float, float]
 Rect = tuple[int, int, int, int]
 
-NO_DETECTOR = ("no keypoint detector is installed, so named edits such as 'open the mouth' cannot be planned; "
-               "use an explicit drag such as 'drag 30,40 to 50,60' or place points on the image.")
-
 
 @dataclass
 class Backend:
-    """Loaded models, shared by the workers. Each field is written by one worker kind at a time."""
+    """The loaded model kit's editor and the speech models, shared by the workers."""
 
-    generator: Any = None
-    parser: Any = None
+    editor: Editor | None = None
     transcriber: Any = None
     recorder: Any = None  # the MicrophoneRecorder while recording
-    drag: Any = None  # the running engine.DragSession, for Esc
     psi: float = 0.7
     threads: int | None = None
-    detector_missing: str | None = None  # why keypoints cannot be found, once a search has failed
     paraphrase: bool = True  # let the parser fall back on its sentence model for free phrasings
 
-    def get_parser(self) -> Any:
-        if self.parser is None:
-            from voicedrag.commands import CommandParser, default_parser
-
-            self.parser = default_parser() if self.paraphrase else CommandParser(use_embeddings=False)
-        return self.parser
+    @property
+    def generator(self) -> Any:
+        return None if self.editor is None else self.editor.kit.generator
 
 
 @dataclass
@@ -66,7 +59,6 @@ class DragRequest:
     preview_seconds: float
     mask: list[Rect] | None = None  # region that may move; None = the rules' (or the whole image)
     pairs: list[tuple[XY, XY]] = field(default_factory=list)  # hand-placed pairs; empty = parse `label`
-    keypoints: dict[str, Any] | None = None  # cached for this image, or None to detect
     entry_id: int = 0
 
 
@@ -80,40 +72,28 @@ def _describe(err: BaseException, doing: str) -> str:
     return f"{doing} failed ({type(err).__name__}: {err}{where}); this is a bug, please report it."
 
 
-def render(generator: Any, ws: np.ndarray) -> np.ndarray:
-    import torch
-
-    from engine.drag import to_uint8
-
-    with torch.no_grad():
-        w = torch.from_numpy(np.ascontiguousarray(ws)).to(generator.device)
-        out = generator.synthesis(w, noise_mode="const")
-    return to_uint8(out.image)
-
-
-def seed_latent(generator: Any, seed: int, psi: float) -> tuple[np.ndarray, np.ndarray]:
-    ws = generator.ws_from_seed(seed, psi).detach().cpu().numpy().astype(np.float32)
-    return ws, render(generator, ws)
-
-
 def load_model(backend: Backend, model: str, device: str | None, seed: int, post: Post) -> None:
     started = time.perf_counter()
     try:
         import torch
 
-        # One core is left to the UI thread (and the rest of the machine): with every core
-        # busy, torch's thread pool spins and the drag slows down many times over.
+        # The TUI sets torch's thread count once, here; library code never changes it. One core is
+        # left to the UI thread (and the rest of the machine): with every core busy, torch's thread
+        # pool spins and the drag slows down many times over.
         torch.set_num_threads(backend.threads or max(1, (os.cpu_count() or 2) - 1))
-        from engine.loading import load_generator
+        from voicedrag.editor import Editor, load_kit
 
-        G = load_generator(model, device)
-        backend.generator = G
-        ws, image = seed_latent(G, seed, backend.psi)
+        kit = load_kit(model, device)
+        editor = Editor(kit, paraphrase=backend.paraphrase)
+        ws, image = editor.seed(seed, backend.psi)
+        backend.editor = editor
     except Exception as err:  # noqa: BLE001 - any failure becomes one sentence on screen
         post(ModelFailed(_describe(err, "loading the model")))
         return
-    name = "embedded face model" if model == "embedded" else model.rsplit("/", 1)[-1]
-    post(ModelLoaded(G, seed, ws, image, name, str(G.device), time.perf_counter() - started))
+    post(ModelLoaded(kit.generator, seed, ws, image, kit.title, str(kit.generator.device),
+                     time.perf_counter() - started))
+    if kit.limits:
+        post(Notice(kit.limits, "warning"))
     warm_up()
 
 
@@ -131,7 +111,8 @@ def warm_up() -> None:
 
 def new_seed(backend: Backend, seed: int, post: Post) -> None:
     try:
-        ws, image = seed_latent(backend.generator, seed, backend.psi)
+        assert backend.editor is not None
+        ws, image = backend.editor.seed(seed, backend.psi)
     except Exception as err:  # noqa: BLE001
         post(Notice(_describe(err, "rendering the seed"), "error"))
         return
@@ -141,7 +122,8 @@ def new_seed(backend: Backend, seed: int, post: Post) -> None:
 def load_parser(backend: Backend, preload_paraphrase: bool, post: Post) -> None:
     """Build the command parser (and, optionally, its sentence model) before the first command needs it."""
     try:
-        parser = backend.get_parser()
+        assert backend.editor is not None
+        parser = backend.editor.parser
         if preload_paraphrase and backend.paraphrase and not parser.load() and parser.embedding_error:
             post(Notice(f"paraphrases are off: {parser.embedding_error}; exact commands still work.",
                         "warning"))
@@ -149,61 +131,31 @@ def load_parser(backend: Backend, preload_paraphrase: bool, post: Post) -> None:
         post(Notice(_describe(err, "loading the command parser"), "error"))
 
 
-_DETECTOR: Any = None
-_DETECTOR_LOCK = threading.Lock()
-
-
-def _detector() -> Any:
-    """The embedded keypoint detector, loaded once (a VoicedragError says what is missing)."""
-    global _DETECTOR
-    with _DETECTOR_LOCK:
-        if _DETECTOR is None:
-            from keypoints.detector import EmbeddedDetector
-
-            _DETECTOR = EmbeddedDetector.load()
-        return _DETECTOR
-
-
-def find_keypoints(image: np.ndarray) -> tuple[dict[str, Any], str | None]:
-    """{name: Point} from the embedded detector, or ({}, why not)."""
-    from engine.errors import VoicedragError
-
+def detect_keypoints(backend: Backend, entry_id: int, image: np.ndarray, post: Post) -> None:
+    """Find the keypoints of a history entry's image (for the labels) and post them."""
     try:
-        detector = _detector()
-    except ModuleNotFoundError as err:
-        if err.name in ("keypoints.detector", "keypoints"):
-            return {}, NO_DETECTOR
-        return {}, f"the keypoint detector needs {err.name}, which is not installed; use explicit drags meanwhile."
-    except ImportError as err:
-        return {}, f"the keypoint detector could not be loaded ({err}); use explicit drags meanwhile."
-    except VoicedragError as err:
-        return {}, f"{str(err).rstrip('.')}; meanwhile use explicit drags such as 'drag 30,40 to 50,60'."
-    try:
-        return dict(detector.detect(image)), None
+        assert backend.editor is not None
+        found = backend.editor.keypoints(entry_id, image)
     except Exception as err:  # noqa: BLE001
-        return {}, _describe(err, "finding keypoints")
+        post(KeypointsFound(entry_id, {}, _describe(err, "finding keypoints")))
+        return
+    post(KeypointsFound(entry_id, found.points, found.notice))
 
 
-def detect_keypoints(entry_id: int, image: np.ndarray, post: Post) -> None:
-    kp, notice = find_keypoints(image)
-    post(KeypointsFound(entry_id, kp, notice))
-
-
-def run_command(backend: Backend, req: DragRequest, post: Post, cancelled: Cancelled,
-                on_session: Callable[[Any], None]) -> None:
+def run_command(backend: Backend, req: DragRequest, post: Post) -> None:
     """Parse, find keypoints, plan and drag; or drag hand-placed pairs when `req.pairs` is set."""
     try:
-        _run_command(backend, req, post, cancelled, on_session)
+        _run_command(backend, req, post)
     except Exception as err:  # noqa: BLE001 - a worker must not take the app down
         post(DragFailed(_describe(err, "the edit")))
-    finally:
-        backend.drag = None
 
 
-def _run_command(backend: Backend, req: DragRequest, post: Post, cancelled: Cancelled,
-                 on_session: Callable[[Any], None]) -> None:
+def _run_command(backend: Backend, req: DragRequest, post: Post) -> None:
     from engine.types import DragPair, Point
+    from voicedrag.pipeline import CommandError, needs_keypoints
 
+    editor = backend.editor
+    assert editor is not None, "a command ran before the model was loaded"
     edits_json: list[dict[str, object]] = []
     warnings: list[str] = []
     names: list[str] = []
@@ -212,7 +164,7 @@ def _run_command(backend: Backend, req: DragRequest, post: Post, cancelled: Canc
         pairs = [DragPair(Point(*a), Point(*b)) for a, b in req.pairs]
         names = [f"point {i + 1}" for i in range(len(pairs))]
     else:
-        result = backend.get_parser().parse(req.label)
+        result = editor.parse(req.label)
         post(CommandParsed(req.label, result))
         if result.control:
             post(ControlRequested(result.control, req.label))
@@ -220,32 +172,20 @@ def _run_command(backend: Backend, req: DragRequest, post: Post, cancelled: Canc
         if result.error:
             post(CommandFailed(req.label, result.error, result.suggestions))
             return
-        if cancelled():
+        if editor.cancelled:
             post(CommandFailed(req.label, "stopped before the drag began."))
             return
         edits_json = [e.to_json() for e in result.edits]
-        warnings.extend(result.warnings)
-        from voicedrag.pipeline import CommandError, NothingToMoveError, needs_keypoints, plan_command
-
-        # Found here rather than by plan_command's detector: the app caches them per image and shows
-        # them, and a missing detector is a notice, not a failure (explicit drags still work).
-        keypoints = req.keypoints
-        if keypoints is None and needs_keypoints(result.edits):
-            keypoints, notice = find_keypoints(req.image)
-            backend.detector_missing = notice
-            post(KeypointsFound(req.entry_id, keypoints, notice))
+        if needs_keypoints(result.edits) and editor.cached_keypoints(req.entry_id) is None:
+            # Reported before the plan, so that the labels show what the plan was made from.
+            found = editor.keypoints(req.entry_id, req.image)
+            post(KeypointsFound(req.entry_id, found.points, found.notice))
         try:
-            planned = plan_command(result, req.image, None, keypoints=keypoints or {})
-        except NothingToMoveError:
-            post(CommandFailed(req.label, "nothing needs to move for this command; try a larger amount, "
-                               "such as 'open the mouth wide'."))
-            return
+            planned = editor.plan(result, req.image, req.entry_id)
         except CommandError as err:
-            # Without a detector the planner's "no keypoint found" is a symptom; say the cause.
-            missing = backend.detector_missing if not keypoints else None
-            post(CommandFailed(req.label, missing or str(err)))
+            post(CommandFailed(req.label, str(err)))
             return
-        warnings.extend(planned.plan.warnings)
+        warnings = planned.warnings
         pairs, names = planned.pairs, list(planned.plan.names)
         if mask is None:
             mask = planned.plan.mask
@@ -254,38 +194,28 @@ def _run_command(backend: Backend, req: DragRequest, post: Post, cancelled: Canc
         targets=[(p.target.x, p.target.y) for p in pairs], names=names, mask=mask, warnings=warnings,
         edits=edits_json,
     )))
-    drag(backend, req, pairs, mask, edits_json, warnings, post, cancelled, on_session)
+    drag(editor, req, pairs, mask, edits_json, warnings, post)
 
 
-def drag(backend: Backend, req: DragRequest, pairs: list[Any], mask: list[Rect] | None,
-         edits_json: list[dict[str, object]], warnings: list[str], post: Post, cancelled: Cancelled,
-         on_session: Callable[[Any], None]) -> None:
-    import torch
-
-    from engine.drag import DragConfig, DragSession
+def drag(editor: Editor, req: DragRequest, pairs: list[Any], mask: list[Rect] | None,
+         edits_json: list[dict[str, object]], warnings: list[str], post: Post) -> None:
     from voicedrag.rules import mask_array
     from voicedrag.session import Entry
 
-    G = backend.generator
     h, w = req.image.shape[:2]
-    config = DragConfig.for_generator(G, max_steps=req.max_steps, preview_every=0, preview_seconds=req.preview_seconds)
-    ws = torch.from_numpy(np.ascontiguousarray(req.ws)).to(G.device)
     try:
-        session = DragSession(G, ws, pairs, mask=mask_array(mask, (w, h)), config=config)
+        steps = editor.drag(req.ws, pairs, mask_array(mask, (w, h)), req.max_steps,
+                            preview_seconds=req.preview_seconds)
     except ValueError as err:
         post(DragFailed(f"{err}; place the points inside the image."))
         return
-    backend.drag = session
-    on_session(session)
     started = time.perf_counter()
-    for result in session.steps():
-        if cancelled():
-            session.cancel()
+    for result in steps:
         done = result.step + 1
         rate = done / max(time.perf_counter() - started, 1e-9)
         post(DragStep(result.step, req.max_steps, [(p.x, p.y) for p in result.points], result.mean_distance,
                       rate, result.image))
-    final = session.result()
+    final = editor.result()
     entry = Entry(
         label=req.label, kind="drag", ws=final.ws.cpu().numpy().astype(np.float32), image=final.image,
         pairs=list(pairs), final_points=final.points, mask=mask, steps=final.steps, converged=final.converged,
@@ -315,9 +245,13 @@ def _voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
         return
     if backend.transcriber is None:
         post(VoiceState("loading"))
-        from voicedrag.speech import Transcriber
+        # Primed with the model kit's vocabulary, exactly as `voicedrag transcribe` and `edit --audio` are.
+        if backend.editor is not None:
+            backend.transcriber = backend.editor.kit.transcriber()
+        else:
+            from voicedrag.speech import Transcriber
 
-        backend.transcriber = Transcriber()
+            backend.transcriber = Transcriber()
     if cancelled():
         return
     recorder = MicrophoneRecorder(on_level=lambda level, _db: post(VoiceLevel(level)))

@@ -1,0 +1,311 @@
+"""One edit end to end, for every front end and every model.
+
+A `ModelKit` bundles a generator with what words need on it: the keypoint
+detector that names its parts, the rules that turn words into moves, and the
+vocabulary its speech recogniser is primed with. The model's JSON config names
+its rules and detector (`"kit": {"rules": "face", "detector": "faceworld"}`); an
+official checkpoint names none, so its kit has no detector and only explicit
+points work, which `ModelKit.limits` says.
+
+An `Editor` owns one edit: parse, keypoints (cached per image by the entry's
+stable id), plan (with the planner's own sentences and warnings), drag (the
+engine's steps, behind one cancel handle). `voicedrag edit`, `voicedrag demo`
+and the TUI's workers call it; nothing else assembles the pipeline.
+
+    kit = load_kit("embedded")
+    editor = Editor(kit)
+    planned = editor.plan(editor.parse("open the mouth"), image, entry_id=0)
+    for step in editor.drag(ws, planned.pairs, planned.mask, max_steps=300): ...
+"""
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from engine.errors import VoicedragError
+from voicedrag.pipeline import CommandError, PlannedEdit, needs_keypoints, plan_command
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.drag import DragResult, DragSession, StepResult
+    from engine.stylegan2 import Generator
+    from engine.types import DragPair, Point
+    from keypoints.detector import Detector
+    from voicedrag.commands import CommandParser, ParseResult
+    from voicedrag.rules import Rules
+    from voicedrag.speech import Transcriber
+
+# Detectors a model's config may name. "faceworld" is the shipped heatmap network of the
+# procedural face world (the embedded model's faces).
+DETECTORS: tuple[str, ...] = ("faceworld",)
+
+NO_DETECTOR = ("this model names no keypoint detector, so words such as 'open the mouth' cannot be placed on it; "
+               "use explicit points such as 'drag 30,40 to 50,60'.")
+
+
+@dataclass(frozen=True)
+class KitSpec:
+    """What a model's config says about words on it (the `kit` entry of a voicedrag model's JSON)."""
+
+    rules: str | None = None  # a shipped rules name ("face") or a .toml path beside the model
+    detector: str | None = None  # one of DETECTORS
+
+    @classmethod
+    def from_model_file(cls, path: Path) -> KitSpec:
+        """The kit a model file names; official pickles and configs without a `kit` name none."""
+        config = path.with_suffix(".json")
+        if path.suffix != ".safetensors" or not config.is_file():
+            return cls()
+        try:
+            kit = json.loads(config.read_text()).get("kit") or {}
+        except (ValueError, AttributeError):
+            return cls()  # the generator loader already refused a broken config
+        if not isinstance(kit, dict):
+            raise VoicedragError(f"'kit' in {config.name} must be an object such as "
+                                 '{"rules": "face", "detector": "faceworld"}; fix the model config.')
+        detector = kit.get("detector")
+        if detector is not None and detector not in DETECTORS:
+            raise VoicedragError(f"{config.name} names the keypoint detector {detector!r}, which voicedrag does not "
+                                 f"have; use one of {', '.join(DETECTORS)} or remove it.")
+        rules = kit.get("rules")
+        if rules is not None and str(rules).endswith(".toml") and not Path(rules).is_absolute():
+            rules = str(path.parent / rules)
+        return cls(rules=rules, detector=detector)
+
+
+@dataclass
+class ModelKit:
+    """A generator with its detector, rules and vocabulary."""
+
+    name: str  # as the user named it: "embedded" or the file given
+    generator: Generator
+    spec: KitSpec = field(default_factory=KitSpec)
+    _rules: Rules | None = field(default=None, repr=False)
+    _detector: Detector | None = field(default=None, repr=False)
+    _detector_error: str | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def title(self) -> str:
+        return "embedded face model" if self.name == "embedded" else self.name.rsplit("/", 1)[-1]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(W, H) of the generator's images."""
+        return (self.generator.img_resolution, self.generator.img_resolution)
+
+    @property
+    def has_detector(self) -> bool:
+        return self.spec.detector is not None
+
+    @property
+    def limits(self) -> str | None:
+        """What words cannot do on this model, in one sentence; None when they can do everything."""
+        return None if self.has_detector else NO_DETECTOR
+
+    @property
+    def rules(self) -> Rules:
+        """The model's rules; a model that names none speaks the face rules' language (explicit points
+        are part of it), and without a detector no part can be placed anyway."""
+        from voicedrag.rules import default_rules, load_rules
+
+        with self._lock:
+            if self._rules is None:
+                self._rules = load_rules(self.spec.rules) if self.spec.rules else default_rules()
+            return self._rules
+
+    def detector(self) -> Detector | None:
+        """The model's keypoint detector, loaded once; None (see `detector_error`) if it has none."""
+        with self._lock:
+            if self._detector is None and self._detector_error is None:
+                self._detector, self._detector_error = _load_detector(self.spec.detector)
+            return self._detector
+
+    @property
+    def detector_error(self) -> str | None:
+        """Why `detector()` is None, once it has been asked for."""
+        return self._detector_error
+
+    def parser(self, paraphrase: bool = True) -> CommandParser:
+        """A command parser for the model's rules (the shared default one for the face rules)."""
+        from voicedrag.commands import CommandParser, default_parser
+
+        if self.spec.rules is None and paraphrase:
+            return default_parser()
+        return CommandParser(self.rules, use_embeddings=paraphrase)
+
+    def vocabulary(self) -> list[str]:
+        """The words a speech recogniser is primed with for this model."""
+        from voicedrag.commands import vocabulary
+
+        return vocabulary(self.rules)
+
+    def transcriber(self) -> Transcriber:
+        """Whisper primed with this model's vocabulary (the same for the CLI and the TUI)."""
+        from voicedrag.speech import Transcriber
+
+        return Transcriber(prompt_words=self.vocabulary())
+
+
+def _load_detector(name: str | None) -> tuple[Detector | None, str | None]:
+    if name is None:
+        return None, NO_DETECTOR
+    try:
+        from keypoints.detector import EmbeddedDetector
+
+        return EmbeddedDetector.load(), None
+    except ModuleNotFoundError as err:
+        return None, f"the keypoint detector needs {err.name}, which is not installed; use explicit drags meanwhile."
+    except VoicedragError as err:
+        return None, f"{str(err).rstrip('.')}; meanwhile use explicit drags such as 'drag 30,40 to 50,60'."
+
+
+def load_kit(model: str | Path, device: str | None = None) -> ModelKit:
+    """The kit of a model file or of 'embedded' (the shipped face model)."""
+    from engine.loading import load_generator, resolve_model_path
+
+    path = resolve_model_path(model)
+    generator = load_generator(path, device=device)
+    return ModelKit(name=str(model), generator=generator, spec=KitSpec.from_model_file(path))
+
+
+def kit_for_generator(generator: Generator, name: str = "model", spec: KitSpec | None = None) -> ModelKit:
+    """A kit around a generator already in memory (tests, benchmarks)."""
+    return ModelKit(name=name, generator=generator, spec=spec or KitSpec())
+
+
+@dataclass
+class Keypoints:
+    points: dict[str, Point]
+    notice: str | None = None  # why none were found (no detector, a broken one), else None
+
+
+class Editor:
+    """Parse, keypoints, plan and drag on one model kit. Thread-safe for one edit at a time."""
+
+    def __init__(self, kit: ModelKit, parser: CommandParser | None = None, paraphrase: bool = True) -> None:
+        self.kit = kit
+        self.paraphrase = paraphrase
+        self._parser = parser
+        self._cache: dict[int, dict[str, Point]] = {}
+        self._cache_lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._session: DragSession | None = None
+        self._last: DragSession | None = None
+
+    # ------------------------------------------------------------ words
+
+    @property
+    def parser(self) -> CommandParser:
+        if self._parser is None:
+            self._parser = self.kit.parser(self.paraphrase)
+        return self._parser
+
+    def parse(self, text: str) -> ParseResult:
+        return self.parser.parse(text)
+
+    # ------------------------------------------------------------ images
+
+    def render(self, ws: torch.Tensor | np.ndarray) -> np.ndarray:
+        """[H, W, 3] uint8 image of a latent (a tensor, or the numpy ws a session keeps)."""
+        return self.kit.generator.render(ws)
+
+    def seed(self, seed: int, psi: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+        """(ws [1, num_ws, w_dim] float32, image) of a seed."""
+        ws = self.kit.generator.ws_from_seed(seed, psi)
+        return ws.detach().cpu().numpy().astype(np.float32), self.render(ws)
+
+    # ------------------------------------------------------------ keypoints
+
+    def cached_keypoints(self, entry_id: int) -> dict[str, Point] | None:
+        with self._cache_lock:
+            found = self._cache.get(entry_id)
+            return None if found is None else dict(found)
+
+    def keypoints(self, entry_id: int | None, image: np.ndarray) -> Keypoints:
+        """The named keypoints of `image`; with the id of its history entry, found once per entry."""
+        cached = None if entry_id is None else self.cached_keypoints(entry_id)
+        if cached is not None:
+            return Keypoints(cached)
+        detector = self.kit.detector()
+        if detector is None:
+            return Keypoints({}, self.kit.detector_error)
+        points = dict(detector.detect(image))
+        if entry_id is not None:
+            with self._cache_lock:
+                self._cache[entry_id] = points
+        return Keypoints(dict(points))
+
+    def forget(self, keep: set[int] | None = None) -> None:
+        """Drop cached keypoints, except those of the entries in `keep` (history that still exists)."""
+        with self._cache_lock:
+            self._cache = {k: v for k, v in self._cache.items() if keep is not None and k in keep}
+
+    # ------------------------------------------------------------ plan
+
+    def plan(self, parse: ParseResult, image: np.ndarray, entry_id: int | None = None) -> PlannedEdit:
+        """Drag pairs (and the rules' mask) for a parsed command on `image`; CommandError says why not."""
+        keypoints: dict[str, Point] = {}
+        if not parse.error and parse.control is None and needs_keypoints(parse.edits):
+            found = self.keypoints(entry_id, image)
+            if not found.points and found.notice:
+                # Without a detector the planner's "no such keypoint" is a symptom; say the cause.
+                raise CommandError(found.notice)
+            keypoints = found.points
+        return plan_command(parse, image, None, rules=self.kit.rules, keypoints=keypoints)
+
+    # ------------------------------------------------------------ drag
+
+    def begin(self) -> None:
+        """A new edit starts: an earlier cancel no longer applies."""
+        self._cancel.clear()
+
+    def cancel(self) -> None:
+        """Stop the edit: before its drag starts, or the running drag after its current step."""
+        self._cancel.set()
+        session = self._session
+        if session is not None:
+            session.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def drag(self, ws: torch.Tensor | np.ndarray, pairs: list[DragPair], mask: np.ndarray | None, max_steps: int,
+             preview_every: int = 0, preview_seconds: float | None = None, lr: float | None = None,
+             space: str | None = None) -> Iterator[StepResult]:
+        """Start a drag with the model's own settings (overridden by the arguments that are not None)
+        and return its steps; `result()` then holds the outcome. Raises ValueError at once for points
+        outside the image."""
+        import torch
+
+        from engine.drag import DragConfig, DragSession
+
+        G = self.kit.generator
+        config = DragConfig.for_generator(G, max_steps=max_steps, lr=lr, space=space, preview_every=preview_every,
+                                          preview_seconds=preview_seconds)
+        w = torch.from_numpy(np.ascontiguousarray(ws)).to(G.device) if isinstance(ws, np.ndarray) else ws
+        session = DragSession(G, w, pairs, mask=mask, config=config)
+        self._session = self._last = session
+        if self.cancelled:
+            session.cancel()
+        return self._steps(session)
+
+    def _steps(self, session: DragSession) -> Iterator[StepResult]:
+        try:
+            yield from session.steps()
+        finally:
+            self._session = None
+
+    def result(self) -> DragResult:
+        """The outcome of the last drag."""
+        if self._last is None:
+            raise RuntimeError("no drag has run yet")
+        return self._last.result()
