@@ -75,9 +75,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per clip and setting")
     args = parser.parse_args()
 
-    from voicedrag.audio import load_audio
-    from voicedrag.speech import DecodeSettings, Transcriber
-    from voicedrag.whisper_convert import bundled_tiny_en_dir, convert_to_file
+    from voicedrag.speech.audio import load_audio
+    from voicedrag.speech.transcribe import DecodeSettings, Transcriber
+    from voicedrag.speech.convert import bundled_tiny_en_dir, convert_to_file
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()

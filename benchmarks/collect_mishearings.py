@@ -2,7 +2,7 @@
 
 Writes tests/data/whisper_mishearings.tsv: one row per (voice, speed, command) with
 the transcript without and with the vocabulary prompt, using the same decoding
-settings as voicedrag.speech.Transcriber.  The command parser uses the rows as
+settings as voicedrag.speech.transcribe.Transcriber.  The command parser uses the rows as
 test cases for what speech recognition actually produces.
 
     .venv/bin/python benchmarks/collect_mishearings.py [--out PATH] [--limit N]
@@ -124,8 +124,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)  # the machine is shared; one thread keeps the others responsive
-    from voicedrag.audio import load_audio
-    from voicedrag.speech import DEFAULT_PROMPT_WORDS, Transcriber, command_vocabulary
+    from voicedrag.speech.audio import load_audio
+    from voicedrag.speech.transcribe import DEFAULT_PROMPT_WORDS, Transcriber, command_vocabulary
 
     transcriber = Transcriber(prompt_words=command_vocabulary() or DEFAULT_PROMPT_WORDS)
     commands = COMMANDS[: args.limit] if args.limit else COMMANDS

@@ -48,9 +48,9 @@ from engine.loading import resolve_model_path  # noqa: E402
 from engine.stylegan2 import Generator  # noqa: E402
 from keypoints.detector import EmbeddedDetector  # noqa: E402
 from keypoints.faceworld import KEYPOINT_NAMES, render  # noqa: E402
-from keypoints.train_detector import heldout  # noqa: E402
-from voicedrag.commands import default_parser  # noqa: E402
-from voicedrag.pipeline import NothingToMoveError, plan_command  # noqa: E402
+from training.train_detector import heldout  # noqa: E402
+from voicedrag.language.commands import default_parser  # noqa: E402
+from voicedrag.planning.pipeline import NothingToMoveError, plan_command  # noqa: E402
 
 COMMANDS = ("open the mouth", "close the eyes", "raise the left ear", "turn the head left")
 
@@ -88,7 +88,7 @@ def detector_error(detector: EmbeddedDetector, G: Generator, n_renders: int, n_s
         images, keypoints = heldout(n_renders, size)  # faces the detector's training stream never draws
         pred = np.concatenate([detector.detect_batch(images[i : i + 50]) for i in range(0, n_renders, 50)])
         out[f"renders_{size}_mean_px"] = float(np.linalg.norm(pred - keypoints, axis=-1).mean())
-    from voicedrag.train_generator import params_from_z
+    from training.train_generator import params_from_z
 
     errors = []
     for seed in range(n_samples):

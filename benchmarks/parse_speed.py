@@ -72,7 +72,7 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    from voicedrag.commands import CommandParser
+    from voicedrag.language.commands import CommandParser
 
     import_s = time.perf_counter() - t0
 
@@ -112,7 +112,7 @@ def main() -> None:
     w = _stats(whisper_t) if whisper_t else None
 
     print("command parsing speed")
-    print(f"  import voicedrag.commands (pulls in engine, torch)  {import_s:8.3f} s")
+    print(f"  import voicedrag.language.commands (pulls in engine, torch)  {import_s:8.3f} s")
     print(f"  build parser (rules, lexicon, corrector)            {build_s:8.3f} s")
     print(f"  load sentence model + embed phrasings, cold cache   {load_cold_s:8.3f} s   target <= 3 s")
     print(f"  load sentence model, warm cache                     {load_warm_s:8.3f} s   target <= 3 s")

@@ -65,6 +65,11 @@ class DragConfig:
     # Modulated convolutions by scaling activations (False) or by per-sample weights (True);
     # equal to float rounding. Unfused is faster for one latent on CPU (benchmarks/drag_speed.py).
     fused_modconv: bool = False
+    # Tracking and motion supervision on the feature map resampled at grid_scale x the image size
+    # (1: the image's own pixel grid, as the paper). On a 64-128 px model a whole pixel is coarse
+    # next to the 2-3 px moves asked for; at k > 1 handles are tracked to 1/k px. Radii, the
+    # stop distance and the motion step stay in image pixels; the mask term stays at the image size.
+    grid_scale: int = 1
 
     @classmethod
     def for_generator(cls, generator: Generator, **overrides: Any) -> DragConfig:
@@ -115,6 +120,21 @@ class DragResult:
     seconds: float
     image: np.ndarray  # [H, W, 3] uint8 of `ws`
     frames: list[np.ndarray] = field(default_factory=list)
+    start_distance: float = 0.0  # mean handle-to-target distance before the first step
+    # One sentence when the drag failed (stopped at max_steps more than twice the stop distance
+    # from its targets, or farther than it started), else None: a front end must not say "done".
+    verdict: str | None = None
+
+
+def drag_verdict(converged: bool, cancelled: bool, start: float, end: float, stop_px: float) -> str | None:
+    """The sentence a failed drag carries, or None for one that converged, was stopped, or came close."""
+    if converged or cancelled:
+        return None
+    if end > start:
+        return f"did not converge: the handles ended {end:.1f} px from their targets, farther than the {start:.1f} px they started"
+    if end > 2 * stop_px:
+        return f"did not converge: {end:.1f} px left of a {start:.1f} px move"
+    return None
 
 
 def track_points(
@@ -150,6 +170,7 @@ def motion_loss(
     r1: int,
     origin: tuple[int, int] = (0, 0),  # (x0, y0) of `feat` in the full image
     size: tuple[int, int] | None = None,  # (W, H) of the full image; default: feat's own
+    step: float = 1.0,  # the unit step, in grid pixels (grid_scale of them on a finer grid)
 ) -> torch.Tensor:
     """L1 between a disc of detached features and the same disc shifted one unit step toward the target."""
     ox, oy = origin
@@ -166,7 +187,7 @@ def motion_loss(
     # One unit step toward the target, or the rest of the way when that is shorter (only reached
     # with a stop distance under 1 px; the official loop never supervises a handle that close).
     # The length comes from the Python floats: no device sync on this per-step path.
-    d = d / (torch.linalg.norm(d) + 1e-7) * min(math.hypot(dx, dy), 1.0)
+    d = d / (torch.linalg.norm(d) + 1e-7) * min(math.hypot(dx, dy), step)
     gx = (jj + d[0]) / (fw - 1) * 2 - 1
     gy = (ii + d[1]) / (fh - 1) * 2 - 1
     grid = torch.stack([gx, gy], dim=-1).reshape(1, 1, -1, 2)
@@ -194,9 +215,19 @@ class DragSession:
         if not pairs:
             raise ValueError("a drag needs at least one handle/target pair")
         self.G = generator
+        # Mean handle-to-target distance before any step: how far the drag set out to go.
+        self.start_distance = float(np.mean([math.hypot(p.target.x - p.handle.x, p.target.y - p.handle.y)
+                                             for p in pairs]))
         self.config = config or DragConfig.for_generator(generator)
         self.res = generator.img_resolution
-        self.r1, self.r2 = self.config.radii(self.res)
+        if self.config.grid_scale < 1:
+            raise ValueError(f"grid_scale must be a whole number >= 1, not {self.config.grid_scale!r}")
+        # The grid handles live on: the image's pixels (k = 1) or k x finer. Radii are the image's,
+        # in grid pixels.
+        self.k = int(self.config.grid_scale)
+        self.grid = self.res * self.k
+        r1, r2 = self.config.radii(self.res)
+        self.r1, self.r2 = r1 * self.k, r2 * self.k
         self.feature_block = (
             self.config.feature_block if self.config.feature_block is not None else generator.cfg.drag_feature_block
         )
@@ -212,17 +243,21 @@ class DragSession:
         self.latent.requires_grad_(True)
         self.optimizer = torch.optim.Adam([self.latent], lr=self.config.lr)
         self.targets = [p.target for p in pairs]
-        # Handles live on the pixel grid: tracking returns integer positions.
-        self.points = [(int(round(p.handle.x)), int(round(p.handle.y))) for p in pairs]
-        for x, y in self.points:
+        # Handles live on the grid: tracking returns integer grid positions.
+        for p in pairs:
+            x, y = int(round(p.handle.x)), int(round(p.handle.y))
             if not (0 <= x < self.res and 0 <= y < self.res):
                 raise ValueError(f"handle ({x}, {y}) is outside the {self.res}x{self.res} image")
+        grid_targets = [self._to_grid(t) for t in self.targets]
+        grid_handles = [self._to_grid(p.handle) for p in pairs]
+        self.points = [(min(max(int(round(h.x)), 0), self.grid - 1), min(max(int(round(h.y)), 0), self.grid - 1))
+                       for h in grid_handles]
         # A handle between pixels (a detected keypoint) is tracked from its pixel, and its target
         # shifted by the same rounding, so that the move asked for is the move made: at 64 px a
         # rounding of 0.5 px is a sixth of a lip's travel. Integer handles (the official case) are
         # unchanged; reported points carry the offset back.
-        self._offsets = [(p.handle.x - x, p.handle.y - y) for p, (x, y) in zip(pairs, self.points)]
-        self._aims = [Point(t.x - ox, t.y - oy) for t, (ox, oy) in zip(self.targets, self._offsets)]
+        self._offsets = [(h.x - x, h.y - y) for h, (x, y) in zip(grid_handles, self.points)]
+        self._aims = [Point(t.x - ox, t.y - oy) for t, (ox, oy) in zip(grid_targets, self._offsets)]
         self.fixed = self._fixed_region(mask, device)
         self.step_index = 0
         self.converged = False
@@ -234,6 +269,7 @@ class DragSession:
         self._mask_l1 = (MaskedUpsampleL1(self.fixed, self.feat_res)
                          if self.fixed is not None and self.config.windowed and self.res % self.feat_res == 0 else None)
         self._refs: torch.Tensor | None = None
+        self._ref_image_feat: torch.Tensor | None = None  # the reference path's map at the image size
         self._last_preview = -math.inf
         self.frames: list[np.ndarray] = []
         self.seconds = 0.0
@@ -265,11 +301,23 @@ class DragSession:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
+    def _to_grid(self, p: Point) -> Point:
+        # Pixel centres of the image and of the k x grid (align_corners=False): x -> (x + 0.5) k - 0.5.
+        if self.k == 1:
+            return p
+        return Point((p.x + 0.5) * self.k - 0.5, (p.y + 0.5) * self.k - 0.5)
+
+    def _from_grid(self, x: float, y: float) -> Point:
+        if self.k == 1:
+            return Point(x, y)
+        return Point((x + 0.5) / self.k - 0.5, (y + 0.5) / self.k - 0.5)
+
     def current_points(self) -> list[Point]:
-        return [Point(x + ox, y + oy) for (x, y), (ox, oy) in zip(self.points, self._offsets)]
+        return [self._from_grid(x + ox, y + oy) for (x, y), (ox, oy) in zip(self.points, self._offsets)]
 
     def distances(self) -> list[float]:
-        return [math.hypot(t.x - x, t.y - y) for (x, y), t in zip(self.points, self._aims)]
+        """Handle-to-target distances, in image pixels."""
+        return [math.hypot(t.x - x, t.y - y) / self.k for (x, y), t in zip(self.points, self._aims)]
 
     def _preview_due(self) -> bool:
         cfg = self.config
@@ -293,14 +341,17 @@ class DragSession:
         if not self.config.windowed:
             out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=self.feature_block,
                                    fused=self.config.fused_modconv)
-            feat = F.interpolate(out.features[self.feature_block], [self.res, self.res], mode="bilinear",
-                                 align_corners=False)
+            native = out.features[self.feature_block]
+            feat = F.interpolate(native, [self.grid, self.grid], mode="bilinear", align_corners=False)
+            # The mask term compares the map at the image size; on a finer grid it is resized apart.
+            self._ref_image_feat = feat if self.k == 1 else F.interpolate(native, [self.res, self.res],
+                                                                          mode="bilinear", align_corners=False)
             return [(feat, (0, 0))] * n, None
         # The tracking window, the motion disc around where tracking may move the handle,
         # and one more pixel for the shifted bilinear samples.
-        m = self.r2 + self.r1 + 2
-        boxes = [Box(y - m, y + m + 1, x - m, x + m + 1).clip(self.res) for x, y in self.points]
-        fboxes = [feature_box_for(b, self.res, self.feat_res) for b in boxes]
+        m = self.r2 + self.r1 + self.k + 1
+        boxes = [Box(y - m, y + m + 1, x - m, x + m + 1).clip(self.grid) for x, y in self.points]
+        fboxes = [feature_box_for(b, self.grid, self.feat_res) for b in boxes]
         native = None
         if self.fixed is not None:
             out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=self.feature_block,
@@ -310,14 +361,15 @@ class DragSession:
         else:
             crops = windowed_features(self.G.synthesis, self.ws, self.feature_block, fboxes, self.config.noise_mode,
                                       fused=self.config.fused_modconv)
-        views = [(resize_window(c, fb, self.feat_res, b, self.res), (b.x0, b.y0)) for c, fb, b in zip(crops, fboxes, boxes)]
+        views = [(resize_window(c, fb, self.feat_res, b, self.grid), (b.x0, b.y0))
+                 for c, fb, b in zip(crops, fboxes, boxes)]
         return views, native
 
     def _mask_term(self, views: list[tuple[torch.Tensor, tuple[int, int]]], native: torch.Tensor | None) -> torch.Tensor:
         """mean(|up(F) - up(F0)| on the fixed region) over C*H*W; the first call records F0."""
         assert self.fixed is not None
         if native is None:  # the reference path: the resized map itself, as the official loop
-            feat = views[0][0]
+            feat = self._ref_image_feat
             if self._feat0 is None:
                 self._feat0 = feat.detach()
             return F.l1_loss(feat * self.fixed, self._feat0 * self.fixed)
@@ -338,7 +390,7 @@ class DragSession:
         # the loss needs only the feature block, and a graph through the high blocks costs GBs at 512 px.
         image = self.render() if self._preview_due() else None
         views, native = self._features()
-        size = (self.res, self.res)
+        size = (self.grid, self.grid)
         if self._refs is None:
             self._refs = torch.stack([v[0, :, y - o[1], x - o[0]].detach() for (x, y), (v, o) in zip(self.points, views)])
         with torch.no_grad():
@@ -355,7 +407,8 @@ class DragSession:
         pull = min(1.0, stop_px)
         for point, target, d, (v, o) in zip(self.points, self._aims, dists, views):
             if d > pull:
-                loss_motion = loss_motion + motion_loss(v, point, target, self.r1, origin=o, size=size)
+                loss_motion = loss_motion + motion_loss(v, point, target, self.r1, origin=o, size=size,
+                                                        step=float(self.k))
         loss = loss_motion
         loss_fix = None
         if self.fixed is not None:
@@ -393,11 +446,13 @@ class DragSession:
 
     def result(self) -> DragResult:
         image = self.render()
-        dists = self.distances()
+        end = float(np.mean(self.distances()))
+        start = self.start_distance
         return DragResult(
             ws=self.ws.detach().clone(), points=self.current_points(), targets=list(self.targets),
             steps=self.step_index, converged=self.converged, cancelled=self.cancelled,
-            mean_distance=float(np.mean(dists)), seconds=self.seconds, image=image, frames=list(self.frames),
+            mean_distance=end, seconds=self.seconds, image=image, frames=list(self.frames), start_distance=start,
+            verdict=drag_verdict(self.converged, self.cancelled, start, end, self.config.stop_px(len(self.targets))),
         )
 
     def run(self) -> DragResult:

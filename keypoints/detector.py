@@ -99,7 +99,7 @@ class EmbeddedDetector:
         if not weights.is_file() or not config.is_file():
             raise VoicedragError(
                 f"The embedded keypoint model is missing ({weights}); train it with "
-                "`python -m keypoints.train_detector --out DIR` and export it, or reinstall voicedrag."
+                "`python -m training.train_detector --out DIR` and export it, or reinstall voicedrag."
             )
         try:
             meta = json.loads(config.read_text())

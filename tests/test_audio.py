@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voicedrag import audio
-from voicedrag.audio import (
+from voicedrag.speech import audio
+from voicedrag.speech.audio import (
     SAMPLE_RATE,
     AudioError,
     AudioTooLongError,

@@ -12,7 +12,7 @@ from engine.loading import save_generator
 from engine.stylegan2 import Generator
 from tests.conftest import fixture_path
 from voicedrag.cli import main
-from voicedrag.train_generator import generator_config
+from training.train_generator import generator_config
 
 
 def test_demo_says_open_the_mouth_to_the_embedded_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -33,7 +33,7 @@ def test_demo_on_a_model_without_keypoints(tmp_path: Path, monkeypatch: pytest.M
     fixture = fixture_path("sg2_64_flat.pkl")
     monkeypatch.setattr(engine.loading, "embedded_model_path", lambda: tmp_path / "absent.safetensors")
     monkeypatch.setenv("VOICEDRAG_FIXTURES", str(fixture.parent))
-    monkeypatch.setattr("voicedrag.cmd_demo._FIXTURE_MODEL", fixture)
+    monkeypatch.setattr("voicedrag.cli.demo._FIXTURE_MODEL", fixture)
     assert main(["demo", "--out-dir", str(tmp_path / "out"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["command"] is None and Path(report["after"]).is_file()

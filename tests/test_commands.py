@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from voicedrag.commands import CommandParser, ParseResult, collapse_repeats, normalize
-from voicedrag.numbers import parse_number_words, split_number_words
+from voicedrag.language.commands import CommandParser, ParseResult, collapse_repeats, normalize
+from voicedrag.language.numbers import parse_number_words, split_number_words
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -491,7 +491,7 @@ def test_number_word_splits() -> None:
 
 
 def test_vocabulary_lists_rule_words() -> None:
-    from voicedrag.commands import vocabulary
+    from voicedrag.language.commands import vocabulary
 
     words = vocabulary()
     for w in ("mouth", "eyes", "ears", "nose", "head", "open", "close", "left", "undo"):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from voicedrag.correct import Corrector, edit_distance, phonetic_key, syllables
-from voicedrag.paraphrase import MiniLMEncoder, ParaphraseIndex, reference_encode
+from voicedrag.language.correct import Corrector, edit_distance, phonetic_key, syllables
+from voicedrag.language.paraphrase import MiniLMEncoder, ParaphraseIndex, reference_encode
 
 SENTENCES = ["open the mouth", "drop the jaw", "perk up the ears", "look to the right", "make him grin",
              "undo the last edit", "a much longer sentence asking to turn the whole head a little to the left"]

@@ -20,7 +20,7 @@ from keypoints.detector import (
 )
 from keypoints.faceworld import KEYPOINT_NAMES, render, render_seed, sample_params
 from keypoints.heatmap_net import HeatmapNet, HeatmapNetConfig, soft_argmax, soft_argmax_reference
-from keypoints.train_detector import (
+from training.train_detector import (
     HELDOUT_SEED_BASE,
     TrainConfig,
     augment,
@@ -238,7 +238,7 @@ def test_model_image_without_shipped_generator_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import engine.loading
-    from voicedrag.cmd_keypoints import _render_model_image
+    from voicedrag.cli.keypoints import _render_model_image
 
     monkeypatch.setattr(engine.loading, "embedded_model_path", lambda: tmp_path / "faces.safetensors")
     with pytest.raises(VoicedragError, match="--image"):

@@ -166,3 +166,53 @@ def test_handles_outside_the_image_are_refused(tiny_generator):
     with pytest.raises(ValueError):
         DragSession(tiny_generator, tiny_generator.ws_from_seed(0), [DragPair(Point(40, 3), Point(5, 5))])
 
+
+
+def test_a_failed_drag_carries_a_verdict_and_a_converged_one_none(tiny_generator) -> None:
+    from engine.drag import DragConfig, DragSession, drag_verdict
+    from engine.types import DragPair, Point
+
+    assert drag_verdict(True, False, 4.0, 0.5, 1.0) is None
+    assert drag_verdict(False, True, 4.0, 3.0, 1.0) is None  # stopped by the user: not a failure
+    assert drag_verdict(False, False, 4.0, 1.5, 1.0) is None  # close: within twice the stop distance
+    assert drag_verdict(False, False, 4.0, 2.9, 1.0) == "did not converge: 2.9 px left of a 4.0 px move"
+    assert "farther than the 2.5 px they started" in drag_verdict(False, False, 2.5, 2.9, 2.0)
+    ws = tiny_generator.ws_from_seed(0)
+    session = DragSession(tiny_generator, ws, [DragPair(Point(8, 8), Point(24, 24))],
+                          config=DragConfig.for_generator(tiny_generator, max_steps=1))
+    result = session.run()
+    assert not result.converged and result.start_distance == pytest.approx(16 * 2**0.5)
+    assert result.verdict is not None and result.verdict.startswith("did not converge")
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_a_finer_grid_tracks_to_sub_pixels_and_its_fast_path_follows_the_reference(tiny_generator,
+                                                                                 with_mask: bool) -> None:
+    from engine.drag import DragConfig, DragSession
+    from engine.types import DragPair, Point
+
+    ws = tiny_generator.ws_from_seed(1)
+    pairs = [DragPair(Point(10.3, 12.0), Point(14.3, 12.0)), DragPair(Point(22.0, 20.0), Point(20.0, 23.0))]
+    mask = None
+    if with_mask:
+        mask = np.zeros((32, 32), bool)
+        mask[4:28, 4:30] = True
+    runs = {}
+    for windowed in (True, False):
+        cfg = DragConfig(max_steps=8, preview_every=0, stop_distance=0.0, windowed=windowed, grid_scale=2, lr=0.01)
+        s = DragSession(tiny_generator, ws, pairs, mask=mask, config=cfg)
+        assert s.grid == 64 and (s.r1, s.r2) == (2, 2)  # the 32 px radii (1 px) in grid pixels
+        first = s.current_points()
+        assert first == [p.handle for p in pairs]  # reported in image pixels, offsets kept
+        runs[windowed] = [(r.points, r.loss) for r in s.steps()], s.ws.detach()
+    (traj_w, ws_w), (traj_d, ws_d) = runs[True], runs[False]
+    for (pw, lw), (pd, ld) in zip(traj_w, traj_d):
+        assert pw == pd
+        assert lw == pytest.approx(ld, abs=1e-5)
+    torch.testing.assert_close(ws_w, ws_d, rtol=0, atol=1e-4)
+    # Tracked points land on the half-pixel grid (plus the handles' own offsets).
+    fractions = {round((p.x - pairs[i].handle.x) * 2, 6) % 1 for pts, _ in traj_w for i, p in enumerate(pts)}
+    assert fractions == {0.0}
+    assert any(p != pairs[i].handle for pts, _ in traj_w for i, p in enumerate(pts))
+    with pytest.raises(ValueError, match="grid_scale"):
+        DragSession(tiny_generator, ws, pairs, config=DragConfig(grid_scale=0))

@@ -38,7 +38,7 @@ def test_samples_draw_the_world_where_the_latent_says(G) -> None:
     generator has learnt the world's geometry, not a blur of it."""
     from keypoints.detector import EmbeddedDetector
     from keypoints.faceworld import KEYPOINT_NAMES, render
-    from voicedrag.train_generator import params_from_z
+    from training.train_generator import params_from_z
 
     detector = EmbeddedDetector.load()
     errors = []

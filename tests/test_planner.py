@@ -6,9 +6,9 @@ import math
 import pytest
 
 from engine.types import Point
-from voicedrag.commands import CommandParser
+from voicedrag.language.commands import CommandParser
 from voicedrag.intents import EditIntent
-from voicedrag.rules import MIN_HANDLE_GAP, RulesError, default_rules, mask_array, plan
+from voicedrag.planning.rules import MIN_HANDLE_GAP, RulesError, default_rules, mask_array, plan
 
 SIZE = (256, 256)
 
@@ -299,7 +299,7 @@ def test_raise_ear_swings_the_tip_about_its_base(parser: CommandParser) -> None:
 
 
 def test_bad_limit_in_rules_file_is_one_sentence() -> None:
-    from voicedrag.rules import parse_rules
+    from voicedrag.planning.rules import parse_rules
 
     data = {
         "keypoints": ["a", "b"], "reference": ["a", "b"], "parts": {"mouth": {"words": ["mouth"]}},

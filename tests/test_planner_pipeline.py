@@ -1,4 +1,4 @@
-"""`voicedrag.pipeline.plan_command`: parsed words + keypoints (found or given) -> drag pairs."""
+"""`voicedrag.planning.pipeline.plan_command`: parsed words + keypoints (found or given) -> drag pairs."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 
 from engine.types import Point
 from tests.test_planner import SIZE, face
-from voicedrag.commands import CommandParser
-from voicedrag.pipeline import CommandError, NothingToMoveError, needs_keypoints, plan_command
+from voicedrag.language.commands import CommandParser
+from voicedrag.planning.pipeline import CommandError, NothingToMoveError, needs_keypoints, plan_command
 
 
 class CountingDetector:

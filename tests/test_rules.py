@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from voicedrag.rules import RULES_DIR, RulesError, default_rules, load_rules, parse_rules
+from voicedrag.planning.rules import RULES_DIR, RulesError, default_rules, load_rules, parse_rules
 
 FACE_KEYPOINTS = [
     "head_top", "chin", "left_ear_tip", "right_ear_tip", "left_ear_base", "right_ear_base", "left_brow",
@@ -88,7 +88,7 @@ def test_broken_rules_say_what_is_wrong(mutate, message: str) -> None:
 
 def test_other_domain_rules_change_the_vocabulary(tmp_path: Path) -> None:
     """A rules file for another model domain brings its own parts and words."""
-    from voicedrag.commands import CommandParser, vocabulary
+    from voicedrag.language.commands import CommandParser, vocabulary
 
     path = tmp_path / "cat.toml"
     path.write_text("""

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from engine.errors import CheckpointError
-from voicedrag import whisper_convert
-from voicedrag.audio import SAMPLE_RATE, load_audio
-from voicedrag.speech import (
+from voicedrag.speech import convert as whisper_convert
+from voicedrag.speech.audio import SAMPLE_RATE, load_audio
+from voicedrag.speech.transcribe import (
     DEFAULT_PROMPT_WORDS,
     ModelNotFoundError,
     Transcriber,
@@ -290,7 +290,7 @@ def test_espeak_commands_key_words(spoken: list[tuple[str, str, str]]) -> None:
 @pytest.mark.slow
 def test_espeak_commands_understood(spoken: list[tuple[str, str, str]]) -> None:
     """Acceptance: transcribe + parse gives the same command as the typed text for >= 90%."""
-    commands = pytest.importorskip("voicedrag.commands")
+    commands = pytest.importorskip("voicedrag.language.commands")
 
     def meaning(text: str) -> object:
         result = commands.parse(text)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voicedrag.audio import microphone_status
+from voicedrag.speech.audio import microphone_status
 from voicedrag.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_mic_without_device_is_one_clear_sentence() -> None:
 @needs_espeak
 def test_mic_json_with_a_stand_in_recording(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """The --mic path end to end, with the device replaced by a recording of espeak-ng speech."""
-    from voicedrag import audio
+    from voicedrag.speech import audio
 
     samples = audio.load_audio(_speak("raise the left ear", tmp_path / "m.wav")).samples
     padded = np.concatenate([np.zeros(8000, np.float32), samples, np.zeros(16000, np.float32)])

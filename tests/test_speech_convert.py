@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.errors import CheckpointError
-from voicedrag.whisper_convert import (
+from voicedrag.speech.convert import (
     bundled_tiny_en_dir,
     convert_checkpoint,
     read_ctranslate2_model,
@@ -161,7 +161,7 @@ def test_conversion_is_lossless_against_ctranslate2(bundled_dir: Path, tmp_path:
     import whisper
     from whisper.model import ModelDimensions, Whisper
 
-    from voicedrag.audio import load_audio
+    from voicedrag.speech.audio import load_audio
 
     wav = tmp_path / "cmd.wav"
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), "raise the left ear"], check=True)

@@ -10,7 +10,7 @@ import torch
 
 from engine.loading import load_generator
 from keypoints.faceworld import ATTRIBUTE_NAMES, SIGNED_ATTRIBUTES
-from voicedrag.train_generator import FIXED, VARIED, Z_DIM, Trainer, TrainConfig, params_from_z, sample_grid
+from training.train_generator import FIXED, VARIED, Z_DIM, Trainer, TrainConfig, params_from_z, sample_grid
 
 
 def test_latents_name_faces_inside_the_narrowed_world() -> None:

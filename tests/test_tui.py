@@ -43,7 +43,8 @@ def test_typed_command_drags_and_changes_the_image(model: Path) -> None:
             # The pane shows the new image, not the old one.
             assert app.query_one("#image").image is entry.image
             text = log_text(app)
-            assert "point 1 (10,10)" in text and "(14,16)" in text and "done" in text
+            # 12 steps on a random model do not get there: the log says so instead of "done".
+            assert "point 1 (10,10)" in text and "(14,16)" in text and "did not converge" in text and "done" not in text
             assert app.query_one("#command").history[-1] == "drag 10,10 to 14,16"
 
     run(scenario())
@@ -245,7 +246,7 @@ def test_transcript_is_run_as_if_spoken(model: Path) -> None:
 
 
 def test_voice_key_without_microphone_gives_a_notice(model: Path) -> None:
-    from voicedrag.audio import microphone_status
+    from voicedrag.speech.audio import microphone_status
 
     usable, message = microphone_status()
     if usable:

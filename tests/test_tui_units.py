@@ -122,7 +122,7 @@ def test_cli_entry_dispatches_the_tui_without_importing_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, voicedrag.cli, voicedrag.cmd_tui as t;"
+    code = ("import sys, voicedrag.cli, voicedrag.cli.tui as t;"
             "t.run = lambda a: print('RUN', a.model, a.seed, a.renderer) or 0;"
             "rc = voicedrag.cli.main([]); rc2 = voicedrag.cli.main(['tui', '--seed', '3', '--renderer', 'halfcell']);"
             "print('TORCH', 'torch' in sys.modules, rc, rc2)")

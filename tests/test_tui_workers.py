@@ -15,10 +15,10 @@ from textual.message import Message
 from engine.types import Point
 from tests.conftest import make_tiny_generator
 from tests.test_planner import SIZE, face
-from voicedrag.commands import CommandParser
+from voicedrag.language.commands import CommandParser
 from voicedrag.editor import NO_DETECTOR, Editor, KitSpec, kit_for_generator
-from voicedrag.pipeline import plan_command
-from voicedrag.rules import default_rules
+from voicedrag.planning.pipeline import plan_command
+from voicedrag.planning.rules import default_rules
 from voicedrag.tui import workers
 from voicedrag.tui.messages import (
     CommandFailed, CommandParsed, ControlRequested, DragFailed, DragPlanned, KeypointsFound,

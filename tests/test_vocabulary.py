@@ -1,11 +1,11 @@
 """The verb and control-word table is defined once, and every reader of words derives from it."""
 from __future__ import annotations
 
-from voicedrag import lexicon as lx
-from voicedrag.commands import CommandParser
+from voicedrag.language import lexicon as lx
+from voicedrag.language.commands import CommandParser
 from voicedrag.intents import ACTIONS, CONTROL_TABLE, CONTROLS, VERB_TABLE
-from voicedrag.rules import default_rules
-from voicedrag.speech import DEFAULT_PROMPT_WORDS
+from voicedrag.planning.rules import default_rules
+from voicedrag.speech.transcribe import DEFAULT_PROMPT_WORDS
 from voicedrag.tui.localcmd import read_local
 
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.errors import VoicedragError
-from voicedrag.pipeline import CommandError, PlannedEdit, needs_keypoints, plan_command
+from voicedrag.planning.pipeline import CommandError, PlannedEdit, needs_keypoints, plan_command
 
 if TYPE_CHECKING:
     import torch
@@ -38,9 +38,9 @@ if TYPE_CHECKING:
     from engine.stylegan2 import Generator
     from engine.types import DragPair, Point
     from keypoints.detector import Detector
-    from voicedrag.commands import CommandParser, ParseResult
-    from voicedrag.rules import Rules
-    from voicedrag.speech import Transcriber
+    from voicedrag.language.commands import CommandParser, ParseResult
+    from voicedrag.planning.rules import Rules
+    from voicedrag.speech.transcribe import Transcriber
 
 # Detectors a model's config may name. "faceworld" is the shipped heatmap network of the
 # procedural face world (the embedded model's faces).
@@ -114,7 +114,7 @@ class ModelKit:
     def rules(self) -> Rules:
         """The model's rules; a model that names none speaks the face rules' language (explicit points
         are part of it), and without a detector no part can be placed anyway."""
-        from voicedrag.rules import default_rules, load_rules
+        from voicedrag.planning.rules import default_rules, load_rules
 
         with self._lock:
             if self._rules is None:
@@ -135,7 +135,7 @@ class ModelKit:
 
     def parser(self, paraphrase: bool = True) -> CommandParser:
         """A command parser for the model's rules (the shared default one for the face rules)."""
-        from voicedrag.commands import CommandParser, default_parser
+        from voicedrag.language.commands import CommandParser, default_parser
 
         if self.spec.rules is None and paraphrase:
             return default_parser()
@@ -143,13 +143,13 @@ class ModelKit:
 
     def vocabulary(self) -> list[str]:
         """The words a speech recogniser is primed with for this model."""
-        from voicedrag.commands import vocabulary
+        from voicedrag.language.commands import vocabulary
 
         return vocabulary(self.rules)
 
     def transcriber(self) -> Transcriber:
         """Whisper primed with this model's vocabulary (the same for the CLI and the TUI)."""
-        from voicedrag.speech import Transcriber
+        from voicedrag.speech.transcribe import Transcriber
 
         return Transcriber(prompt_words=self.vocabulary())
 

@@ -35,6 +35,7 @@ class Entry:
     mask: list[Rect] | None = None
     steps: int = 0
     converged: bool = False
+    verdict: str | None = None  # the engine's sentence for a drag that failed, else None
     cancelled: bool = False
     mean_distance: float | None = None
     seconds: float = 0.0
@@ -54,6 +55,7 @@ class Entry:
             "mask": None if self.mask is None else [list(r) for r in self.mask],
             "steps": self.steps,
             "converged": self.converged,
+            "verdict": self.verdict,
             "cancelled": self.cancelled,
             "mean_distance": self.mean_distance,
             "seconds": round(self.seconds, 3),

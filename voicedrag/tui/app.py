@@ -62,23 +62,7 @@ class TuiOptions:
 class VoiceDragApp(App[int]):
     TITLE = "voicedrag"
     SUB_TITLE = "speak or type an edit"
-    CSS = """
-    #main { height: 1fr; }
-    #image { width: 66; height: 1fr; padding: 0; layers: base labels; }
-    #image:focus { border: none; }
-    #image #placeholder { width: 100%; height: 100%; content-align: center middle; color: $text-muted; }
-    #image .kp-label { layer: labels; position: absolute; width: auto; height: 1;
-                       background: $background 60%; color: #ffd700; }
-    #side { width: 1fr; padding: 0 1; border-left: vkey $panel-lighten-2; }
-    #status { height: auto; color: $text; }
-    #voice { height: 1; }
-    #progress { height: 1; }
-    #bar { height: 1; }
-    #log { height: 1fr; border-top: hkey $panel-lighten-2; scrollbar-size-vertical: 1; }
-    #command { height: 3; }
-    #hint { height: auto; max-height: 3; padding: 0 2; color: $text-muted; }
-    #hint.error { color: $error; }
-    """
+    CSS_PATH = "app.tcss"  # beside this file; shipped as package data
     BINDINGS = [
         Binding("ctrl+r", "voice", "Voice", priority=True),
         Binding("escape", "stop", "Stop", priority=True),
@@ -503,12 +487,21 @@ class VoiceDragApp(App[int]):
         state = ("stopped (Esc); kept the last frame" if entry.cancelled else
                  "converged" if entry.converged else "reached the step limit")
         dist = f"{entry.mean_distance:.1f} px" if entry.mean_distance is not None else ""
-        self.log_line(f"  [green]done[/]: {state} after {entry.steps} steps, {dist} from the targets")
         short = "stopped" if entry.cancelled else "converged" if entry.converged else "step limit"
+        if entry.verdict:
+            # A failed drag is not "done": say so, and offer the undo.
+            self.log_line(f"  [yellow]{_escape(entry.verdict)}[/] after {entry.steps} steps")
+            self.notify(f"{entry.verdict}.\nctrl+z undoes it.", title="Drag failed", severity="warning", timeout=10)
+            short = "failed"
+        else:
+            self.log_line(f"  [green]done[/]: {state} after {entry.steps} steps, {dist} from the targets")
         self.query_one("#progress", Static).update(f"{short} · {entry.steps} steps · {dist} to go")
         bar = self.query_one("#bar", ProgressBar)
         bar.update(total=bar.total or 1, progress=bar.total or 1)  # finished, whichever way it ended
-        self.set_hint("ctrl+z undoes it · ctrl+s saves")
+        if entry.verdict:
+            self.set_hint(f"{entry.verdict}; ctrl+z undoes it.", error=True)
+        else:
+            self.set_hint("ctrl+z undoes it · ctrl+s saves")
         self.refresh_status()
         self.redraw()
         self._labels_need_keypoints()

@@ -51,7 +51,7 @@ class CommandParsed(Message):
     def __init__(self, text: str, result: Any) -> None:
         super().__init__()
         self.text = text
-        self.result = result  # voicedrag.commands.ParseResult
+        self.result = result  # voicedrag.language.commands.ParseResult
 
 
 class ControlRequested(Message):

@@ -104,7 +104,7 @@ def warm_up() -> None:
         import torch
 
         torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-3).step()
-        import voicedrag.rules  # noqa: F401 - the planner, needed by the first command
+        import voicedrag.planning.rules  # noqa: F401 - the planner, needed by the first command
     except Exception:  # noqa: BLE001 - a failed warm-up only costs time later
         pass
 
@@ -152,7 +152,7 @@ def run_command(backend: Backend, req: DragRequest, post: Post) -> None:
 
 def _run_command(backend: Backend, req: DragRequest, post: Post) -> None:
     from engine.types import DragPair, Point
-    from voicedrag.pipeline import CommandError, needs_keypoints
+    from voicedrag.planning.pipeline import CommandError, needs_keypoints
 
     editor = backend.editor
     assert editor is not None, "a command ran before the model was loaded"
@@ -199,7 +199,7 @@ def _run_command(backend: Backend, req: DragRequest, post: Post) -> None:
 
 def drag(editor: Editor, req: DragRequest, pairs: list[Any], mask: list[Rect] | None,
          edits_json: list[dict[str, object]], warnings: list[str], post: Post) -> None:
-    from voicedrag.rules import mask_array
+    from voicedrag.planning.rules import mask_array
     from voicedrag.session import Entry
 
     h, w = req.image.shape[:2]
@@ -219,6 +219,7 @@ def drag(editor: Editor, req: DragRequest, pairs: list[Any], mask: list[Rect] | 
     entry = Entry(
         label=req.label, kind="drag", ws=final.ws.cpu().numpy().astype(np.float32), image=final.image,
         pairs=list(pairs), final_points=final.points, mask=mask, steps=final.steps, converged=final.converged,
+        verdict=final.verdict,
         cancelled=final.cancelled, mean_distance=final.mean_distance, seconds=final.seconds,
         frames=final.frames, edits=edits_json, warnings=warnings,
     )
@@ -237,7 +238,7 @@ def voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
 
 
 def _voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
-    from voicedrag.audio import MicrophoneRecorder, NoMicrophoneError, microphone_status
+    from voicedrag.speech.audio import MicrophoneRecorder, NoMicrophoneError, microphone_status
 
     ok, message = microphone_status()
     if not ok:
@@ -249,7 +250,7 @@ def _voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
         if backend.editor is not None:
             backend.transcriber = backend.editor.kit.transcriber()
         else:
-            from voicedrag.speech import Transcriber
+            from voicedrag.speech.transcribe import Transcriber
 
             backend.transcriber = Transcriber()
     if cancelled():

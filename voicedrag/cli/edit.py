@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from engine.errors import VoicedragError
-from voicedrag.cmd_engine import add_drag_args, add_model_args
+from voicedrag.cli.engine import add_drag_args, add_model_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    from voicedrag.cmd_engine import drag_and_save
+    from voicedrag.cli.engine import drag_and_save
     from voicedrag.editor import Editor, load_kit
 
     kit = load_kit(args.model, device=args.device)

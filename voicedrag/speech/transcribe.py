@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.errors import CheckpointError, VoicedragError
-from voicedrag.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioClip, load_audio
+from voicedrag.speech.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioClip, load_audio
 from voicedrag.intents import CONTROLS, PROMPT_VERBS
-from voicedrag.lexicon import PROMPT_WORDS
+from voicedrag.language.lexicon import PROMPT_WORDS
 
 if TYPE_CHECKING:
     import torch
@@ -96,7 +96,7 @@ def _known_whisper_names() -> list[str]:
 
 
 def _converted_tiny_en() -> Path | None:
-    from voicedrag.whisper_convert import CONVERTER_VERSION, bundled_tiny_en_dir, convert_to_file
+    from voicedrag.speech.convert import CONVERTER_VERSION, bundled_tiny_en_dir, convert_to_file
 
     target = converted_cache_path(DEFAULT_MODEL)
     if target.is_file() and _converter_version(target) == CONVERTER_VERSION:
@@ -319,10 +319,10 @@ class Transcript:
 
 
 def command_vocabulary() -> list[str] | None:
-    """The command rules' vocabulary (voicedrag.commands), or None while that module is unavailable."""
+    """The command rules' vocabulary (voicedrag.language.commands), or None while that module is unavailable."""
     try:
-        from voicedrag import commands
-        from voicedrag.rules import default_rules
+        from voicedrag.language import commands
+        from voicedrag.planning.rules import default_rules
     except ImportError:
         return None
     try:

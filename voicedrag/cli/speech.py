@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from engine.errors import VoicedragError
 
 if TYPE_CHECKING:
-    from voicedrag.speech import Transcriber
+    from voicedrag.speech.transcribe import Transcriber
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _make_transcriber(args: argparse.Namespace) -> "Transcriber":
-    from voicedrag.speech import DEFAULT_PROMPT_WORDS, DecodeSettings, Transcriber, command_vocabulary
+    from voicedrag.speech.transcribe import DEFAULT_PROMPT_WORDS, DecodeSettings, Transcriber, command_vocabulary
 
     import torch
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise VoicedragError("Give one or more audio files, or --mic to record from the microphone.")
     if args.mic:
         # Check the device before the model load, so a missing microphone fails at once.
-        from voicedrag.audio import microphone_status
+        from voicedrag.speech.audio import microphone_status
 
         ok, message = microphone_status()
         if not ok:
@@ -104,7 +104,7 @@ def _run_file(transcriber: "Transcriber", path: str, args: argparse.Namespace) -
 
 
 def _run_mic(transcriber: "Transcriber", args: argparse.Namespace) -> int:
-    from voicedrag.audio import MicrophoneConfig, record_command
+    from voicedrag.speech.audio import MicrophoneConfig, record_command
 
     if not args.json:
         print("Listening... (speak a command; recording ends after a short silence)", file=sys.stderr, flush=True)

@@ -3,12 +3,12 @@
 Three layers, each covering for the others' mistakes:
 
 1. Misheard words are corrected toward the vocabulary by sound and spelling
-   (`voicedrag.correct`); the corrector only proposes, and the grammar keeps
+   (`voicedrag.language.correct`); the corrector only proposes, and the grammar keeps
    the reading that makes a complete, plannable command ("open the mouse" ->
    mouth, not nose, because the nose cannot open).
 2. A slot grammar fills action, part, side, direction, amount and points.
 3. Only what the grammar could not fill goes to sentence embeddings
-   (`voicedrag.paraphrase`), and only among canonical phrasings that agree
+   (`voicedrag.language.paraphrase`), and only among canonical phrasings that agree
    with every slot the grammar did fill, with a confidence threshold and a
    margin over the runner-up. Nearest-phrase matching alone sends "open the
    mouse" to "open the eyes" and "widen his jaw" to "close the mouth".
@@ -29,11 +29,11 @@ from pathlib import Path
 
 from engine.errors import VoicedragError
 from engine.types import Point
-from voicedrag import lexicon as lx
-from voicedrag.correct import HOMOPHONES, Corrector, syllables
+from voicedrag.language import lexicon as lx
+from voicedrag.language.correct import HOMOPHONES, Corrector, syllables
 from voicedrag.intents import CONTROL_PHRASES, CONTROLS, DIRECTION_VECTORS, PROMPT_VERBS, EditIntent
-from voicedrag.numbers import split_number_words
-from voicedrag.rules import Rules, default_rules
+from voicedrag.language.numbers import split_number_words
+from voicedrag.planning.rules import Rules, default_rules
 
 # Paraphrase matching: accept the nearest canonical phrasing when it is at
 # least this similar and this far ahead of the best different intent.
@@ -353,7 +353,7 @@ class CommandParser:
             if self.embedding_error is not None:
                 return False
             try:
-                from voicedrag.paraphrase import MiniLMEncoder, ParaphraseIndex
+                from voicedrag.language.paraphrase import MiniLMEncoder, ParaphraseIndex
 
                 encoder = MiniLMEncoder()
                 self._index = ParaphraseIndex(encoder, self.templates, cache=_cache_path(self.templates))
@@ -965,7 +965,7 @@ class CommandParser:
             return None
         if not self.load() or self._index is None:
             return None
-        from voicedrag.paraphrase import ParaphraseIndex
+        from voicedrag.language.paraphrase import ParaphraseIndex
 
         index: ParaphraseIndex = self._index  # type: ignore[assignment]
         allowed = self._allowed(c)
@@ -1005,7 +1005,7 @@ class CommandParser:
         query = _clause_text(c) or _join(reading.words)
         phrases: list[str] = []
         if self._index is not None:
-            from voicedrag.paraphrase import ParaphraseIndex
+            from voicedrag.language.paraphrase import ParaphraseIndex
 
             index: ParaphraseIndex = self._index  # type: ignore[assignment]
             phrases = [m.phrase for m in index.search(query, allowed, limit=6)]

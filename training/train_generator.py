@@ -10,8 +10,8 @@ from the world and the target image of every z is known exactly. The loss is
 L1 on pixels plus L1 on image gradients (for sharp edges), at full and half
 resolution.
 
-    python -m voicedrag.train_generator --out ~/.cache/voicedrag/train/faces64 [--minutes 60]
-    python -m voicedrag.train_generator --out DIR --resolution 128 --grow-from assets/models/faces.safetensors
+    python -m training.train_generator --out ~/.cache/voicedrag/train/faces64 [--minutes 60]
+    python -m training.train_generator --out DIR --resolution 128 --grow-from assets/models/faces.safetensors
 
 Runs resume from `DIR/checkpoint.pt` (written every few minutes and at the
 end); `DIR/log.tsv` records the losses. A resume with other settings (say a

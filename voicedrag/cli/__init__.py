@@ -1,6 +1,6 @@
 """The `voicedrag` command line: one subcommand per step of the pipeline.
 
-Each `voicedrag/cmd_*.py` module registers its subcommands with `register(sub)`
+Each module of `voicedrag/cli/` registers its subcommands with `register(sub)`
 and keeps heavy imports (torch, whisper, ...) inside the functions that run
 them, so that `voicedrag --help` and the TUI start fast.
 """
@@ -15,13 +15,13 @@ from engine.errors import VoicedragError
 
 # Modules that contribute subcommands, in the order they appear in --help.
 SUBCOMMAND_MODULES: list[str] = [
-    "voicedrag.cmd_engine",
-    "voicedrag.cmd_speech",
-    "voicedrag.cmd_demo",
-    "voicedrag.cmd_parse",
-    "voicedrag.cmd_edit",
-    "voicedrag.cmd_keypoints",
-    "voicedrag.cmd_tui",
+    "voicedrag.cli.engine",
+    "voicedrag.cli.speech",
+    "voicedrag.cli.demo",
+    "voicedrag.cli.parse",
+    "voicedrag.cli.edit",
+    "voicedrag.cli.keypoints",
+    "voicedrag.cli.tui",
 ]
 
 
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] == "tui":
         # The TUI starts before the other subcommand modules are imported, so that it is on
         # screen at once; its workers import torch and the models in the background.
-        from voicedrag.cmd_tui import main_tui
+        from voicedrag.cli.tui import main_tui
 
         return main_tui(argv[1:])
     parser = build_parser()

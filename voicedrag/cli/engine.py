@@ -75,6 +75,8 @@ def drag_and_save(editor: Any, ws: Any, pairs: list, mask: Any, args: argparse.N
         raise SpecError(f"{err}; place the points inside the image.") from err
     result = editor.result()
     progress.close(result.steps, result.mean_distance, result.converged)
+    if result.verdict:
+        print(f"voicedrag: {result.verdict}; undo it, or try a smaller move or more --steps.", file=sys.stderr)
     out = save_png(result.image, args.out)
     w, h = editor.kit.size
     report: dict[str, Any] = {
@@ -84,6 +86,7 @@ def drag_and_save(editor: Any, ws: Any, pairs: list, mask: Any, args: argparse.N
         "pairs": pair_report(pairs, result.points),
         "steps": result.steps,
         "converged": result.converged,
+        "verdict": result.verdict,
         "mean_distance": round(result.mean_distance, 3),
         "seconds": round(result.seconds, 3),
         "out": str(out),

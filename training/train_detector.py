@@ -1,7 +1,7 @@
 """Train the embedded keypoint detector on the procedural face world.
 
-    python -m keypoints.train_detector --out ~/.cache/voicedrag/train/detector --minutes 50
-    python -m keypoints.train_detector --out DIR --export assets/keypoints
+    python -m training.train_detector --out ~/.cache/voicedrag/train/detector --minutes 50
+    python -m training.train_detector --out DIR --export assets/keypoints
 
 Every batch is rendered on the fly from a generator seeded by (seed, step),
 so a run is reproducible and resumes exactly from DIR's last checkpoint
@@ -350,7 +350,7 @@ def export(out: Path, dest: Path, n_eval: int) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m keypoints.train_detector", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.train_detector", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="checkpoint directory (resumed if present)")
     parser.add_argument("--minutes", type=float, default=60.0, help="stop this run after this many minutes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 leaves the other core free)")

@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _plain(result: object) -> str:
-    from voicedrag.commands import ParseResult
+    from voicedrag.language.commands import ParseResult
 
     assert isinstance(result, ParseResult)
     lines = []
@@ -55,13 +55,13 @@ def _plain(result: object) -> str:
 
 
 def _run_audio(args: argparse.Namespace, parser: object) -> int:
-    from voicedrag.audio import load_audio
-    from voicedrag.commands import CommandParser, vocabulary
+    from voicedrag.speech.audio import load_audio
+    from voicedrag.language.commands import CommandParser, vocabulary
 
     assert isinstance(parser, CommandParser)
     # Read the file before loading Whisper, so a bad file is reported at once.
     clip = load_audio(args.audio)
-    from voicedrag.speech import Transcriber
+    from voicedrag.speech.transcribe import Transcriber
 
     transcriber = Transcriber(prompt_words=vocabulary(parser.rules))
     transcript = transcriber.transcribe(clip.samples)
@@ -78,8 +78,8 @@ def _run_audio(args: argparse.Namespace, parser: object) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from voicedrag.commands import CommandParser
-    from voicedrag.rules import default_rules, load_rules
+    from voicedrag.language.commands import CommandParser
+    from voicedrag.planning.rules import default_rules, load_rules
 
     if args.audio is not None and args.text is not None:
         raise VoicedragError("give either a typed command or --audio FILE, not both.")

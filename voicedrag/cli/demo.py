@@ -13,7 +13,7 @@ from voicedrag.dragio import save_gif, save_png
 
 # Reference generators recorded from the official code sit beside the repository in development
 # checkouts; the demo falls back to one of them while no embedded model is installed.
-_FIXTURE_MODEL = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "sg2_128_ada.pkl"
+_FIXTURE_MODEL = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "sg2_128_ada.pkl"
 
 
 DEMO_COMMAND = "open the mouth"

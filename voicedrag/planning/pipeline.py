@@ -19,9 +19,9 @@ from engine.types import DragPair, Point
 
 if TYPE_CHECKING:
     from keypoints.detector import Detector
-    from voicedrag.commands import ParseResult
+    from voicedrag.language.commands import ParseResult
     from voicedrag.intents import EditIntent
-    from voicedrag.rules import Plan, Rules
+    from voicedrag.planning.rules import Plan, Rules
 
 
 class CommandError(VoicedragError):
@@ -64,7 +64,7 @@ def plan_command(
     `keypoints`, when given, are the keypoints of `image` already found (an
     empty dict if a search found none); the detector is then not called.
     """
-    from voicedrag.rules import RulesError, plan
+    from voicedrag.planning.rules import RulesError, plan
 
     if parse.error:
         # The parser's sentence may already carry its own suggestions.

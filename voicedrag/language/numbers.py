@@ -5,7 +5,7 @@ several numbers; `split_number_words` finds the readings with a given count.
 """
 from __future__ import annotations
 
-from voicedrag.lexicon import TEENS, TENS, UNITS
+from voicedrag.language.lexicon import TEENS, TENS, UNITS
 
 
 def _below_hundred(words: list[str]) -> int | None:

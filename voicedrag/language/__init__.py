@@ -1,0 +1,1 @@
+"""Words to edit intents: tokens, mishearing correction, numbers, paraphrases and the grammar."""

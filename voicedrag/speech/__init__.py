@@ -1,0 +1,1 @@
+"""Speech to text, offline: Whisper model lookup and conversion, transcription, audio and voice activity."""
