@@ -233,8 +233,9 @@ def main() -> None:
         report["detector"] = det
     if "drags" in args.parts:
         config = drag_config(G, args, args.feature_block)
-        report["drag_settings"] = {k: getattr(config, k) for k in ("lr", "r1", "r2", "space", "num_optimized_ws",
-                                                                   "stop_distance", "lambda_mask", "max_steps")}
+        shown = ("lr", "r1", "r2", "space", "num_optimized_ws", "stop_distance", "lambda_mask", "max_steps",
+                 "grid_scale")
+        report["drag_settings"] = {k: getattr(config, k) for k in shown}
         print("drag settings: " + json.dumps(report["drag_settings"]))
         skipped: dict[str, list[int]] = {}
         cases = run_drags(G, detector, args.seeds, config, skipped)

@@ -131,7 +131,8 @@ def drag_verdict(converged: bool, cancelled: bool, start: float, end: float, sto
     if converged or cancelled:
         return None
     if end > start:
-        return f"did not converge: the handles ended {end:.1f} px from their targets, farther than the {start:.1f} px they started"
+        return (f"did not converge: the handles ended {end:.1f} px from their targets, "
+                f"farther than the {start:.1f} px they started")
     if end > 2 * stop_px:
         return f"did not converge: {end:.1f} px left of a {start:.1f} px move"
     return None
