@@ -70,6 +70,10 @@ class DragConfig:
     # next to the 2-3 px moves asked for; at k > 1 handles are tracked to 1/k px. Radii, the
     # stop distance and the motion step stay in image pixels; the mask term stays at the image size.
     grid_scale: int = 1
+    # The block whose features track the handles (None: the feature block itself, as the paper).
+    # A thin top block can move a part while its own features lose it; tracking on a wider block
+    # below follows the part.
+    tracking_block: int | None = None
 
     @classmethod
     def for_generator(cls, generator: Generator, **overrides: Any) -> DragConfig:
@@ -267,6 +271,11 @@ class DragSession:
         # size on the reference path, native (R x R) on the windowed one.
         self._feat0: torch.Tensor | None = None
         self.feat_res = generator.synthesis.block_resolutions[self.feature_block]
+        tb = self.config.tracking_block
+        self.tracking_block = self.feature_block if tb is None else tb
+        if not 0 <= self.tracking_block < len(generator.synthesis.block_resolutions):
+            raise ValueError(f"tracking_block must name one of the generator's "
+                             f"{len(generator.synthesis.block_resolutions)} blocks, not {tb!r}")
         self._mask_l1 = (MaskedUpsampleL1(self.fixed, self.feat_res)
                          if self.fixed is not None and self.config.windowed and self.res % self.feat_res == 0 else None)
         self._refs: torch.Tensor | None = None
@@ -366,6 +375,24 @@ class DragSession:
                  for c, fb, b in zip(crops, fboxes, boxes)]
         return views, native
 
+    @torch.no_grad()
+    def _tracking_views(self) -> list[tuple[torch.Tensor, tuple[int, int]]]:
+        """Per handle: the tracking block's map resized to the grid (or a window of it), and its origin."""
+        block = self.tracking_block
+        n = len(self.points)
+        if not self.config.windowed:
+            out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=block,
+                                   fused=self.config.fused_modconv)
+            feat = F.interpolate(out.features[block], [self.grid, self.grid], mode="bilinear", align_corners=False)
+            return [(feat, (0, 0))] * n
+        res = self.G.synthesis.block_resolutions[block]
+        m = self.r2 + 1
+        boxes = [Box(y - m, y + m + 1, x - m, x + m + 1).clip(self.grid) for x, y in self.points]
+        fboxes = [feature_box_for(b, self.grid, res) for b in boxes]
+        crops = windowed_features(self.G.synthesis, self.ws, block, fboxes, self.config.noise_mode,
+                                  fused=self.config.fused_modconv)
+        return [(resize_window(c, fb, res, b, self.grid), (b.x0, b.y0)) for c, fb, b in zip(crops, fboxes, boxes)]
+
     def _mask_term(self, views: list[tuple[torch.Tensor, tuple[int, int]]], native: torch.Tensor | None) -> torch.Tensor:
         """mean(|up(F) - up(F0)| on the fixed region) over C*H*W; the first call records F0."""
         assert self.fixed is not None
@@ -391,13 +418,15 @@ class DragSession:
         # the loss needs only the feature block, and a graph through the high blocks costs GBs at 512 px.
         image = self.render() if self._preview_due() else None
         views, native = self._features()
+        track_views = views if self.tracking_block == self.feature_block else self._tracking_views()
         size = (self.grid, self.grid)
         if self._refs is None:
-            self._refs = torch.stack([v[0, :, y - o[1], x - o[0]].detach() for (x, y), (v, o) in zip(self.points, views)])
+            self._refs = torch.stack([v[0, :, y - o[1], x - o[0]].detach()
+                                      for (x, y), (v, o) in zip(self.points, track_views)])
         with torch.no_grad():
             self.points = [
                 track_points(v, self._refs[i : i + 1], [p], self.r2, origin=o, size=size)[0]
-                for i, (p, (v, o)) in enumerate(zip(self.points, views))
+                for i, (p, (v, o)) in enumerate(zip(self.points, track_views))
             ]
         dists = self.distances()
         stop_px = self.config.stop_px(len(dists))

@@ -216,3 +216,29 @@ def test_a_finer_grid_tracks_to_sub_pixels_and_its_fast_path_follows_the_referen
     assert any(p != pairs[i].handle for pts, _ in traj_w for i, p in enumerate(pts))
     with pytest.raises(ValueError, match="grid_scale"):
         DragSession(tiny_generator, ws, pairs, config=DragConfig(grid_scale=0))
+
+
+def test_tracking_on_another_block_follows_the_reference_path(tiny_generator) -> None:
+    from engine.drag import DragConfig, DragSession
+    from engine.types import DragPair, Point
+
+    ws = tiny_generator.ws_from_seed(2)
+    pairs = [DragPair(Point(10, 12), Point(15, 12)), DragPair(Point(22, 20), Point(20, 24))]
+    runs = {}
+    for windowed in (True, False):
+        cfg = DragConfig(max_steps=6, preview_every=0, stop_distance=0.0, windowed=windowed, tracking_block=2,
+                         lr=0.01)
+        s = DragSession(tiny_generator, ws, pairs, config=cfg)
+        assert s.tracking_block == 2 and s.feature_block == 3
+        runs[windowed] = [(r.points, r.loss) for r in s.steps()], s.ws.detach()
+    (traj_w, ws_w), (traj_d, ws_d) = runs[True], runs[False]
+    for (pw, lw), (pd, ld) in zip(traj_w, traj_d):
+        assert pw == pd
+        assert lw == pytest.approx(ld, abs=1e-5)
+    torch.testing.assert_close(ws_w, ws_d, rtol=0, atol=1e-4)
+    # The same block for both is the paper's loop.
+    same = DragSession(tiny_generator, ws, pairs, config=DragConfig(max_steps=3, preview_every=0, tracking_block=3))
+    plain = DragSession(tiny_generator, ws, pairs, config=DragConfig(max_steps=3, preview_every=0))
+    assert [r.points for r in same.steps()] == [r.points for r in plain.steps()]
+    with pytest.raises(ValueError, match="tracking_block"):
+        DragSession(tiny_generator, ws, pairs, config=DragConfig(tracking_block=9))
