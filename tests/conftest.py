@@ -38,6 +38,17 @@ def sg2_64():
     return load_generator(fixture_path("sg2_64_flat.pkl"), device="cpu")
 
 
+def assert_same_drag(fast: tuple[list, torch.Tensor], reference: tuple[list, torch.Tensor]) -> None:
+    """Two runs of one drag, each ([(points, loss) per step], final ws): the same points at every
+    step, losses to 1e-5 and latents to 1e-4 (the windowed fast path against the reference)."""
+    (traj_f, ws_f), (traj_r, ws_r) = fast, reference
+    assert len(traj_f) == len(traj_r)
+    for (pf, lf), (pr, lr) in zip(traj_f, traj_r):
+        assert pf == pr
+        assert lf == pytest.approx(lr, abs=1e-5)
+    torch.testing.assert_close(ws_f, ws_r, rtol=0, atol=1e-4)
+
+
 def make_tiny_generator(resolution: int = 32, channel_base: int = 512, feature_block: int = 3, seed: int = 0):
     """A small random StyleGAN2 (32 channels at most) for fast tests that need no reference data."""
     from engine import Generator, GeneratorConfig, MappingConfig

@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 import pytest
+
+from tests.conftest import assert_same_drag
 import torch
 
 from engine import DragConfig, DragPair, DragSession, Point
@@ -205,11 +207,8 @@ def test_a_finer_grid_tracks_to_sub_pixels_and_its_fast_path_follows_the_referen
         first = s.current_points()
         assert first == [p.handle for p in pairs]  # reported in image pixels, offsets kept
         runs[windowed] = [(r.points, r.loss) for r in s.steps()], s.ws.detach()
-    (traj_w, ws_w), (traj_d, ws_d) = runs[True], runs[False]
-    for (pw, lw), (pd, ld) in zip(traj_w, traj_d):
-        assert pw == pd
-        assert lw == pytest.approx(ld, abs=1e-5)
-    torch.testing.assert_close(ws_w, ws_d, rtol=0, atol=1e-4)
+    assert_same_drag(runs[True], runs[False])
+    traj_w = runs[True][0]
     # Tracked points land on the half-pixel grid (plus the handles' own offsets).
     fractions = {round((p.x - pairs[i].handle.x) * 2, 6) % 1 for pts, _ in traj_w for i, p in enumerate(pts)}
     assert fractions == {0.0}
@@ -231,11 +230,7 @@ def test_tracking_on_another_block_follows_the_reference_path(tiny_generator) ->
         s = DragSession(tiny_generator, ws, pairs, config=cfg)
         assert s.tracking_block == 2 and s.feature_block == 3
         runs[windowed] = [(r.points, r.loss) for r in s.steps()], s.ws.detach()
-    (traj_w, ws_w), (traj_d, ws_d) = runs[True], runs[False]
-    for (pw, lw), (pd, ld) in zip(traj_w, traj_d):
-        assert pw == pd
-        assert lw == pytest.approx(ld, abs=1e-5)
-    torch.testing.assert_close(ws_w, ws_d, rtol=0, atol=1e-4)
+    assert_same_drag(runs[True], runs[False])
     # The same block for both is the paper's loop.
     same = DragSession(tiny_generator, ws, pairs, config=DragConfig(max_steps=3, preview_every=0, tracking_block=3))
     plain = DragSession(tiny_generator, ws, pairs, config=DragConfig(max_steps=3, preview_every=0))

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.conftest import assert_same_drag
 import torch
 import torch.nn.functional as F
 
@@ -62,8 +64,4 @@ def test_windowed_drag_follows_the_dense_drag(sg2_128):
         cfg = DragConfig(max_steps=12, preview_every=0, stop_distance=0.0, windowed=windowed)
         s = DragSession(sg2_128, ws, pairs, config=cfg)
         runs[windowed] = [(r.points, r.loss_motion) for r in s.steps()], s.ws.detach()
-    (traj_w, ws_w), (traj_d, ws_d) = runs[True], runs[False]
-    for (pw, lw), (pd, ld) in zip(traj_w, traj_d):
-        assert pw == pd
-        assert lw == pytest.approx(ld, abs=1e-5)
-    torch.testing.assert_close(ws_w, ws_d, rtol=0, atol=1e-4)
+    assert_same_drag(runs[True], runs[False])
