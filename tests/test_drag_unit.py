@@ -5,12 +5,11 @@ import math
 
 import numpy as np
 import pytest
-
-from tests.conftest import assert_same_drag
 import torch
 
 from engine import DragConfig, DragPair, DragSession, Point
 from engine.drag import motion_loss, track_points
+from tests.conftest import assert_same_drag
 
 
 def test_tracking_finds_a_known_shift_exactly():

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import pytest
-
-from tests.conftest import assert_same_drag
 import torch
 import torch.nn.functional as F
 
 from engine import DragConfig, DragPair, DragSession, Point
 from engine.window import Box, feature_box_for, plan_crops, resize_window, windowed_features
+from tests.conftest import assert_same_drag
 
 
 @pytest.fixture(scope="module")
