@@ -70,10 +70,12 @@ class DragConfig:
     # next to the 2-3 px moves asked for; at k > 1 handles are tracked to 1/k px. Radii, the
     # stop distance and the motion step stay in image pixels; the mask term stays at the image size.
     grid_scale: int = 1
-    # The block whose features track the handles (None: the feature block itself, as the paper).
-    # A thin top block can move a part while its own features lose it; tracking on a wider block
-    # below follows the part.
-    tracking_block: int | None = None
+    # The block, or blocks, whose features track the handles (None: the feature block itself, as
+    # the paper). A thin top block can move a part while its own features lose it; a wider block
+    # below follows the part. With several blocks a candidate pixel's distance is the sum over the
+    # blocks of its distance to the reference relative to the reference's norm, so that each
+    # block weighs the same whatever its channel count or scale.
+    tracking_block: int | list[int] | None = None
 
     @classmethod
     def for_generator(cls, generator: Generator, **overrides: Any) -> DragConfig:
@@ -166,6 +168,31 @@ def track_points(
         width = right - left
         out.append((idx % width + left, idx // width + top))
     return out
+
+
+def track_points_blocks(
+    views: list[tuple[torch.Tensor, tuple[int, int]]],  # per block: (map or window [1, C_b, h, w], origin)
+    refs: list[torch.Tensor],  # per block: [C_b], the handle's feature at the start
+    point: tuple[int, int],
+    r2: int,
+    size: tuple[int, int],  # (W, H) of the full grid
+) -> tuple[int, int]:
+    """Nearest neighbour of one handle in several blocks at once: the candidate whose summed
+    relative distance (|f_b - ref_b| / |ref_b| over the blocks) is least. Ties go to the first
+    pixel in row-major order, as in `track_points`."""
+    x, y = point
+    w, h = size
+    top, bottom = max(y - r2, 0), min(y + r2 + 1, h)
+    left, right = max(x - r2, 0), min(x + r2 + 1, w)
+    total = None
+    for (feat, (ox, oy)), ref in zip(views, refs):
+        patch = feat[0, :, top - oy : bottom - oy, left - ox : right - ox]
+        dist = torch.linalg.norm(patch - ref.reshape(-1, 1, 1), dim=0) / (torch.linalg.norm(ref) + 1e-8)
+        total = dist if total is None else total + dist
+    assert total is not None
+    idx = int(torch.argmin(total.reshape(-1)))
+    width = right - left
+    return idx % width + left, idx // width + top
 
 
 def motion_loss(
@@ -272,13 +299,16 @@ class DragSession:
         self._feat0: torch.Tensor | None = None
         self.feat_res = generator.synthesis.block_resolutions[self.feature_block]
         tb = self.config.tracking_block
-        self.tracking_block = self.feature_block if tb is None else tb
-        if not 0 <= self.tracking_block < len(generator.synthesis.block_resolutions):
-            raise ValueError(f"tracking_block must name one of the generator's "
-                             f"{len(generator.synthesis.block_resolutions)} blocks, not {tb!r}")
+        blocks = [self.feature_block] if tb is None else [tb] if isinstance(tb, int) else list(tb)
+        num_blocks = len(generator.synthesis.block_resolutions)
+        if not blocks or any(isinstance(b, bool) or not isinstance(b, int) or not 0 <= b < num_blocks
+                             for b in blocks) or len(set(blocks)) != len(blocks):
+            raise ValueError(f"tracking_block must name one or more distinct blocks of the generator's "
+                             f"{num_blocks} (0 to {num_blocks - 1}), not {tb!r}")
+        self.tracking_blocks: tuple[int, ...] = tuple(blocks)
         self._mask_l1 = (MaskedUpsampleL1(self.fixed, self.feat_res)
                          if self.fixed is not None and self.config.windowed and self.res % self.feat_res == 0 else None)
-        self._refs: torch.Tensor | None = None
+        self._refs: list[torch.Tensor] | None = None  # per tracking block: [N, C] at the start
         self._ref_image_feat: torch.Tensor | None = None  # the reference path's map at the image size
         self._last_preview = -math.inf
         self.frames: list[np.ndarray] = []
@@ -376,9 +406,8 @@ class DragSession:
         return views, native
 
     @torch.no_grad()
-    def _tracking_views(self) -> list[tuple[torch.Tensor, tuple[int, int]]]:
-        """Per handle: the tracking block's map resized to the grid (or a window of it), and its origin."""
-        block = self.tracking_block
+    def _tracking_views(self, block: int) -> list[tuple[torch.Tensor, tuple[int, int]]]:
+        """Per handle: one tracking block's map resized to the grid (or a window of it), and its origin."""
         n = len(self.points)
         if not self.config.windowed:
             out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=block,
@@ -392,6 +421,25 @@ class DragSession:
         crops = windowed_features(self.G.synthesis, self.ws, block, fboxes, self.config.noise_mode,
                                   fused=self.config.fused_modconv)
         return [(resize_window(c, fb, res, b, self.grid), (b.x0, b.y0)) for c, fb, b in zip(crops, fboxes, boxes)]
+
+    @torch.no_grad()
+    def _track(self, views: list[tuple[torch.Tensor, tuple[int, int]]]) -> None:
+        """Move each handle to its nearest neighbour; records the references on the first call."""
+        per_block = [views if b == self.feature_block else self._tracking_views(b) for b in self.tracking_blocks]
+        if self._refs is None:
+            self._refs = [torch.stack([v[0, :, y - o[1], x - o[0]].detach()
+                                       for (x, y), (v, o) in zip(self.points, bviews)])
+                          for bviews in per_block]
+        size = (self.grid, self.grid)
+        if len(per_block) == 1:  # the paper's tracking, exactly
+            bviews, refs = per_block[0], self._refs[0]
+            self.points = [track_points(v, refs[i : i + 1], [p], self.r2, origin=o, size=size)[0]
+                           for i, (p, (v, o)) in enumerate(zip(self.points, bviews))]
+            return
+        self.points = [
+            track_points_blocks([bv[i] for bv in per_block], [refs[i] for refs in self._refs], p, self.r2, size)
+            for i, p in enumerate(self.points)
+        ]
 
     def _mask_term(self, views: list[tuple[torch.Tensor, tuple[int, int]]], native: torch.Tensor | None) -> torch.Tensor:
         """mean(|up(F) - up(F0)| on the fixed region) over C*H*W; the first call records F0."""
@@ -418,16 +466,8 @@ class DragSession:
         # the loss needs only the feature block, and a graph through the high blocks costs GBs at 512 px.
         image = self.render() if self._preview_due() else None
         views, native = self._features()
-        track_views = views if self.tracking_block == self.feature_block else self._tracking_views()
         size = (self.grid, self.grid)
-        if self._refs is None:
-            self._refs = torch.stack([v[0, :, y - o[1], x - o[0]].detach()
-                                      for (x, y), (v, o) in zip(self.points, track_views)])
-        with torch.no_grad():
-            self.points = [
-                track_points(v, self._refs[i : i + 1], [p], self.r2, origin=o, size=size)[0]
-                for i, (p, (v, o)) in enumerate(zip(self.points, track_views))
-            ]
+        self._track(views)
         dists = self.distances()
         stop_px = self.config.stop_px(len(dists))
         stop = all(d <= stop_px for d in dists)

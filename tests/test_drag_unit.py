@@ -227,7 +227,7 @@ def test_tracking_on_another_block_follows_the_reference_path(tiny_generator) ->
         cfg = DragConfig(max_steps=6, preview_every=0, stop_distance=0.0, windowed=windowed, tracking_block=2,
                          lr=0.01)
         s = DragSession(tiny_generator, ws, pairs, config=cfg)
-        assert s.tracking_block == 2 and s.feature_block == 3
+        assert s.tracking_blocks == (2,) and s.feature_block == 3
         runs[windowed] = [(r.points, r.loss) for r in s.steps()], s.ws.detach()
     assert_same_drag(runs[True], runs[False])
     # The same block for both is the paper's loop.
@@ -236,3 +236,42 @@ def test_tracking_on_another_block_follows_the_reference_path(tiny_generator) ->
     assert [r.points for r in same.steps()] == [r.points for r in plain.steps()]
     with pytest.raises(ValueError, match="tracking_block"):
         DragSession(tiny_generator, ws, pairs, config=DragConfig(tracking_block=9))
+    for bad in ([], [2, 2], [2, 9], True):
+        with pytest.raises(ValueError, match="tracking_block"):
+            DragSession(tiny_generator, ws, pairs, config=DragConfig(tracking_block=bad))
+
+
+def test_tracking_on_several_blocks_sums_relative_distances(tiny_generator):
+    """Tracking on blocks [2, 3]: windowed equals the reference path, and the tracker picks the
+    candidate with the least summed relative distance (checked against a brute-force search)."""
+    import torch
+    import torch.nn.functional as F
+
+    from engine.drag import DragConfig, DragSession, track_points_blocks
+    from engine.types import DragPair, Point
+
+    ws = tiny_generator.ws_from_seed(4)
+    pairs = [DragPair(Point(10, 12), Point(15, 12)), DragPair(Point(22, 20), Point(20, 24))]
+    runs = {}
+    for windowed in (True, False):
+        cfg = DragConfig(max_steps=6, preview_every=0, stop_distance=0.0, windowed=windowed,
+                         tracking_block=[2, 3], lr=0.01)
+        s = DragSession(tiny_generator, ws, pairs, config=cfg)
+        runs[windowed] = [(r.points, r.loss) for r in s.steps()], s.ws.detach()
+    assert_same_drag(runs[True], runs[False])
+
+    res = tiny_generator.img_resolution
+    out = tiny_generator.synthesis(ws, stop_after=3)
+    maps = [F.interpolate(out.features[b], [res, res], mode="bilinear", align_corners=False) for b in (2, 3)]
+    x, y = 12, 14
+    shifted = [m.roll(shifts=(1, -2), dims=(2, 3)) for m in maps]  # the content moves 2 left, 1 down
+    refs = [m[0, :, y, x] for m in maps]
+    r2 = 4
+    got = track_points_blocks([(m, (0, 0)) for m in shifted], refs, (x, y), r2, (res, res))
+    best, best_d = None, float("inf")
+    for yy in range(y - r2, y + r2 + 1):
+        for xx in range(x - r2, x + r2 + 1):
+            d = sum(float(torch.linalg.norm(m[0, :, yy, xx] - r) / torch.linalg.norm(r)) for m, r in zip(shifted, refs))
+            if d < best_d - 1e-9:
+                best, best_d = (xx, yy), d
+    assert got == best == (x - 2, y + 1)
