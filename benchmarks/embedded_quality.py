@@ -49,6 +49,7 @@ from engine.stylegan2 import Generator  # noqa: E402
 from keypoints.detector import EmbeddedDetector  # noqa: E402
 from keypoints.faceworld import KEYPOINT_NAMES, render  # noqa: E402
 from training.train_detector import heldout  # noqa: E402
+from training.train_generator import trained_latent_map  # noqa: E402
 from voicedrag.language.commands import default_parser  # noqa: E402
 from voicedrag.planning.pipeline import NothingToMoveError, plan_command  # noqa: E402
 
@@ -71,14 +72,6 @@ class DragCase:
 
 def _points_array(points: dict, names: tuple[str, ...] = KEYPOINT_NAMES) -> np.ndarray:
     return np.array([[points[n].x, points[n].y] for n in names], dtype=np.float64)
-
-
-def trained_latent_map(model: str) -> str:
-    """The latent map a project-trained model was trained with (its JSON's training record);
-    models from before the maps were named used the clipped one."""
-    config = resolve_model_path(model).with_suffix(".json")
-    meta = json.loads(config.read_text()) if config.is_file() else {}
-    return str(meta.get("training", {}).get("config", {}).get("latent_map", "clipped"))
 
 
 def detector_error(detector: EmbeddedDetector, G: Generator, n_renders: int, n_samples: int,

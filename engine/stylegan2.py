@@ -265,7 +265,7 @@ class SynthesisBlock(nn.Module):
         cfg: GeneratorConfig,
     ) -> None:
         super().__init__()
-        self.in_channels, self.resolution = in_channels, resolution
+        self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
         self.is_last, self.use_fp16, self.architecture = is_last, use_fp16, cfg.architecture
         self.register_buffer("resample_filter", setup_filter(cfg.resample_filter))
         self.num_conv = 0

@@ -142,6 +142,16 @@ def _soft_eye(t: float) -> float:
     return lo + (1.0 - hi - lo) * (t - 0.1) / 0.5
 
 
+def trained_latent_map(model: str) -> str:
+    """The latent map a project-trained model was trained with (its JSON's training record);
+    models from before the maps were named used the clipped one."""
+    from engine.loading import resolve_model_path
+
+    config = resolve_model_path(model).with_suffix(".json")
+    meta = json.loads(config.read_text()) if config.is_file() else {}
+    return str(meta.get("training", {}).get("config", {}).get("latent_map", "clipped"))
+
+
 def params_from_z(z: np.ndarray, latent_map: str = "clipped") -> FaceParams:
     """The face a latent names: z is normalised as the mapping network normalises it."""
     if latent_map not in LATENT_MAPS:

@@ -3,9 +3,12 @@
 A `ModelKit` bundles a generator with what words need on it: the keypoint
 detector that names its parts, the rules that turn words into moves, and the
 vocabulary its speech recogniser is primed with. The model's JSON config names
-its rules and detector (`"kit": {"rules": "face", "detector": "faceworld"}`); an
-official checkpoint names none, so its kit has no detector and only explicit
-points work, which `ModelKit.limits` says.
+its rules and detector (`"kit": {"rules": "face", "detector": "faceworld"}`). A
+model without a detector can be given a keypoint template (`voicedrag keypoints
+teach`; the config's `"template"`, or `--template`): its named points are then
+found on each latent by the generator's own features. An official checkpoint
+names neither, so only explicit points work until a template is given, which
+`ModelKit.limits` says.
 
 An `Editor` owns one edit: parse, keypoints (cached per image by the entry's
 stable id), plan (with the planner's own sentences and warnings), drag (the
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from engine.drag import DragResult, DragSession, StepResult
     from engine.stylegan2 import Generator
     from engine.types import DragPair, Point
+    from keypoints.template import KeypointTemplate
     from keypoints.detector import Detector
     from voicedrag.language.commands import CommandParser, ParseResult
     from voicedrag.planning.rules import Rules
@@ -56,6 +60,7 @@ class KitSpec:
 
     rules: str | None = None  # a shipped rules name ("face") or a .toml path beside the model
     detector: str | None = None  # one of DETECTORS
+    template: str | None = None  # a keypoint template JSON beside the model (used when there is no detector)
 
     @classmethod
     def from_model_file(cls, path: Path) -> KitSpec:
@@ -77,7 +82,13 @@ class KitSpec:
         rules = kit.get("rules")
         if rules is not None and str(rules).endswith(".toml") and not Path(rules).is_absolute():
             rules = str(path.parent / rules)
-        return cls(rules=rules, detector=detector)
+        template = kit.get("template")
+        if template is not None:
+            if not isinstance(template, str):
+                raise VoicedragError(f"'template' in {config.name} must be the name of a template JSON file; "
+                                     "fix the model config.")
+            template = str(path.parent / template) if not Path(template).is_absolute() else template
+        return cls(rules=rules, detector=detector, template=template)
 
 
 @dataclass
@@ -90,6 +101,7 @@ class ModelKit:
     _rules: Rules | None = field(default=None, repr=False)
     _detector: Detector | None = field(default=None, repr=False)
     _detector_error: str | None = field(default=None, repr=False)
+    template: KeypointTemplate | None = None  # found by features where there is no detector
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -106,9 +118,14 @@ class ModelKit:
         return self.spec.detector is not None
 
     @property
+    def has_keypoints(self) -> bool:
+        """Whether words can name parts: a detector, or a keypoint template."""
+        return self.has_detector or self.template is not None
+
+    @property
     def limits(self) -> str | None:
         """What words cannot do on this model, in one sentence; None when they can do everything."""
-        return None if self.has_detector else NO_DETECTOR
+        return None if self.has_keypoints else NO_DETECTOR
 
     @property
     def rules(self) -> Rules:
@@ -167,13 +184,28 @@ def _load_detector(name: str | None) -> tuple[Detector | None, str | None]:
         return None, f"{str(err).rstrip('.')}; meanwhile use explicit drags such as 'drag 30,40 to 50,60'."
 
 
-def load_kit(model: str | Path, device: str | None = None) -> ModelKit:
-    """The kit of a model file or of 'embedded' (the shipped face model)."""
+def load_kit(model: str | Path, device: str | None = None, template: str | Path | None = None) -> ModelKit:
+    """The kit of a model file or of 'embedded' (the shipped face model); `template` (or the one the
+    model's config names) finds keypoints where the model has no detector."""
     from engine.loading import load_generator, resolve_model_path
 
     path = resolve_model_path(model)
     generator = load_generator(path, device=device)
-    return ModelKit(name=str(model), generator=generator, spec=KitSpec.from_model_file(path))
+    spec = KitSpec.from_model_file(path)
+    kit = ModelKit(name=str(model), generator=generator, spec=spec)
+    chosen = template if template is not None else spec.template
+    if chosen is not None:
+        kit.template = load_template_for(generator, Path(chosen))
+    return kit
+
+
+def load_template_for(generator: Generator, path: Path) -> KeypointTemplate:
+    """A keypoint template, checked against the generator it will run on."""
+    from keypoints.template import KeypointTemplate, check_model
+
+    template = KeypointTemplate.load(path)
+    check_model(template, generator)
+    return template
 
 
 def kit_for_generator(generator: Generator, name: str = "model", spec: KitSpec | None = None) -> ModelKit:
@@ -229,19 +261,39 @@ class Editor:
             found = self._cache.get(entry_id)
             return None if found is None else dict(found)
 
-    def keypoints(self, entry_id: int | None, image: np.ndarray) -> Keypoints:
-        """The named keypoints of `image`; with the id of its history entry, found once per entry."""
+    def keypoints(self, entry_id: int | None, image: np.ndarray,
+                  ws: torch.Tensor | np.ndarray | None = None) -> Keypoints:
+        """The named keypoints of `image` (drawn from the latent `ws`, which a template needs); with the id
+        of its history entry, found once per entry."""
         cached = None if entry_id is None else self.cached_keypoints(entry_id)
         if cached is not None:
             return Keypoints(cached)
-        detector = self.kit.detector()
-        if detector is None:
-            return Keypoints({}, self.kit.detector_error)
-        points = dict(detector.detect(image))
+        notice = None
+        if not self.kit.has_detector and self.kit.template is not None:
+            if ws is None:
+                return Keypoints({}, "keypoints from a template need the image's latent; "
+                                     "use explicit drags such as 'drag 30,40 to 50,60'.")
+            points, notice = self._template_points(ws)
+        else:
+            detector = self.kit.detector()
+            if detector is None:
+                return Keypoints({}, self.kit.detector_error)
+            points = dict(detector.detect(image))
         if entry_id is not None:
             with self._cache_lock:
                 self._cache[entry_id] = points
-        return Keypoints(dict(points))
+        return Keypoints(dict(points), notice)
+
+    def _template_points(self, ws: torch.Tensor | np.ndarray) -> tuple[dict[str, Point], str | None]:
+        import torch
+
+        from keypoints.template import find
+
+        assert self.kit.template is not None
+        w = torch.from_numpy(np.ascontiguousarray(ws)) if isinstance(ws, np.ndarray) else ws
+        found = find(self.kit.template, self.kit.generator, w)
+        notice = " ".join(found.left_out.values()) or None
+        return found.points, notice
 
     def forget(self, keep: set[int] | None = None) -> None:
         """Drop cached keypoints, except those of the entries in `keep` (history that still exists)."""
@@ -250,11 +302,13 @@ class Editor:
 
     # ------------------------------------------------------------ plan
 
-    def plan(self, parse: ParseResult, image: np.ndarray, entry_id: int | None = None) -> PlannedEdit:
-        """Drag pairs (and the rules' mask) for a parsed command on `image`; CommandError says why not."""
+    def plan(self, parse: ParseResult, image: np.ndarray, entry_id: int | None = None,
+             ws: torch.Tensor | np.ndarray | None = None) -> PlannedEdit:
+        """Drag pairs (and the rules' mask) for a parsed command on `image` (of latent `ws`, which a
+        keypoint template needs); CommandError says why not."""
         keypoints: dict[str, Point] = {}
         if not parse.error and parse.control is None and needs_keypoints(parse.edits):
-            found = self.keypoints(entry_id, image)
+            found = self.keypoints(entry_id, image, ws)
             if not found.points and found.notice:
                 # Without a detector the planner's "no such keypoint" is a symptom; say the cause.
                 raise CommandError(found.notice)

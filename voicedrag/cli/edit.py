@@ -7,12 +7,13 @@ import sys
 from typing import Any
 
 from engine.errors import VoicedragError
-from voicedrag.cli.engine import add_drag_args, add_model_args
+from voicedrag.cli.engine import add_drag_args, add_model_args, add_template_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("edit", help="parse a command, find keypoints, plan and drag, headless")
     add_model_args(p)
+    add_template_arg(p)
     say = p.add_mutually_exclusive_group(required=True)
     say.add_argument("--say", metavar="TEXT", help='the command, e.g. "open the mouth"')
     say.add_argument("--audio", metavar="FILE", help="a spoken command (WAV, FLAC or MP3)")
@@ -24,7 +25,7 @@ def run_edit(args: argparse.Namespace) -> int:
     from voicedrag.cli.engine import drag_and_save
     from voicedrag.editor import Editor, load_kit
 
-    kit = load_kit(args.model, device=args.device)
+    kit = load_kit(args.model, device=args.device, template=args.template)
     editor = Editor(kit)
     report: dict[str, Any] = {}
     text = args.say
@@ -36,7 +37,7 @@ def run_edit(args: argparse.Namespace) -> int:
             raise VoicedragError(f"no speech was heard in {args.audio}; record the command again, closer to the microphone.")
     parse = editor.parse(text)
     ws, image = editor.seed(args.seed, args.psi)
-    planned = editor.plan(parse, image)
+    planned = editor.plan(parse, image, ws=ws)
     for warning in planned.warnings:
         print(f"voicedrag: {warning}", file=sys.stderr)
     drag = drag_and_save(editor, ws, planned.pairs, planned.mask, args)

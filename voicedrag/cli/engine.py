@@ -18,6 +18,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
 
 
+def add_template_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--template", default=None, metavar="T.json",
+                   help="keypoints taught with `voicedrag keypoints teach`, for a model without a detector")
+
+
 def add_drag_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=300, help="maximum optimisation steps (default 300)")
     p.add_argument("--lr", type=float, default=None,

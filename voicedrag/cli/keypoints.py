@@ -1,4 +1,9 @@
-"""`voicedrag keypoints`: named points on a face image, as JSON or drawn on a PNG."""
+"""`voicedrag keypoints`: named points on an image, as JSON or drawn on a PNG.
+
+    voicedrag keypoints --seed 3 --json                       # the model's detector
+    voicedrag keypoints teach --model M --seed 0 --points "nose=120,200;left_ear_tip=80,60" --out T.json
+    voicedrag keypoints --model M --seed 5 --template T.json --json   # found by the model's features
+"""
 from __future__ import annotations
 
 import argparse
@@ -30,7 +35,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", default="embedded", choices=DETECTORS, help="keypoint detector (default: embedded)")
     p.add_argument("--json", action="store_true", help='print {"size": [W, H], "points": {name: [x, y]}}')
     p.add_argument("--out", type=Path, default=None, help="write the image with the labelled points to this PNG")
+    p.add_argument("--template", type=Path, default=None, metavar="T.json",
+                   help="find the points taught with `keypoints teach` (needs --seed; the model's features, no detector)")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="leave out template points less sure than this, 0-1 (default: the template's, 0.5)")
     p.set_defaults(run=run_keypoints)
+    actions = p.add_subparsers(dest="keypoints_action", metavar="teach")
+    t = actions.add_parser(
+        "teach", help="store named points of one sample as a template that finds them on other samples",
+        description="Name points on one sample of a model; the template finds them on any other sample of it.")
+    t.add_argument("--model", default="embedded", help="generator file (.pkl or .safetensors), or 'embedded'")
+    t.add_argument("--seed", type=int, required=True, help="the sample the points are on (truncation psi 0.7)")
+    t.add_argument("--points", required=True, metavar='"NAME=X,Y;NAME=X,Y"',
+                   help='named points in image pixels, e.g. "nose=120,200;left_ear_tip=80,60"')
+    t.add_argument("--out", type=Path, required=True, help="the template JSON to write")
+    t.add_argument("--add-to", type=Path, default=None, metavar="T.json",
+                   help="add this sample to an existing template (several taught samples find points better)")
+    t.add_argument("--blocks", default=None, metavar="I,J",
+                   help="the generator blocks whose features are stored (default: two mid-resolution blocks)")
+    t.set_defaults(run=run_teach)
 
 
 def _render_model_image(model: str, seed: int) -> Image.Image:
@@ -103,10 +126,89 @@ def draw_points(image: Image.Image, points: dict[str, Point], scale: int = 0) ->
     return big
 
 
+def parse_named_points(spec: str) -> dict[str, Point]:
+    """ "nose=120,200;left_ear_tip=80,60" -> {name: Point}."""
+    import math
+    import re
+
+    points: dict[str, Point] = {}
+    for part in [q.strip() for q in spec.split(";") if q.strip()]:
+        m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(-?[0-9.]+)\s*,\s*(-?[0-9.]+)", part)
+        if not m:
+            raise VoicedragError(f"cannot read {part!r}; name each point as NAME=X,Y, separated by ';', "
+                                 'e.g. "nose=120,200;left_ear_tip=80,60".')
+        try:
+            x, y = float(m.group(2)), float(m.group(3))
+        except ValueError:
+            raise VoicedragError(f"cannot read the numbers in {part!r}; give X,Y in pixels such as 120,200.") from None
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise VoicedragError(f"{part!r} is not a finite position; give X,Y in pixels such as 120,200.")
+        if m.group(1) in points:
+            raise VoicedragError(f"{m.group(1)} is named twice; give each point once.")
+        points[m.group(1)] = Point(x, y)
+    if not points:
+        raise VoicedragError('name at least one point, as in --points "nose=30,40".')
+    return points
+
+
+def _seed_latent(model: str, seed: int) -> tuple[object, Image.Image, object]:
+    from engine import load_generator
+
+    G = load_generator(model, device="cpu")
+    ws = G.ws_from_seed(seed, truncation_psi=PSI)
+    return G, Image.fromarray(G.render(ws)), ws
+
+
+def run_teach(args: argparse.Namespace) -> int:
+    from keypoints.template import KeypointTemplate, teach
+
+    points = parse_named_points(args.points)
+    blocks = None
+    if args.blocks is not None:
+        try:
+            blocks = [int(b) for b in args.blocks.split(",") if b.strip()]
+        except ValueError:
+            raise VoicedragError("--blocks takes block numbers separated by commas, such as 3,4.") from None
+    G, _, ws = _seed_latent(args.model, args.seed)
+    base = KeypointTemplate.load(args.add_to) if args.add_to is not None else None
+    if base is not None and blocks is None:
+        blocks = base.blocks
+    template = teach(G, ws, points, seed=args.seed, blocks=blocks)  # type: ignore[arg-type]
+    if base is not None:
+        from keypoints.template import check_model
+
+        check_model(base, G)  # type: ignore[arg-type]
+        template = base.merged(template)
+    template.save(args.out)
+    print(f"wrote {args.out}: {len(points)} points on seed {args.seed}, {len(template.samples)} taught "
+          f"sample(s), blocks {template.blocks}", file=sys.stderr)
+    return 0
+
+
+def _template_points(args: argparse.Namespace) -> tuple[Image.Image, dict[str, Point], dict[str, object]]:
+    from keypoints.template import KeypointTemplate, find
+
+    if args.seed is None or args.image is not None:
+        raise VoicedragError("a template finds points on the model's own samples; give --seed N (not --image).")
+    conf = args.min_confidence
+    if conf is not None and not 0.0 <= conf <= 1.0:
+        raise VoicedragError("--min-confidence must be between 0 and 1, such as 0.5.")
+    template = KeypointTemplate.load(args.template)
+    G, image, ws = _seed_latent(args.model, args.seed)
+    found = find(template, G, ws, min_confidence=conf)  # type: ignore[arg-type]
+    for why in found.left_out.values():
+        print(f"voicedrag: {why}", file=sys.stderr)
+    return image, found.points, {"confidence": found.confidence, "left_out": found.left_out}
+
+
 def run_keypoints(args: argparse.Namespace) -> int:
-    image = _source_image(args)
-    detector = get_detector(args.detector)
-    points = detector.detect(image)
+    extra: dict[str, object] = {}
+    if args.template is not None:
+        image, points, extra = _template_points(args)
+    else:
+        image = _source_image(args)
+        detector = get_detector(args.detector)
+        points = detector.detect(image)
     if args.out is not None:
         try:
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +219,7 @@ def run_keypoints(args: argparse.Namespace) -> int:
         report = {
             "size": [image.size[0], image.size[1]],
             "points": {name: [round(p.x, 3), round(p.y, 3)] for name, p in points.items()},
+            **extra,
         }
         if args.out is not None:
             report["out"] = str(args.out)

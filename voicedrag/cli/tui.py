@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="embedded", help="generator file (.pkl or .safetensors), or 'embedded'")
     p.add_argument("--seed", type=int, default=0, help="seed of the first image (default 0)")
+    p.add_argument("--template", default=None, metavar="T.json",
+                   help="keypoints taught with `voicedrag keypoints teach`, for a model without a detector")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--steps", type=int, default=300, help="most drag steps per edit (default 300)")
     p.add_argument("--psi", type=float, default=0.7, help="truncation psi for seeds (default 0.7)")
@@ -33,7 +35,7 @@ def options_from_args(args: argparse.Namespace) -> object:
     return TuiOptions(
         model=args.model, seed=args.seed, device=args.device, steps=max(args.steps, 1), psi=args.psi,
         renderer=args.renderer, auto_run_voice=not args.confirm_voice, out_dir=args.out, threads=args.threads,
-        paraphrase=not args.no_paraphrase,
+        paraphrase=not args.no_paraphrase, template=args.template,
     )
 
 

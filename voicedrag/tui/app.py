@@ -56,6 +56,7 @@ class TuiOptions:
     preload_parser: bool = True  # build the command parser and its sentence model in the background
     paraphrase: bool = True  # free phrasings through the sentence model (off: the grammar alone)
     threads: int | None = None  # torch threads for the workers (None: all cores but one)
+    template: str | None = None  # keypoint template for a model without a detector
     load_delay: float = 0.5  # seconds between the first frame and the start of model loading
 
 
@@ -148,7 +149,7 @@ class VoiceDragApp(App[int]):
 
     def _start_loading(self) -> None:
         self.run_worker(partial(workers.load_model, self.backend, self.options.model, self.options.device,
-                                self.options.seed, self.post_message),
+                                self.options.seed, self.post_message, self.options.template),
                         thread=True, group="model", name="load model", exit_on_error=False)
 
     def on_resize(self) -> None:
@@ -709,7 +710,8 @@ class VoiceDragApp(App[int]):
         if key in self.keypoints or key in self.kp_pending:
             return
         self.kp_pending.add(key)
-        self.run_worker(partial(workers.detect_keypoints, self.backend, key, entry.image, self.post_message), thread=True,
+        self.run_worker(partial(workers.detect_keypoints, self.backend, key, entry.image, self.post_message, entry.ws),
+                        thread=True,
                         group="keypoints", name="keypoints", exit_on_error=False)
 
     def action_go(self) -> None:

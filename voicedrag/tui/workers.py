@@ -72,7 +72,8 @@ def _describe(err: BaseException, doing: str) -> str:
     return f"{doing} failed ({type(err).__name__}: {err}{where}); this is a bug, please report it."
 
 
-def load_model(backend: Backend, model: str, device: str | None, seed: int, post: Post) -> None:
+def load_model(backend: Backend, model: str, device: str | None, seed: int, post: Post,
+               template: str | None = None) -> None:
     started = time.perf_counter()
     try:
         import torch
@@ -83,7 +84,7 @@ def load_model(backend: Backend, model: str, device: str | None, seed: int, post
         torch.set_num_threads(backend.threads or max(1, (os.cpu_count() or 2) - 1))
         from voicedrag.editor import Editor, load_kit
 
-        kit = load_kit(model, device)
+        kit = load_kit(model, device, template=template)
         editor = Editor(kit, paraphrase=backend.paraphrase)
         ws, image = editor.seed(seed, backend.psi)
         backend.editor = editor
@@ -131,11 +132,12 @@ def load_parser(backend: Backend, preload_paraphrase: bool, post: Post) -> None:
         post(Notice(_describe(err, "loading the command parser"), "error"))
 
 
-def detect_keypoints(backend: Backend, entry_id: int, image: np.ndarray, post: Post) -> None:
+def detect_keypoints(backend: Backend, entry_id: int, image: np.ndarray, post: Post,
+                     ws: np.ndarray | None = None) -> None:
     """Find the keypoints of a history entry's image (for the labels) and post them."""
     try:
         assert backend.editor is not None
-        found = backend.editor.keypoints(entry_id, image)
+        found = backend.editor.keypoints(entry_id, image, ws)
     except Exception as err:  # noqa: BLE001
         post(KeypointsFound(entry_id, {}, _describe(err, "finding keypoints")))
         return
@@ -178,10 +180,10 @@ def _run_command(backend: Backend, req: DragRequest, post: Post) -> None:
         edits_json = [e.to_json() for e in result.edits]
         if needs_keypoints(result.edits) and editor.cached_keypoints(req.entry_id) is None:
             # Reported before the plan, so that the labels show what the plan was made from.
-            found = editor.keypoints(req.entry_id, req.image)
+            found = editor.keypoints(req.entry_id, req.image, req.ws)
             post(KeypointsFound(req.entry_id, found.points, found.notice))
         try:
-            planned = editor.plan(result, req.image, req.entry_id)
+            planned = editor.plan(result, req.image, req.entry_id, req.ws)
         except CommandError as err:
             post(CommandFailed(req.label, str(err)))
             return
