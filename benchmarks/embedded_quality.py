@@ -3,6 +3,7 @@
     python benchmarks/embedded_quality.py [--parts detector drags] [--seeds 20] [--feature-block K]
     python benchmarks/embedded_quality.py --parts blocks     # which feature block drags best
     python benchmarks/embedded_quality.py --parts drags --drag '{"lr": 0.002}'   # other drag settings
+    python benchmarks/embedded_quality.py --parts drags --template T.json  # keypoints from a template
 
 Drags use the model's own drag settings (its JSON config's `drag`, over the
 paper's defaults); `--drag` overrides them to compare.
@@ -48,10 +49,11 @@ from engine.loading import resolve_model_path  # noqa: E402
 from engine.stylegan2 import Generator  # noqa: E402
 from keypoints.detector import EmbeddedDetector  # noqa: E402
 from keypoints.faceworld import KEYPOINT_NAMES, render  # noqa: E402
+from keypoints.template import KeypointTemplate, find  # noqa: E402
 from training.train_detector import heldout  # noqa: E402
 from training.train_generator import trained_latent_map  # noqa: E402
 from voicedrag.language.commands import default_parser  # noqa: E402
-from voicedrag.planning.pipeline import NothingToMoveError, plan_command  # noqa: E402
+from voicedrag.planning.pipeline import CommandError, NothingToMoveError, plan_command  # noqa: E402
 
 COMMANDS = ("open the mouth", "close the eyes", "raise the left ear", "turn the head left")
 
@@ -95,12 +97,17 @@ def detector_error(detector: EmbeddedDetector, G: Generator, n_renders: int, n_s
     return out
 
 
-def drag_case(G: Generator, detector: EmbeddedDetector, command: str, seed: int, config: DragConfig) -> DragCase:
+def drag_case(G: Generator, detector: EmbeddedDetector, command: str, seed: int, config: DragConfig,
+              template: KeypointTemplate | None = None) -> DragCase:
     parse = default_parser().parse(command)
     ws = G.ws_from_seed(seed)
     with torch.no_grad():
         before_img = to_uint8(G.synthesis(ws).image)
-    planned = plan_command(parse, before_img, detector)
+    if template is None:
+        planned = plan_command(parse, before_img, detector)
+    else:  # planned from the template's points; measured by the detector all the same
+        planned = plan_command(parse, before_img, None, keypoints=find(template, G, ws).points)
+        planned.keypoints = detector.detect(before_img)
     t0 = time.perf_counter()
     session = DragSession(G, ws, planned.pairs, mask=planned.mask, config=config)
     for _ in session.steps():
@@ -146,13 +153,14 @@ def summarise(cases: list[DragCase]) -> dict[str, dict[str, float]]:
         cs = [c for c in cases if c.command == command]
         row = {
             "converged": sum(c.converged for c in cs) / len(cs),
-            "mean_distance_px": float(np.mean([c.mean_distance for c in cs])),
+            "mean_distance_px": float(np.nanmean([c.mean_distance for c in cs])),
+            "not_planned": sum(c.steps == 0 and np.isnan(c.mean_distance) for c in cs),
             "achieved_median": float(np.median([c.achieved for c in cs])),
             "achieved_min": float(np.min([c.achieved for c in cs])),
             "others_median_px": _median_or_none([c.others_median_px for c in cs]),
             "steps_median": float(np.median([c.steps for c in cs])),
             "seconds_median": float(np.median([c.seconds for c in cs])),
-            "commanded_px_median": float(np.median([c.commanded_px for c in cs])),
+            "commanded_px_median": float(np.nanmedian([c.commanded_px for c in cs])),
         }
         gaps = [c.lip_gap_achieved for c in cs if c.lip_gap_achieved is not None]
         if gaps:
@@ -170,24 +178,32 @@ def print_table(title: str, table: dict[str, dict[str, float]]) -> None:
         print(f"{command:<22}{r['converged']:>6.0%}{r['mean_distance_px']:>9.2f}{r['achieved_median']:>10.2f}"
               f"{r['achieved_min']:>8.2f}{others:>11}{r['steps_median']:>7.0f}{r['seconds_median']:>7.1f}"
               f"{r['commanded_px_median']:>14.2f}")
+        if r.get("not_planned"):
+            print(f"{'':<22}{r['not_planned']} not planned (a keypoint the plan needs was not found)")
         if "lip_gap_achieved_median" in r:
             print(f"{'':<22}lip gap grew by {r['lip_gap_achieved_median']:.0%} of the commanded amount (median)")
 
 
 def run_drags(G: Generator, detector: EmbeddedDetector, seeds: int, config: DragConfig,
-              skipped: dict[str, list[int]] | None = None) -> list[DragCase]:
+              skipped: dict[str, list[int]] | None = None, template: KeypointTemplate | None = None,
+              commands: tuple[str, ...] = COMMANDS) -> list[DragCase]:
     """`seeds` drags per command. A face already as the command would leave it (eyes already
     closed) has nothing to drag: its seed is recorded in `skipped` and the next seed taken."""
     cases = []
-    for command in COMMANDS:
+    for command in commands:
         seed, done = 0, 0
         while done < seeds:
             try:
-                cases.append(drag_case(G, detector, command, seed, config))
+                cases.append(drag_case(G, detector, command, seed, config, template))
                 done += 1
             except NothingToMoveError:
                 if skipped is not None:
                     skipped.setdefault(command, []).append(seed)
+            except CommandError:
+                # Keypoints missing for the plan (a template that left one out): a failed edit,
+                # counted as not converged and nothing achieved.
+                cases.append(DragCase(command, seed, False, 0, float("nan"), 0.0, None, None, 0.0, float("nan")))
+                done += 1
             seed += 1
             print(f"\r{command}: {done}/{seeds}", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
@@ -209,6 +225,10 @@ def main() -> None:
     ap.add_argument("--feature-block", type=int, default=None, help="override the model's drag feature block")
     ap.add_argument("--max-steps", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--commands", nargs="+", default=list(COMMANDS), choices=COMMANDS, metavar="COMMAND",
+                    help="the commands to drag (default: all four)")
+    ap.add_argument("--template", type=Path, default=None,
+                    help="plan the drags from this keypoint template's points instead of the detector's")
     ap.add_argument("--drag", type=json.loads, default={},
                     help="drag settings over the model's own, as JSON (e.g. '{\"lr\": 0.002}')")
     args = ap.parse_args()
@@ -231,7 +251,9 @@ def main() -> None:
         report["drag_settings"] = {k: getattr(config, k) for k in shown}
         print("drag settings: " + json.dumps(report["drag_settings"]))
         skipped: dict[str, list[int]] = {}
-        cases = run_drags(G, detector, args.seeds, config, skipped)
+        template = KeypointTemplate.load(args.template) if args.template else None
+        report["keypoints_from"] = str(args.template) if args.template else "detector"
+        cases = run_drags(G, detector, args.seeds, config, skipped, template, tuple(args.commands))
         table = summarise(cases)
         print_table(f"drags over {args.seeds} seeds (feature block {report['feature_block']})", table)
         for command, seeds in skipped.items():
