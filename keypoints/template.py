@@ -64,6 +64,7 @@ class KeypointTemplate:
     samples: list[TaughtSample] = field(default_factory=list)
     search: float = SEARCH_FRACTION
     min_confidence: float = MIN_CONFIDENCE
+    rules: str | None = None  # the rules its names are for ("animal"), used where the model names none
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -77,7 +78,7 @@ class KeypointTemplate:
     def to_json(self) -> dict[str, Any]:
         return {
             "format": FORMAT, "version": VERSION, "model": self.model, "blocks": self.blocks,
-            "search": self.search, "min_confidence": self.min_confidence,
+            "search": self.search, "min_confidence": self.min_confidence, "rules": self.rules,
             "samples": [{"seed": s.seed,
                          "points": {n: {"xy": [round(p.x, 3), round(p.y, 3)],
                                         "features": [[round(v, 6) for v in f] for f in s.features[n]]}
@@ -111,6 +112,9 @@ class KeypointTemplate:
         search = _number(data.get("search", SEARCH_FRACTION), 0.01, 1.0, "search", bad)
         min_conf = _number(data.get("min_confidence", MIN_CONFIDENCE), 0.0, 1.0, "min_confidence", bad)
         channels = model.get("channels")
+        rules = data.get("rules")
+        if rules is not None and not isinstance(rules, str):
+            raise bad("'rules' must be the name of a rules file such as \"animal\"")
         out = []
         for s in samples:
             if not isinstance(s, dict) or not isinstance(s.get("points"), dict) or not s["points"]:
@@ -132,7 +136,7 @@ class KeypointTemplate:
                 pts[str(name)], feats[str(name)] = Point(x, y), fs
             out.append(TaughtSample(seed=seed, points=pts, features=feats))
         return cls(model=model, blocks=[int(b) for b in blocks], samples=out, search=search,
-                   min_confidence=min_conf)
+                   min_confidence=min_conf, rules=rules)
 
     @classmethod
     def load(cls, path: Path) -> KeypointTemplate:
@@ -155,7 +159,8 @@ class KeypointTemplate:
             raise VoicedragError("the templates were taught on different models or blocks; combine templates "
                                  "of one model only.")
         return KeypointTemplate(model=self.model, blocks=self.blocks, samples=self.samples + other.samples,
-                                search=self.search, min_confidence=self.min_confidence)
+                                search=self.search, min_confidence=self.min_confidence,
+                                rules=self.rules or other.rules)
 
 
 def _number(value: Any, lo: float, hi: float, name: str, bad: Any) -> float:

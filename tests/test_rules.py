@@ -4,6 +4,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from voicedrag.planning.rules import RULES_DIR, RulesError, default_rules, load_rules, parse_rules
@@ -127,3 +128,41 @@ def test_tilt_has_a_default_direction_and_turn_has_none() -> None:
     assert tilt is not None and tilt.default_direction in tilt.directions
     turn = rules.find("turn", "head")
     assert turn is not None and turn.default_direction is None
+
+
+# A dog's head seen from the front, 256 px: eyes 60 px apart.
+ANIMAL_POINTS = {
+    "left_eye_center": (98, 110), "right_eye_center": (158, 110), "nose_tip": (128, 160),
+    "upper_lip": (128, 178), "lower_lip": (128, 186), "chin": (128, 205),
+    "left_ear_tip": (60, 60), "left_ear_base": (88, 80), "right_ear_tip": (196, 60),
+    "right_ear_base": (168, 80), "head_top": (128, 55),
+}
+
+
+@pytest.mark.parametrize("text, moved, check", [
+    ("open the mouth", {"lower_lip", "upper_lip"}, lambda d: d["lower_lip"][1] > 20 and d["upper_lip"][1] < 0),
+    ("close the mouth", {"lower_lip"}, lambda d: d["lower_lip"][1] < 0),
+    ("raise the left ear", {"left_ear_tip"}, lambda d: d["left_ear_tip"][1] < 0),
+    ("lower the ears", {"left_ear_tip", "right_ear_tip"}, lambda d: d["left_ear_tip"][1] > 0 and d["right_ear_tip"][1] > 0),
+    ("perk up the ears", {"left_ear_tip", "right_ear_tip"}, lambda d: d["right_ear_tip"][1] < 0),
+    ("turn the head left", {"nose_tip", "left_eye_center", "right_eye_center", "upper_lip"},
+     lambda d: all(v[0] < 0 for v in d.values())),
+    ("tilt the head", {"head_top", "left_eye_center", "right_eye_center", "nose_tip"}, lambda d: d["head_top"][0] > 0),
+    ("move the nose up", {"nose_tip"}, lambda d: d["nose_tip"][1] < 0),
+    ("roar", {"lower_lip", "upper_lip"}, lambda d: d["lower_lip"][1] > 0),
+])
+def test_animal_rules_plan_each_command_on_template_points(text: str, moved: set[str], check) -> None:
+    from engine.types import Point
+    from voicedrag.language.commands import CommandParser
+    from voicedrag.planning.pipeline import plan_command
+
+    rules = load_rules("animal")
+    parse = CommandParser(rules, use_embeddings=False).parse(text)
+    assert parse.ok, parse.error
+    image = np.zeros((256, 256, 3), np.uint8)
+    keypoints = {n: Point(float(x), float(y)) for n, (x, y) in ANIMAL_POINTS.items()}
+    planned = plan_command(parse, image, None, rules=rules, keypoints=keypoints)
+    got = {n: (p.target.x - p.handle.x, p.target.y - p.handle.y) for n, p in zip(planned.plan.names, planned.pairs)}
+    assert set(got) == moved and check(got)
+    for n, p in zip(planned.plan.names, planned.pairs):
+        assert (p.handle.x, p.handle.y) == ANIMAL_POINTS[n]

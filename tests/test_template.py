@@ -178,3 +178,25 @@ def test_edit_plans_words_from_a_template_on_a_model_without_a_detector(
     report = json.loads(capsys.readouterr().out)
     handles = [tuple(p["handle"]) for p in report["pairs"]]
     assert (5.0, 11.0) in handles and all(h[0] < 16 for h in handles)  # the left ear's tip, on the left
+
+
+def test_a_template_can_name_the_animal_rules_for_a_model_that_names_none(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from voicedrag.cli import main
+    from voicedrag.editor import load_kit
+
+    model = save_generator(make_tiny_generator(), tmp_path / "m.safetensors")
+    tpl = tmp_path / "dog.json"
+    points = "left_eye_center=6,12;right_eye_center=26,12;upper_lip=16,20;lower_lip=16,21;chin=16,27"
+    assert main(["keypoints", "teach", "--model", str(model), "--seed", "3", "--points", points, "--rules", "animal",
+                 "--out", str(tpl)]) == 0
+    kit = load_kit(model, device="cpu", template=tpl)
+    assert kit.rules.name == "animal" and kit.limits is None
+    capsys.readouterr()
+    assert main(["edit", "--model", str(model), "--seed", "3", "--template", str(tpl), "--say", "make it roar",
+                 "--steps", "1", "--out", str(tmp_path / "o.png"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [p["name"] for p in report["plan"]["pairs"]] == ["lower_lip", "upper_lip"]
+    assert main(["keypoints", "teach", "--model", str(model), "--seed", "3", "--points", "tail_tip=3,3",
+                 "--rules", "animal", "--out", str(tmp_path / "t2.json")]) == 0
+    assert "use no keypoint named tail_tip" in capsys.readouterr().err

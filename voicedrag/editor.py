@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -196,6 +196,9 @@ def load_kit(model: str | Path, device: str | None = None, template: str | Path 
     chosen = template if template is not None else spec.template
     if chosen is not None:
         kit.template = load_template_for(generator, Path(chosen))
+        if spec.rules is None and kit.template.rules:
+            # The template's names are those of its rules ("animal"); the model names none of its own.
+            kit.spec = replace(spec, rules=kit.template.rules)
     return kit
 
 

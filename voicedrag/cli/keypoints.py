@@ -53,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="add this sample to an existing template (several taught samples find points better)")
     t.add_argument("--blocks", default=None, metavar="I,J",
                    help="the generator blocks whose features are stored (default: two mid-resolution blocks)")
+    t.add_argument("--rules", default=None, metavar="NAME",
+                   help='the rules the names are for, e.g. "animal" (used by edit/tui on a model that names none)')
     t.set_defaults(run=run_teach)
 
 
@@ -179,6 +181,15 @@ def run_teach(args: argparse.Namespace) -> int:
 
         check_model(base, G)  # type: ignore[arg-type]
         template = base.merged(template)
+    if args.rules is not None:
+        from voicedrag.planning.rules import load_rules
+
+        rules = load_rules(args.rules)
+        unknown = [n for n in points if n not in rules.keypoints]
+        if unknown:
+            print(f"voicedrag: the {rules.name} rules use no keypoint named {', '.join(unknown)}; "
+                  f"their names are {', '.join(rules.keypoints)}.", file=sys.stderr)
+        template.rules = args.rules
     template.save(args.out)
     print(f"wrote {args.out}: {len(points)} points on seed {args.seed}, {len(template.samples)} taught "
           f"sample(s), blocks {template.blocks}", file=sys.stderr)
