@@ -154,7 +154,7 @@ def summarise(cases: list[DragCase]) -> dict[str, dict[str, float]]:
         row = {
             "converged": sum(c.converged for c in cs) / len(cs),
             "mean_distance_px": float(np.nanmean([c.mean_distance for c in cs])),
-            "not_planned": sum(c.steps == 0 and np.isnan(c.mean_distance) for c in cs),
+            "not_planned": int(sum(c.steps == 0 and np.isnan(c.mean_distance) for c in cs)),
             "achieved_median": float(np.median([c.achieved for c in cs])),
             "achieved_min": float(np.min([c.achieved for c in cs])),
             "others_median_px": _median_or_none([c.others_median_px for c in cs]),

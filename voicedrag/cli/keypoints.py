@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--template", type=Path, default=None, metavar="T.json",
                    help="find the points taught with `keypoints teach` (needs --seed; the model's features, no detector)")
     p.add_argument("--min-confidence", type=float, default=None,
-                   help="leave out template points less sure than this, 0-1 (default: the template's, 0.5)")
+                   help="leave out template points less sure than this, 0-1 (default: the template's, 0.25)")
     p.set_defaults(run=run_keypoints)
     actions = p.add_subparsers(dest="keypoints_action", metavar="teach")
     t = actions.add_parser(
