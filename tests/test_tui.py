@@ -403,3 +403,53 @@ def test_level_meter_follows_the_voice_worker_messages(model: Path) -> None:
             assert "ctrl+r" in str(meter.render())
 
     run(scenario())
+
+
+def test_naming_points_teaches_a_template_that_words_then_use(tiny_generator, tmp_path: Path) -> None:
+    """On a model without a detector: 'name X' at the cursor or at coordinates teaches the session's
+    template (saved in the out folder); a word edit is then planned from the taught points."""
+    import json
+
+    from engine import save_generator
+
+    plain = save_generator(tiny_generator, tmp_path / "plain.safetensors")
+
+    async def scenario() -> None:
+        app = make_app(plain, out_dir=str(tmp_path / "out"))
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            names = [("left_eye_center", "6,12"), ("right_eye_center", "26,12"), ("upper_lip", "16,20"),
+                     ("lower_lip", "16,21"), ("chin", "16,27"), ("mouth_left", "12,21")]
+            for name, xy in names:
+                await type_command(pilot, f"name {name} {xy}")
+                await idle(pilot)
+            app.query_one("#image").cursor = (20, 21)
+            await type_command(pilot, "name mouth_right")
+            await idle(pilot)
+            text = log_text(app)
+            assert "taught mouth_right at 20,21: the template knows 7 point(s)" in text
+            saved = json.loads((tmp_path / "out" / "template.json").read_text())
+            assert saved["samples"][-1]["points"]["mouth_right"]["xy"] == [20.0, 21.0]
+            await type_command(pilot, "name nose 99,3")
+            await idle(pilot)
+            assert "outside the 32x32 image" in str(app.query_one("#hint").render())
+            await type_command(pilot, "open the mouth")
+            await idle(pilot)
+            assert app.session.current.kind == "drag"
+            # Planned on the taught lips (the planner parts lips 1 px apart by half a pixel each).
+            handles = sorted((p.handle.x, p.handle.y) for p in app.session.current.pairs)
+            assert handles == [(16.0, 19.5), (16.0, 21.5)], log_text(app)[-600:]
+
+    run(scenario())
+
+
+def test_naming_points_on_a_model_with_a_detector_says_it_is_not_needed(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await type_command(pilot, "name nose 3,3")
+            await idle(pilot)
+            assert "has its own keypoint detector" in str(app.query_one("#hint").render())
+
+    run(scenario())

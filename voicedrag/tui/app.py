@@ -8,6 +8,7 @@ up and taking keys while the model still loads.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -38,6 +39,7 @@ HELP = """[b]Commands[/b] (type, or press ctrl+r / space and say them):
   mask 20,40,100,120        only this rectangle may move (mask off to remove)
   go                        drag the points placed on the image     clear   remove placed points
   undo · redo · reset · save · stop · seed 7 · new seed · labels · steps 100 · help
+  name nose [30,40]         on a model without a detector: teach a keypoint (at the cursor) that words use
 [b]On the image[/b] (tab to focus): arrows move the cursor (shift: 8 px), enter or a click places a
   handle then its target, m at two corners (or a mouse drag) draws the mask, c clears, g drags."""
 
@@ -346,6 +348,8 @@ class VoiceDragApp(App[int]):
             self.change_seed(int(cmd.numbers[0]))
         elif kind == "new_seed":
             self.action_new_seed()
+        elif kind == "name":
+            self.teach_point(cmd.word, cmd.numbers)
         elif kind == "steps":
             self.options.steps = max(int(cmd.numbers[0]), 1)
             self.query_one("#bar", ProgressBar).update(total=self.options.steps, progress=0)
@@ -401,6 +405,36 @@ class VoiceDragApp(App[int]):
         self.log_line(f"points: {_pairs_text(self.manual)}")
         self.set_hint("points placed; 'go' (or ctrl+g) drags them.")
         self.refresh_status()
+        self.redraw()
+
+    def teach_point(self, name: str, xy: tuple[float, ...]) -> None:
+        """Teach the session's keypoint template `name` at xy (or at the cursor) on the current image."""
+        size = self._image_size()
+        if size is None or self.session is None or self.backend.editor is None:
+            self.set_hint("the model is still loading; name points when the image is shown.", error=True)
+            return
+        if self.backend.editor.kit.has_detector:
+            self.set_hint("this model has its own keypoint detector; naming points is for models without one.",
+                          error=True)
+            return
+        x, y = (xy[0], xy[1]) if xy else self.query_one(ImagePane).cursor
+        w, h = size
+        if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
+            self.set_hint(f"{x:g},{y:g} is outside the {w}x{h} image; use x in 0..{w - 1} and y in 0..{h - 1}.",
+                          error=True)
+            return
+        path = Path(self.options.out_dir) / "template.json"
+        self.run_worker(partial(workers.teach_point, self.backend, self.session.current.ws, name, (float(x), float(y)),
+                                path, self.post_message), thread=True, group="teach", name="teach",
+                        exit_on_error=False)
+
+    def on_point_taught(self, message: m.PointTaught) -> None:
+        x, y = message.xy
+        self.log_line(f"taught {message.name} at {x:g},{y:g}: the template knows {message.names} point(s) "
+                      f"and is saved in {message.path} (--template it next time)")
+        self.keypoints.clear()
+        self.kp_pending.clear()
+        self._labels_need_keypoints()
         self.redraw()
 
     def change_seed(self, seed: int) -> None:

@@ -22,6 +22,8 @@ _NEW_SEED_RE = re.compile(r"^(?:/)?(?:new|next|another|random)\s+(?:seed|image|f
 _STEPS_RE = re.compile(r"^(?:/)?steps\s+(\d{1,5})$")
 _CLEAR_RE = re.compile(r"^(?:/)?clear(?:\s+(?:the\s+)?points?)?$")
 _GO_RE = re.compile(r"^(?:/)?(?:go|run|drag|start)$")
+# "name nose" (at the cursor) or "name nose 30,40": teach a keypoint template the point.
+_NAME_RE = re.compile(rf"^(?:/)?(?:name|teach)\s+([a-z][a-z0-9_]*)(?:\s+(?:at\s+)?{_NUM}{_SEP}{_NUM})?$")
 _LABELS_RE = re.compile(r"^(?:/)?(?:labels|keypoints|show\s+(?:the\s+)?(?:labels|keypoints)|hide\s+(?:the\s+)?(?:labels|keypoints))$")
 # The control words and their keys, from the one table (intents.CONTROL_TABLE); quitting is the app's own.
 _CONTROLS = {**{c.word: c.word for c in CONTROL_TABLE}, **{k: c.word for c in CONTROL_TABLE for k in c.keys.split()},
@@ -30,11 +32,11 @@ _CONTROLS = {**{c.word: c.word for c in CONTROL_TABLE}, **{k: c.word for c in CO
 
 @dataclass
 class LocalCommand:
-    kind: str  # mask | mask_off | points | seed | new_seed | steps | clear | go | labels | control
+    kind: str  # mask | mask_off | points | seed | new_seed | steps | clear | go | labels | name | control
     text: str
     numbers: tuple[float, ...] = ()
     spec: str = ""  # point pairs as "x1,y1>x2,y2;..." for dragio.parse_points
-    word: str = ""  # control word
+    word: str = ""  # control word, or the keypoint name of "name"
 
 
 def read_local(text: str) -> LocalCommand | None:
@@ -61,6 +63,9 @@ def read_local(text: str) -> LocalCommand | None:
         return LocalCommand("go", text)
     if _LABELS_RE.match(t):
         return LocalCommand("labels", text)
+    if m := _NAME_RE.match(t):
+        xy = () if m.group(2) is None else (float(m.group(2)), float(m.group(3)))
+        return LocalCommand("name", text, numbers=xy, word=m.group(1))
     if m := _POINTS_RE.match(t):
         spec = re.sub(r"\s*([,>;])\s*", r"\1", m.group(1).strip())
         return LocalCommand("points", text, spec=re.sub(r"\s+", ",", spec))

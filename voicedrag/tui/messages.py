@@ -145,3 +145,14 @@ class Transcribed(Message):
         super().__init__()
         self.text = text
         self.seconds = seconds
+
+
+class PointTaught(Message):
+    """A point was added to the session's keypoint template (`name nose` in the TUI)."""
+
+    def __init__(self, name: str, xy: tuple[float, float], names: int, path: str) -> None:
+        super().__init__()
+        self.name = name
+        self.xy = xy
+        self.names = names
+        self.path = path

@@ -14,6 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +22,8 @@ from textual.message import Message
 
 from voicedrag.tui.messages import (
     CommandFailed, CommandParsed, ControlRequested, DragFailed, DragFinished, DragPlanned, DragStep,
-    KeypointsFound, ModelFailed, ModelLoaded, Notice, PlannedDrag, SeedReady, Transcribed, VoiceFailed,
+    KeypointsFound, ModelFailed, ModelLoaded, Notice, PlannedDrag, PointTaught, SeedReady, Transcribed,
+    VoiceFailed,
     VoiceLevel, VoiceState,
 )
 
@@ -118,6 +120,31 @@ def new_seed(backend: Backend, seed: int, post: Post) -> None:
         post(Notice(_describe(err, "rendering the seed"), "error"))
         return
     post(SeedReady(seed, ws, image))
+
+
+def teach_point(backend: Backend, ws: np.ndarray, name: str, xy: tuple[float, float], path: Path,
+                post: Post) -> None:
+    """Add a named point of this latent to the kit's keypoint template and save the template."""
+    try:
+        import torch
+
+        from engine.types import Point
+        from keypoints.template import teach
+
+        assert backend.editor is not None
+        kit = backend.editor.kit
+        old = kit.template
+        taught = teach(kit.generator, torch.from_numpy(np.ascontiguousarray(ws)), {name: Point(*xy)},
+                       blocks=old.blocks if old is not None else None)
+        template = taught if old is None else old.merged(taught)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        template.save(path)
+        kit.template = template
+        backend.editor.forget()  # keypoints found before this point was taught are stale
+    except Exception as err:  # noqa: BLE001
+        post(Notice(_describe(err, f"teaching {name}"), "error"))
+        return
+    post(PointTaught(name, xy, len(template.names), str(path)))
 
 
 def load_parser(backend: Backend, preload_paraphrase: bool, post: Post) -> None:
