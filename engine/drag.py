@@ -22,7 +22,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -251,6 +251,9 @@ class DragSession:
         self.start_distance = float(np.mean([math.hypot(p.target.x - p.handle.x, p.target.y - p.handle.y)
                                              for p in pairs]))
         self.config = config or DragConfig.for_generator(generator)
+        if self.config.windowed and not getattr(generator.synthesis, "supports_windows", True):
+            # Windowed synthesis knows StyleGAN2's blocks only; other families drag on the dense path.
+            self.config = replace(self.config, windowed=False)
         self.res = generator.img_resolution
         if self.config.grid_scale < 1:
             raise ValueError(f"grid_scale must be a whole number >= 1, not {self.config.grid_scale!r}")

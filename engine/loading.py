@@ -87,9 +87,7 @@ def _load_pickle(path: Path) -> Generator:
 
     net = read_nvlabs_pickle(path, key="G_ema")
     if net.family == "stylegan3":
-        raise CheckpointError(
-            f"{path.name} is a StyleGAN3 generator, which voicedrag cannot build yet; use a StyleGAN2 checkpoint."
-        )
+        return _build3(net.init_args, net.init_kwargs, net.state_dict, path)
     if net.family != "stylegan2":
         raise CheckpointError(
             f"{path.name} holds a {net.class_name} that is not a StyleGAN2 generator; "
@@ -98,6 +96,30 @@ def _load_pickle(path: Path) -> Generator:
     if net.init_args:
         raise CheckpointError(f"{path.name} passes positional arguments to its generator; re-export it with keywords.")
     return _build(config_from_init_kwargs(net.init_kwargs), net.state_dict, path)
+
+
+def _build3(init_args: Any, init_kwargs: dict[str, Any], state_dict: dict[str, torch.Tensor], source: Path) -> Any:
+    """A StyleGAN3 generator from its official init arguments (never from the file name) and weights."""
+    from engine.stylegan3 import Generator3, config3_from_init_kwargs
+
+    if init_args:
+        raise CheckpointError(f"{source.name} passes positional arguments to its generator; re-export it with keywords.")
+    try:
+        cfg = config3_from_init_kwargs(init_kwargs)
+        G = Generator3(cfg)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"this StyleGAN3 checkpoint uses arguments voicedrag cannot build ({err}); "
+                              "use a standard StyleGAN3-T or -R checkpoint.") from None
+    missing, unexpected = G.load_state_dict(state_dict, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{source.name} does not fit the StyleGAN3 generator its init arguments describe "
+            f"({len(missing)} missing and {len(unexpected)} unexpected tensors); the file may be damaged.")
+    shapes = {k: tuple(v.shape) for k, v in G.state_dict().items()}
+    if any(tuple(t.shape) != shapes[k] for k, t in state_dict.items() if k in shapes):
+        raise CheckpointError(f"{source.name} holds tensors of other shapes than its init arguments describe; "
+                              "the file may be damaged.")
+    return G.eval().requires_grad_(False)
 
 
 def _load_own(weights: Path, config_path: Path) -> Generator:

@@ -58,7 +58,7 @@ def setup_filter(taps: list[float]) -> torch.Tensor:
 
 def upfirdn2d(
     x: torch.Tensor,
-    f: torch.Tensor,
+    f: torch.Tensor | None,
     up: int = 1,
     down: int = 1,
     padding: tuple[int, int, int, int] = (0, 0, 0, 0),
@@ -66,8 +66,11 @@ def upfirdn2d(
 ) -> torch.Tensor:
     """Upsample (zero insertion), pad or crop, FIR filter, downsample.
 
-    padding = (x0, x1, y0, y1); negative values crop. x: [N, C, H, W].
+    padding = (x0, x1, y0, y1); negative values crop. x: [N, C, H, W]. `f` is a 2-D kernel, a 1-D
+    separable one (filtered along x, then y, as the official op does), or None (identity).
     """
+    if f is None:
+        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
     n, c, h, w = x.shape
     px0, px1, py0, py1 = padding
     if up > 1:
@@ -77,9 +80,13 @@ def upfirdn2d(
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
     x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
     # The official op convolves (flips the kernel); gain is spread over both axes.
-    f = (f * (gain ** (f.ndim / 2))).to(x.dtype).flip([0, 1])
-    weight = f[None, None].repeat(c, 1, 1, 1)
-    x = F.conv2d(x, weight, groups=c)
+    f = (f * (gain ** (f.ndim / 2))).to(x.dtype).flip(list(range(f.ndim)))
+    if f.ndim == 2:
+        x = F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), groups=c)
+    else:
+        weight = f[None, None].repeat(c, 1, 1)  # [C, 1, taps]
+        x = F.conv2d(x, weight.unsqueeze(2), groups=c)
+        x = F.conv2d(x, weight.unsqueeze(3), groups=c)
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x

@@ -386,6 +386,8 @@ class SynthesisNetwork(nn.Module):
 class Generator(nn.Module):
     """mapping(z) -> ws; synthesis(ws) -> image and block features."""
 
+    family = "stylegan2"
+
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         if cfg.architecture not in ("skip", "orig", "resnet"):

@@ -191,6 +191,9 @@ def default_blocks(generator: Generator) -> list[int]:
     that. Coarse blocks say what a part is, fine ones where; measured on the embedded model (64 and
     128 px), where the renderer knows the truth: blocks at 16 + 32 px found the keypoints of 50 other
     samples 0.95 and 0.89 px (in 64 px units) from the truth, the drag's own block 4 3.3 px."""
+    if getattr(generator, "family", "stylegan2") != "stylegan2":
+        # StyleGAN3's layers all sit on grids of 36 px and more; its drag layer is DragGAN's choice.
+        return [generator.cfg.drag_feature_block]
     resolutions = generator.synthesis.block_resolutions
     first = max(16, generator.img_resolution // 16)
     return [i for i, r in enumerate(resolutions) if r in (first, 2 * first)] or [len(resolutions) - 1]

@@ -70,10 +70,9 @@ def test_corrupt_safetensors(tiny_generator, tmp_path):
     assert "config" in one_sentence(info.value)
 
 
-def test_stylegan3_is_named_as_not_buildable_yet():
-    with pytest.raises(CheckpointError) as info:
-        load_generator(fixture_path("sg3_t_64.pkl"), device="cpu")
-    assert "StyleGAN3" in one_sentence(info.value)
+def test_stylegan3_pickles_load_as_stylegan3():
+    G = load_generator(fixture_path("sg3_t_64.pkl"), device="cpu")
+    assert G.family == "stylegan3" and G.img_resolution == 64
 
 
 class _Evil:
