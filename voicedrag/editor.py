@@ -184,14 +184,21 @@ def _load_detector(name: str | None) -> tuple[Detector | None, str | None]:
         return None, f"{str(err).rstrip('.')}; meanwhile use explicit drags such as 'drag 30,40 to 50,60'."
 
 
-def load_kit(model: str | Path, device: str | None = None, template: str | Path | None = None) -> ModelKit:
-    """The kit of a model file or of 'embedded' (the shipped face model); `template` (or the one the
+def load_kit(model: str | Path, device: str | None = None, template: str | Path | None = None,
+             download: bool = False) -> ModelKit:
+    """The kit of a model file, of 'embedded' (the shipped face model) or of a registry name
+    (`voicedrag models`; downloaded first only when `download`); `template` (or the one the
     model's config names) finds keypoints where the model has no detector."""
     from engine.loading import load_generator, resolve_model_path
+    from voicedrag.registry import default_registry, model_path
 
-    path = resolve_model_path(model)
+    registry = default_registry()
+    path = resolve_model_path(model_path(model, download=download, registry=registry))
     generator = load_generator(path, device=device)
     spec = KitSpec.from_model_file(path)
+    entry = registry.get(str(model))
+    if entry is not None and spec.rules is None and entry.rules is not None:
+        spec = replace(spec, rules=entry.rules)
     kit = ModelKit(name=str(model), generator=generator, spec=spec)
     chosen = template if template is not None else spec.template
     if chosen is not None:

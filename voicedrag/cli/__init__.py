@@ -21,6 +21,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "voicedrag.cli.parse",
     "voicedrag.cli.edit",
     "voicedrag.cli.keypoints",
+    "voicedrag.cli.models",
     "voicedrag.cli.tui",
 ]
 

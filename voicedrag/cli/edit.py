@@ -25,7 +25,7 @@ def run_edit(args: argparse.Namespace) -> int:
     from voicedrag.cli.engine import drag_and_save
     from voicedrag.editor import Editor, load_kit
 
-    kit = load_kit(args.model, device=args.device, template=args.template)
+    kit = load_kit(args.model, device=args.device, template=args.template, download=args.download)
     editor = Editor(kit)
     report: dict[str, Any] = {}
     text = args.say

@@ -12,7 +12,9 @@ from voicedrag.dragio import Progress, SpecError, pair_report, parse_mask, parse
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="embedded", help="a .pkl or .safetensors generator, or 'embedded' (default)")
+    p.add_argument("--model", default="embedded",
+                   help="a .pkl or .safetensors generator, a name from `voicedrag models`, or 'embedded' (default)")
+    p.add_argument("--download", action="store_true", help="download a registry model first if it is not cached")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
     p.add_argument("--psi", type=float, default=0.7, help="truncation psi (default 0.7)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
@@ -54,7 +56,7 @@ def run_render(args: argparse.Namespace) -> int:
     from voicedrag.editor import Editor, load_kit
 
     t0 = time.perf_counter()
-    editor = Editor(load_kit(args.model, device=args.device))
+    editor = Editor(load_kit(args.model, device=args.device, download=args.download))
     _, image = editor.seed(args.seed, args.psi)
     out = save_png(image, args.out)
     if args.json:
@@ -109,7 +111,7 @@ def drag_and_save(editor: Any, ws: Any, pairs: list, mask: Any, args: argparse.N
 def run_drag(args: argparse.Namespace) -> int:
     from voicedrag.editor import Editor, load_kit
 
-    editor = Editor(load_kit(args.model, device=args.device))
+    editor = Editor(load_kit(args.model, device=args.device, download=args.download))
     size = editor.kit.size
     pairs = parse_points(args.points, size)
     mask = parse_mask(args.mask, size) if args.mask else None

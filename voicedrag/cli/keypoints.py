@@ -69,8 +69,10 @@ def _render_model_image(model: str, seed: int) -> Image.Image:
         ) from err
     import torch
 
+    from voicedrag.registry import model_path
+
     try:
-        G = load_generator(model, device="cpu")
+        G = load_generator(model_path(model), device="cpu")
     except VoicedragError as err:
         if model == "embedded":
             raise VoicedragError(
@@ -155,8 +157,9 @@ def parse_named_points(spec: str) -> dict[str, Point]:
 
 def _seed_latent(model: str, seed: int) -> tuple[object, Image.Image, object]:
     from engine import load_generator
+    from voicedrag.registry import model_path
 
-    G = load_generator(model, device="cpu")
+    G = load_generator(model_path(model), device="cpu")
     ws = G.ws_from_seed(seed, truncation_psi=PSI)
     return G, Image.fromarray(G.render(ws)), ws
 
