@@ -93,3 +93,17 @@ def test_unknown_stylegan3_arguments_are_one_sentence(tmp_path, monkeypatch) -> 
     with pytest.raises(VoicedragError, match=r"cannot build \(warp_field\)") as err:
         load_generator(path, device="cpu")
     assert str(err.value).endswith("checkpoint.")
+
+
+def test_the_gpu_check_says_so_on_a_machine_without_cuda() -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the no-GPU line is not what the script prints here")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and json.loads(out.stdout.strip().splitlines()[-1])["cuda"] is False
+    assert "no CUDA device" in out.stderr
