@@ -383,23 +383,21 @@ class SynthesisNetwork(nn.Module):
         return SynthesisOutput(image=img, features=features)
 
 
-class Generator(nn.Module):
-    """mapping(z) -> ws; synthesis(ws) -> image and block features."""
+class GeneratorBase(nn.Module):
+    """What every generator family shares: seeds as DragGAN's renderer draws them, and rendering.
+    A subclass sets `cfg` (with z_dim, c_dim, img_resolution), `mapping` and `synthesis`."""
 
-    family = "stylegan2"
-
-    def __init__(self, cfg: GeneratorConfig) -> None:
-        super().__init__()
-        if cfg.architecture not in ("skip", "orig", "resnet"):
-            raise ValueError(f"unknown StyleGAN2 architecture {cfg.architecture!r}")
-        self.cfg = cfg
-        self.synthesis = SynthesisNetwork(cfg)
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws, cfg.mapping)
+    cfg: Any
+    mapping: nn.Module
+    synthesis: nn.Module
 
     @property
     def img_resolution(self) -> int:
         return self.cfg.img_resolution
+
+    @property
+    def z_dim(self) -> int:
+        return self.cfg.z_dim
 
     @property
     def device(self) -> torch.device:
@@ -423,6 +421,21 @@ class Generator(nn.Module):
             image = self.synthesis(ws.to(self.device), noise_mode=noise_mode).image
         assert image is not None
         return to_uint8(image)
+
+
+class Generator(GeneratorBase):
+    """mapping(z) -> ws; synthesis(ws) -> image and block features."""
+
+    family = "stylegan2"
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        if cfg.architecture not in ("skip", "orig", "resnet"):
+            raise ValueError(f"unknown StyleGAN2 architecture {cfg.architecture!r}")
+        self.cfg = cfg
+        self.synthesis = SynthesisNetwork(cfg)
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws, cfg.mapping)
 
     def forward(
         self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,

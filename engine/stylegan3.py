@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.ops import bias_act, to_uint8, upfirdn2d
-from engine.stylegan2 import NOISE_MODES, FullyConnectedLayer, MappingConfig, MappingNetwork, SynthesisOutput
+from engine.ops import upfirdn2d
+from engine.stylegan2 import (
+    NOISE_MODES, FullyConnectedLayer, GeneratorBase, MappingConfig, MappingNetwork, SynthesisOutput,
+)
 
 
 @dataclass
@@ -258,7 +260,7 @@ class SynthesisNetwork3(nn.Module):
         return SynthesisOutput(image=x.to(torch.float32), features=features)
 
 
-class Generator3(nn.Module):
+class Generator3(GeneratorBase):
     """mapping(z) -> ws; synthesis(ws) -> image and layer features (StyleGAN3)."""
 
     family = "stylegan3"
@@ -269,35 +271,6 @@ class Generator3(nn.Module):
         self.synthesis = SynthesisNetwork3(cfg)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws, cfg.mapping)
-
-    @property
-    def img_resolution(self) -> int:
-        return self.cfg.img_resolution
-
-    @property
-    def z_dim(self) -> int:
-        return self.cfg.z_dim
-
-    @property
-    def device(self) -> torch.device:
-        return self.mapping.w_avg.device
-
-    def z_from_seed(self, seed: int) -> torch.Tensor:
-        z = np.random.RandomState(seed).randn(1, self.cfg.z_dim)
-        return torch.from_numpy(z).to(self.device)
-
-    def ws_from_seed(self, seed: int, truncation_psi: float = 0.7) -> torch.Tensor:
-        with torch.no_grad():
-            c = torch.zeros([1, self.cfg.c_dim], device=self.device)
-            return self.mapping(self.z_from_seed(seed), c, truncation_psi=truncation_psi)
-
-    def render(self, ws: torch.Tensor | np.ndarray, noise_mode: str = "const") -> np.ndarray:
-        if isinstance(ws, np.ndarray):
-            ws = torch.from_numpy(np.ascontiguousarray(ws, dtype=np.float32))
-        with torch.no_grad():
-            image = self.synthesis(ws.to(self.device), noise_mode=noise_mode).image
-        assert image is not None
-        return to_uint8(image)
 
 
 _SG3_KEYS = {f for f in StyleGAN3Config.__dataclass_fields__ if f not in ("mapping", "feature_block", "drag")}
@@ -315,4 +288,4 @@ def config3_from_init_kwargs(init_kwargs: dict[str, Any]) -> StyleGAN3Config:
     return StyleGAN3Config(mapping=MappingConfig(**{**defaults, **mapping}), **kw)
 
 
-__all__ = ["Generator3", "StyleGAN3Config", "config3_from_init_kwargs", "bias_act"]
+__all__ = ["Generator3", "StyleGAN3Config", "config3_from_init_kwargs"]
