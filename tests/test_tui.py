@@ -346,7 +346,8 @@ def test_command_palette_lists_every_action(model: Path) -> None:
             # Every key binding of the app has a palette entry too.
             for binding in app.BINDINGS:
                 assert binding.action in {"voice", "stop", "undo", "redo", "reset", "new_seed", "save", "labels",
-                                          "go", "help"}
+                                          "go", "help", "quit"}
+            assert any(t.lower().startswith("quit") for t in titles)
 
     run(scenario())
 
@@ -453,3 +454,59 @@ def test_naming_points_on_a_model_with_a_detector_says_it_is_not_needed(model: P
             assert "has its own keypoint detector" in str(app.query_one("#hint").render())
 
     run(scenario())
+
+
+def test_save_and_new_seed_without_a_model_say_that_none_is_loaded(tmp_path: Path) -> None:
+    """Before, ctrl+s after a failed load said the model was 'still loading'."""
+    async def scenario() -> None:
+        app = make_app(tmp_path / "nothing.pkl")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.model_error is not None, what="the load error")
+            for key in ("ctrl+s", "ctrl+n"):
+                await pilot.press(key)
+                await pilot.pause()
+                hint = str(app.query_one("#hint").render())
+                assert "no model is loaded" in hint and "still loading" not in hint, hint
+
+    run(scenario())
+
+
+def test_help_examples_fit_the_loaded_image_and_quit_is_shown(model: Path) -> None:
+    import re
+
+    from voicedrag.tui.app import VoiceDragApp, help_text
+
+    for size in ((32, 32), (64, 64), (512, 512)):
+        numbers = [int(v) for v in re.findall(r"\d+", help_text(size).split("go ")[0].split("left\n")[1])]
+        assert numbers and max(numbers) < size[0], (size, numbers)
+    assert any(b.action == "quit" and b.show for b in VoiceDragApp.BINDINGS)
+
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await type_command(pilot, "help")
+            text = log_text(app)
+            assert "quit (ctrl+q)" in text and "mask 8,16,23,25" in text  # 32 px model: x, y in 0..31
+
+    run(scenario())
+
+
+def test_a_long_garbled_line_does_not_flood_the_log(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            before = len(log_text(app))
+            await type_command(pilot, " ".join(["opn teh moth"] * 170)[:2000])
+            await idle(pilot)
+            added = log_text(app)[before:]
+            assert len(added) < 1500, len(added)
+
+    run(scenario())
+
+
+def test_step_counts_read_as_english() -> None:
+    from voicedrag.tui.app import _steps
+
+    assert _steps(1) == "1 step" and _steps(2) == "2 steps" and _steps(0) == "0 steps"

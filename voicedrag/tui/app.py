@@ -33,13 +33,37 @@ from voicedrag.tui.widgets import CommandBar, ImagePane, LevelMeter
 XY = tuple[float, float]
 Rect = tuple[int, int, int, int]
 
-HELP = """[b]Commands[/b] (type, or press ctrl+r / space and say them):
+MAX_CORRECTIONS_SHOWN = 5
+def _at(size: tuple[int, int] | None, fx: float, fy: float) -> str:
+    """A point at (fx, fy) of the image, as typed coordinates that fit it."""
+    w, h = size or (64, 64)
+    return f"{round(fx * (w - 1))},{round(fy * (h - 1))}"
+
+
+def example_drag(size: tuple[int, int] | None) -> str:
+    return f"drag {_at(size, 0.45, 0.6)} to {_at(size, 0.5, 0.66)}"
+
+
+def placeholder_text(size: tuple[int, int] | None) -> str:
+    return f"type a command: open the mouth · {example_drag(size)} · undo   (ctrl+r or space: speak)"
+
+
+def help_text(size: tuple[int, int] | None) -> str:
+    """The commands and keys, with example coordinates that fit the loaded model's image."""
+
+    def at(fx: float, fy: float) -> str:
+        return _at(size, fx, fy)
+
+    drag = example_drag(size)
+    pairs = f"{at(0.45, 0.6)}>{at(0.5, 0.66)};{at(0.3, 0.4)}>{at(0.3, 0.45)}"
+    mask = f"mask {at(0.25, 0.5)},{at(0.75, 0.8)}"
+    return f"""[b]Commands[/b] (type, or press ctrl+r / space and say them):
   open the mouth · smile · close the left eye · turn the head a little to the left
-  drag 30,40 to 50,60       explicit handle>target points (also: 30,40>50,60;70,80>70,90)
-  mask 20,40,100,120        only this rectangle may move (mask off to remove)
+  {drag:<26}explicit handle>target points (also: {pairs})
+  {mask:<26}only this rectangle may move (mask off to remove)
   go                        drag the points placed on the image     clear   remove placed points
-  undo · redo · reset · save · stop · seed 7 · new seed · labels · steps 100 · help
-  name nose [30,40]         on a model without a detector: teach a keypoint (at the cursor) that words use
+  undo · redo · reset · save · stop · seed 7 · new seed · labels · steps 100 · help · quit (ctrl+q)
+  name nose [x,y]           on a model without a detector: teach a keypoint (at the cursor) that words use
 [b]On the image[/b] (tab to focus): arrows move the cursor (shift: 8 px), enter or a click places a
   handle then its target, m at two corners (or a mouse drag) draws the mask, c clears, g drags."""
 
@@ -72,11 +96,12 @@ class VoiceDragApp(App[int]):
         Binding("ctrl+z", "undo", "Undo", priority=True),
         Binding("ctrl+y", "redo", "Redo", priority=True),
         Binding("ctrl+o", "reset", "Reset", priority=True),
-        Binding("ctrl+n", "new_seed", "New seed", priority=True),
+        Binding("ctrl+n", "new_seed", "Seed", priority=True),
         Binding("ctrl+s", "save", "Save", priority=True),
         Binding("ctrl+l", "labels", "Labels", priority=True),
-        Binding("ctrl+g", "go", "Drag points", priority=True),
+        Binding("ctrl+g", "go", "Drag", priority=True),
         Binding("f1", "help", "Help"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
     def __init__(self, options: TuiOptions | None = None) -> None:
@@ -126,8 +151,7 @@ class VoiceDragApp(App[int]):
                 yield Static("", id="progress")
                 yield ProgressBar(total=self.options.steps, show_eta=False, id="bar")
                 yield RichLog(id="log", wrap=True, markup=True, highlight=False, min_width=20)
-        yield CommandBar(placeholder="type a command: open the mouth · drag 30,40 to 50,60 · undo   "
-                         "(ctrl+r or space: speak)", id="command")
+        yield CommandBar(placeholder=placeholder_text(None), id="command")
         yield Static("", id="hint")
         yield Footer()
 
@@ -236,6 +260,7 @@ class VoiceDragApp(App[int]):
         self.device = message.device
         self.log_line(f"model ready: {_escape(message.name)} on {message.device}, "
                       f"{message.image.shape[1]}x{message.image.shape[0]} px")
+        self.query_one(CommandBar).placeholder = placeholder_text(self._image_size())
         self.refresh_status()
         self.redraw()
         if self.options.preload_parser:
@@ -282,7 +307,7 @@ class VoiceDragApp(App[int]):
         """Run one line of input: an app command, a control word, or an edit for the parser."""
         if remember:
             self.query_one(CommandBar).remember(text)
-        self.log_line(("[magenta]heard[/] " if spoken else "[b]>[/b] ") + _escape(text))
+        self.log_line(("[magenta]heard[/] " if spoken else "[b]>[/b] ") + _escape(_clip(text)))
         self.set_hint("")
         local = read_local(text)
         if local is not None:
@@ -452,8 +477,13 @@ class VoiceDragApp(App[int]):
     def on_command_parsed(self, message: m.CommandParsed) -> None:
         r = message.result
         if r.corrections:
-            fixes = ", ".join(f"{a}→{b}" for a, b in r.corrections)
-            self.log_line(f"  [dim]read as[/] '{_escape(r.corrected)}' ({fixes})")
+            # A long line can carry a hundred corrections; the log shows the first few and a count.
+            shown = r.corrections[:MAX_CORRECTIONS_SHOWN]
+            fixes = ", ".join(f"{a}→{b}" for a, b in shown)
+            more = len(r.corrections) - len(shown)
+            if more:
+                fixes += f", and {more} more"
+            self.log_line(f"  [dim]read as[/] '{_escape(_clip(r.corrected))}' ({_escape(fixes)})")
         for e in r.edits:
             self.log_line(f"  [cyan]edit[/] {_escape(e.phrase())} · amount {e.amount:g}")
         for phrase in r.matched:
@@ -465,8 +495,8 @@ class VoiceDragApp(App[int]):
 
     def on_command_failed(self, message: m.CommandFailed) -> None:
         self._drag_done()
-        self.log_line(f"  [red]{_escape(message.error)}[/]")
-        self.set_hint(message.error, error=True)
+        self.log_line(f"  [red]{_escape(_clip(message.error, 300))}[/]")
+        self.set_hint(_clip(message.error, 300), error=True)
         if message.suggestions:
             self.query_one(CommandBar).history.extend(s for s in message.suggestions[:3] if s)
 
@@ -525,12 +555,12 @@ class VoiceDragApp(App[int]):
         short = "stopped" if entry.cancelled else "converged" if entry.converged else "step limit"
         if entry.verdict:
             # A failed drag is not "done": say so, and offer the undo.
-            self.log_line(f"  [yellow]{_escape(entry.verdict)}[/] after {entry.steps} steps")
+            self.log_line(f"  [yellow]{_escape(entry.verdict)}[/] after {_steps(entry.steps)}")
             self.notify(f"{entry.verdict}.\nctrl+z undoes it.", title="Drag failed", severity="warning", timeout=10)
             short = "failed"
         else:
-            self.log_line(f"  [green]done[/]: {state} after {entry.steps} steps, {dist} from the targets")
-        self.query_one("#progress", Static).update(f"{short} · {entry.steps} steps · {dist} to go")
+            self.log_line(f"  [green]done[/]: {state} after {_steps(entry.steps)}, {dist} from the targets")
+        self.query_one("#progress", Static).update(f"{short} · {_steps(entry.steps)} · {dist} to go")
         bar = self.query_one("#bar", ProgressBar)
         bar.update(total=bar.total or 1, progress=bar.total or 1)  # finished, whichever way it ended
         if entry.verdict:
@@ -543,8 +573,8 @@ class VoiceDragApp(App[int]):
 
     def on_drag_failed(self, message: m.DragFailed) -> None:
         self._drag_done()
-        self.log_line(f"  [red]{_escape(message.error)}[/]")
-        self.set_hint(message.error, error=True)
+        self.log_line(f"  [red]{_escape(_clip(message.error, 300))}[/]")
+        self.set_hint(_clip(message.error, 300), error=True)
         self.query_one("#progress", Static).update("")
         self.redraw()
 
@@ -657,9 +687,17 @@ class VoiceDragApp(App[int]):
         if self.focused is not self.query_one(CommandBar):
             self.query_one(CommandBar).focus()
 
+    def not_ready(self, what: str) -> None:
+        """Say why `what` cannot happen before a model is shown: still loading, or it failed to load."""
+        if self.model_error:
+            self.set_hint(f"no model is loaded, so nothing to {what} ({self.model_error.rstrip('.')}); "
+                          "restart voicedrag with another --model.", error=True)
+        else:
+            self.set_hint(f"nothing to {what} yet; the model is still loading.", error=True)
+
     def _idle_session(self, what: str) -> Session | None:
         if self.session is None:
-            self.set_hint(f"nothing to {what} yet; the model is still loading.", error=True)
+            self.not_ready(what)
             return None
         if self.busy:
             self.set_hint(f"a drag is running; press Esc to stop it, then {what}.", error=True)
@@ -709,7 +747,7 @@ class VoiceDragApp(App[int]):
         if self.session is not None:
             self.change_seed(self.session.seed + 1)
         else:
-            self.set_hint("the model is still loading.", error=True)
+            self.not_ready("draw a new seed from")
 
     def action_save(self) -> None:
         """Save image, latent, edit history and the last drag's GIF."""
@@ -752,7 +790,7 @@ class VoiceDragApp(App[int]):
         """Drag the hand-placed points."""
         if not self.manual:
             self.set_hint("no points placed; click the image (or tab, arrows, Enter) to place a handle "
-                          "and its target, or type 'drag 30,40 to 50,60'.", error=True)
+                          f"and its target, or type '{example_drag(self._image_size())}'.", error=True)
             return
         if self._idle_session("drag") is None:
             return
@@ -773,7 +811,7 @@ class VoiceDragApp(App[int]):
 
     def action_help(self) -> None:
         """List the commands and keys."""
-        self.log_line(HELP)
+        self.log_line(help_text(self._image_size()))
 
     def action_focus_image(self) -> None:
         """Put the cursor on the image to place points with the keys."""
@@ -797,6 +835,17 @@ class VoiceDragApp(App[int]):
             ("Help", "List commands and keys (F1)", self.action_help),
         ]:
             yield SystemCommand(title, help_text, callback)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """A long line (a pasted paragraph) shortened for the log: its start and how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def _steps(n: int) -> str:
+    return f"{n} step" if n == 1 else f"{n} steps"
 
 
 def _escape(text: str) -> str:
