@@ -510,3 +510,57 @@ def test_step_counts_read_as_english() -> None:
     from voicedrag.tui.app import _steps
 
     assert _steps(1) == "1 step" and _steps(2) == "2 steps" and _steps(0) == "0 steps"
+
+
+def test_escape_closes_the_command_palette_and_tab_skips_the_log(model: Path) -> None:
+    async def scenario() -> None:
+        from textual.command import CommandPalette
+
+        from voicedrag.tui.widgets import CommandBar, ImagePane
+
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            assert isinstance(app.screen, CommandPalette)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not isinstance(app.screen, CommandPalette)
+            focused = []
+            for _ in range(4):
+                await pilot.press("tab")
+                await pilot.pause()
+                focused.append(type(app.focused))
+            assert set(focused) <= {CommandBar, ImagePane}, focused
+
+    run(scenario())
+
+
+def test_undo_and_new_seed_clear_the_last_drags_status_and_a_busy_command_is_refused_in_the_log(
+        model: Path) -> None:
+    async def scenario() -> None:
+        from textual.widgets import ProgressBar
+
+        app = make_app(model, steps=12)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await type_command(pilot, "drag 8,10 to 14,18")
+            await idle(pilot)
+            assert "12 steps" in str(app.query_one("#progress").render())
+            await pilot.press("ctrl+z")
+            await pilot.pause()
+            assert str(app.query_one("#progress").render()).strip() == ""
+            assert app.query_one("#bar", ProgressBar).progress == 0
+            await type_command(pilot, "drag 8,10 to 14,18")
+            await idle(pilot)
+            await pilot.press("ctrl+n")
+            await idle(pilot)
+            assert str(app.query_one("#progress").render()).strip() == ""
+            # A command typed while a drag runs is refused next to it in the log.
+            app.busy = True
+            await type_command(pilot, "smile")
+            app.busy = False
+            assert "not run: a drag is running" in log_text(app).split("> smile")[-1]
+
+    run(scenario())

@@ -156,6 +156,9 @@ class VoiceDragApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
+        # Tab moves between the command bar and the image only: the log cannot take typing, and
+        # text typed into it was silently lost.
+        self.query_one("#log", RichLog).can_focus = False
         self.query_one(CommandBar).focus()
         self.query_one(LevelMeter).set_state("idle")
         self.log_line("[b]voicedrag[/b]: type or say an edit, e.g. [i]open the mouth[/i]. F1 or 'help' lists commands.")
@@ -285,6 +288,7 @@ class VoiceDragApp(App[int]):
             self.backend.editor.forget()  # the old history's images are gone
         self.manual, self.pending_handle = [], None
         self.log_line(f"seed {message.seed}: new image, fresh history")
+        self._reset_progress()
         self.refresh_status()
         self.redraw()
         self._labels_need_keypoints()
@@ -321,7 +325,9 @@ class VoiceDragApp(App[int]):
             self.set_hint("the model is still loading; the command will run when it is ready.")
             return
         if self.busy:
-            self.set_hint("a drag is running; press Esc to stop it, then give the next command.", error=True)
+            why = "a drag is running; press Esc to stop it, then give the command again."
+            self.log_line(f"  [yellow]not run: {why}[/]")
+            self.set_hint(why, error=True)
             return
         self.start_drag(text)
 
@@ -562,7 +568,9 @@ class VoiceDragApp(App[int]):
             self.log_line(f"  [green]done[/]: {state} after {_steps(entry.steps)}, {dist} from the targets")
         self.query_one("#progress", Static).update(f"{short} · {_steps(entry.steps)} · {dist} to go")
         bar = self.query_one("#bar", ProgressBar)
-        bar.update(total=bar.total or 1, progress=bar.total or 1)  # finished, whichever way it ended
+        # Converged or at its limit: full. Stopped by Esc: as far as it got.
+        bar.update(total=bar.total or 1, progress=min(entry.steps, bar.total or 1) if entry.cancelled
+                   else bar.total or 1)
         if entry.verdict:
             self.set_hint(f"{entry.verdict}; ctrl+z undoes it.", error=True)
         else:
@@ -577,6 +585,11 @@ class VoiceDragApp(App[int]):
         self.set_hint(_clip(message.error, 300), error=True)
         self.query_one("#progress", Static).update("")
         self.redraw()
+
+    def _reset_progress(self) -> None:
+        """The status of the last drag no longer describes the image (undo, redo, reset, new seed)."""
+        self.query_one("#progress", Static).update("")
+        self.query_one("#bar", ProgressBar).update(total=self.options.steps, progress=0)
 
     def _drag_done(self) -> None:
         self.busy = False
@@ -669,7 +682,13 @@ class VoiceDragApp(App[int]):
         workers.voice(self.backend, self.post_message, lambda: worker.is_cancelled)
 
     def action_stop(self) -> None:
-        """Stop the running drag (keeping its last frame), listening, or a half-drawn mask."""
+        """Stop the running drag (keeping its last frame), listening, or a half-drawn mask; or close
+        the command palette (this binding has priority, so it would otherwise never reach it)."""
+        from textual.command import CommandPalette
+
+        if isinstance(self.screen, CommandPalette):
+            self.screen.dismiss()
+            return
         if self.busy:
             if self.backend.editor is not None:
                 self.backend.editor.cancel()  # the one handle: before the drag starts, or during it
@@ -713,6 +732,7 @@ class VoiceDragApp(App[int]):
             self.set_hint("nothing to undo.")
             return
         self.log_line(f"undo → {s.current.label} ({s.index + 1}/{len(s.entries)})")
+        self._reset_progress()
         self.refresh_status()
         self.redraw()
         self._labels_need_keypoints()
@@ -726,6 +746,7 @@ class VoiceDragApp(App[int]):
             self.set_hint("nothing to redo.")
             return
         self.log_line(f"redo → {s.current.label} ({s.index + 1}/{len(s.entries)})")
+        self._reset_progress()
         self.refresh_status()
         self.redraw()
         self._labels_need_keypoints()
@@ -739,6 +760,7 @@ class VoiceDragApp(App[int]):
             self.set_hint("the image is already the original.")
             return
         self.log_line("reset to the original image (undo brings the edits back)")
+        self._reset_progress()
         self.refresh_status()
         self.redraw()
 
