@@ -289,7 +289,12 @@ def test_save_new_seed_and_history(model: Path, tmp_path: Path) -> None:
             first = app.session.current.image.copy()
             await pilot.press("ctrl+n")
             await wait_for(pilot, lambda: app.session.seed == 1, what="the new seed")
-            assert len(app.session.entries) == 1 and not np.array_equal(app.session.current.image, first)
+            assert not np.array_equal(app.session.current.image, first)
+            await pilot.press("ctrl+z")  # the previous image and its edits are still there
+            await pilot.pause()
+            assert app.session.seed == 0 and np.array_equal(app.session.current.image, first)
+            await pilot.press("ctrl+y")
+            await pilot.pause()
             await type_command(pilot, "seed 0")
             await wait_for(pilot, lambda: app.session.seed == 0, what="seed 0")
 

@@ -35,15 +35,23 @@ def test_history_undo_redo_and_branching() -> None:
     assert [e.label for e in s.entries] == ["seed 0", "a", "c"] and not s.can_redo
 
 
-def test_reset_is_undoable_and_new_seed_starts_over() -> None:
+def test_reset_is_undoable_and_a_new_seed_keeps_the_old_history_reachable() -> None:
     s = Session(3, np.zeros((1, 4, 8), np.float32), _img(0))
     assert s.reset() is None  # already the original
     s.push(_drag("a", 7))
     r = s.reset()
     assert r is not None and r.kind == "reset" and np.array_equal(r.image, _img(0))
     assert s.undo().label == "a"
+    s.redo()
     s.new_seed(4, np.ones((1, 4, 8), np.float32), _img(9))
-    assert s.seed == 4 and len(s.entries) == 1 and s.current.label == "seed 4"
+    assert s.seed == 4 and s.current.label == "seed 4" and s.original is s.current
+    assert s.reset() is None  # the new seed's image is its original
+    s.push(_drag("b", 8))
+    assert np.array_equal(s.reset().image, _img(9))  # reset goes back to this seed's image, not seed 3's
+    s.undo()
+    s.undo()
+    assert s.undo().label == "reset" and s.seed == 3  # back on the previous image, its edits reachable
+    assert s.undo().label == "a"
 
 
 def test_save_writes_image_latent_history_and_gif(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ class Entry:
     frames: list[np.ndarray] = field(default_factory=list)
     edits: list[dict[str, object]] = field(default_factory=list)  # parsed intents, as EditIntent.to_json()
     warnings: list[str] = field(default_factory=list)
+    seed: int | None = None  # for a "seed" entry: the seed its image was drawn from
     # A process-wide serial number: caches keyed by it (keypoints per image) stay right when undo
     # history is cut and entries are freed, where id() would be reused.
     id: int = field(default_factory=itertools.count(1).__next__)
@@ -75,7 +76,6 @@ class Session:
 
     def __init__(self, seed: int, ws: np.ndarray, image: np.ndarray, model: str = "") -> None:
         self.model = model
-        self.seed = seed
         self.entries: list[Entry] = []
         self.index = -1
         self.new_seed(seed, ws, image)
@@ -88,7 +88,16 @@ class Session:
 
     @property
     def original(self) -> Entry:
+        """The seed image the current state was edited from."""
+        for entry in reversed(self.entries[: self.index + 1]):
+            if entry.kind == "seed":
+                return entry
         return self.entries[0]
+
+    @property
+    def seed(self) -> int:
+        """The seed of the image being edited."""
+        return int(self.original.seed or 0)
 
     @property
     def can_undo(self) -> bool:
@@ -113,12 +122,9 @@ class Session:
     # ------------------------------------------------------------ changes
 
     def new_seed(self, seed: int, ws: np.ndarray, image: np.ndarray) -> Entry:
-        """Start over on another image; the old history is dropped, as the latent it edited is gone."""
-        self.seed = seed
-        entry = Entry(label=f"seed {seed}", kind="seed", ws=np.asarray(ws, np.float32), image=image)
-        self.entries = [entry]
-        self.index = 0
-        return entry
+        """Another image, as a step of the history: undo goes back to the previous image and its edits."""
+        return self.push(Entry(label=f"seed {seed}", kind="seed", ws=np.asarray(ws, np.float32), image=image,
+                               seed=seed))
 
     def push(self, entry: Entry) -> Entry:
         del self.entries[self.index + 1 :]
@@ -140,7 +146,7 @@ class Session:
 
     def reset(self) -> Entry | None:
         """Back to the seed's image, as a new step, so that an undo brings the edits back."""
-        if self.index == 0:
+        if self.current is self.original:
             return None
         first = self.original
         return self.push(Entry(label="reset", kind="reset", ws=first.ws.copy(), image=first.image.copy()))

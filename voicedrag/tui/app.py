@@ -283,11 +283,11 @@ class VoiceDragApp(App[int]):
     def on_seed_ready(self, message: m.SeedReady) -> None:
         assert self.session is not None
         self.session.new_seed(message.seed, message.ws, message.image)
-        self.keypoints.clear()
         if self.backend.editor is not None:
-            self.backend.editor.forget()  # the old history's images are gone
+            # Keypoints of entries a new step cut off (the redo branch) are forgotten; the rest stay.
+            self.backend.editor.forget(keep={e.id for e in self.session.entries})
         self.manual, self.pending_handle = [], None
-        self.log_line(f"seed {message.seed}: new image, fresh history")
+        self.log_line(f"seed {message.seed}: new image (ctrl+z goes back to the previous one)")
         self._reset_progress()
         self.refresh_status()
         self.redraw()
