@@ -569,3 +569,39 @@ def test_undo_and_new_seed_clear_the_last_drags_status_and_a_busy_command_is_ref
             assert "not run: a drag is running" in log_text(app).split("> smile")[-1]
 
     run(scenario())
+
+
+def test_the_image_grows_back_when_the_terminal_is_enlarged(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            pane = app.query_one("#image")
+            start = pane.grid
+            await pilot.resize_terminal(80, 24)
+            await pilot.pause()
+            small = pane.grid
+            await pilot.resize_terminal(200, 60)
+            await pilot.pause()
+            big = pane.grid
+            assert small[0] < start[0] < big[0] and small[1] < start[1] < big[1], (start, small, big)
+
+    run(scenario())
+
+
+def test_a_handle_outside_the_mask_is_warned_about_before_the_drag(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model, steps=3)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            await type_command(pilot, "mask 0,0,10,10")
+            await type_command(pilot, "drag 20,20 to 24,22")
+            await idle(pilot)
+            text = log_text(app)
+            assert "the handle at 20,20 lies outside the region that may move" in text
+            assert text.index("outside the region") < text.index("after 3 steps")  # said before it ran
+            await type_command(pilot, "drag 5,5 to 7,7")
+            await idle(pilot)
+            assert "handle at 5,5" not in log_text(app)
+
+    run(scenario())

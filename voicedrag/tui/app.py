@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from textual import on
+from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -181,18 +181,22 @@ class VoiceDragApp(App[int]):
                                 self.options.seed, self.post_message, self.options.template),
                         thread=True, group="model", name="load model", exit_on_error=False)
 
-    def on_resize(self) -> None:
-        self._layout_image()
+    def on_resize(self, event: events.Resize) -> None:
+        # The event's size: while it is handled, self.size may still be the terminal's previous
+        # size, which left the image one resize behind (it never grew back after an enlargement).
+        self._layout_image(event.size.width, event.size.height)
 
-    def _layout_image(self) -> None:
+    def _layout_image(self, width: int | None = None, height: int | None = None) -> None:
         """Give the image as many columns as a square picture of the available height needs."""
         pane = self.query_one(ImagePane)
-        rows = max(self.size.height - 7, 4)
+        width = self.size.width if width is None else width
+        height = self.size.height if height is None else height
+        rows = max(height - 7, 4)
         from voicedrag.tui.widgets import cell_size
 
         cw, ch = cell_size()
         cols = int(rows * ch / cw)
-        cols = min(cols, max(self.size.width - 40, 20))
+        cols = min(cols, max(width - 40, 20))
         pane.styles.width = cols
 
     # ------------------------------------------------------------ helpers

@@ -218,6 +218,13 @@ def _run_command(backend: Backend, req: DragRequest, post: Post) -> None:
         pairs, names = planned.pairs, list(planned.plan.names)
         if mask is None:
             mask = planned.plan.mask
+    outside = [p for p in pairs if mask and not any(x0 <= p.handle.x < x1 and y0 <= p.handle.y < y1
+                                                    for x0, y0, x1, y1 in mask)]
+    if outside:
+        # The mask term holds everything outside the region still: such a handle cannot move.
+        where = ", ".join(f"{p.handle.x:g},{p.handle.y:g}" for p in outside)
+        warnings = [*warnings, f"the handle at {where} lies outside the region that may move, so it will "
+                               "not move; draw the mask around it or type 'mask off'"]
     post(DragPlanned(PlannedDrag(
         label=req.label, handles=[(p.handle.x, p.handle.y) for p in pairs],
         targets=[(p.target.x, p.target.y) for p in pairs], names=names, mask=mask, warnings=warnings,
