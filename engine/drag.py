@@ -313,6 +313,7 @@ class DragSession:
                          if self.fixed is not None and self.config.windowed and self.res % self.feat_res == 0 else None)
         self._refs: list[torch.Tensor] | None = None  # per tracking block: [N, C] at the start
         self._ref_image_feat: torch.Tensor | None = None  # the reference path's map at the image size
+        self._step_features: list[torch.Tensor] | None = None  # the dense path's block outputs, this step
         self._last_preview = -math.inf
         self.frames: list[np.ndarray] = []
         self.seconds = 0.0
@@ -381,9 +382,11 @@ class DragSession:
         the official loop (the reference path).
         """
         n = len(self.points)
+        self._step_features = None
         if not self.config.windowed:
             out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=self.feature_block,
                                    fused=self.config.fused_modconv)
+            self._step_features = out.features  # blocks 0..feature_block of this step, for tracking
             native = out.features[self.feature_block]
             feat = F.interpolate(native, [self.grid, self.grid], mode="bilinear", align_corners=False)
             # The mask term compares the map at the image size; on a finer grid it is resized apart.
@@ -413,9 +416,13 @@ class DragSession:
         """Per handle: one tracking block's map resized to the grid (or a window of it), and its origin."""
         n = len(self.points)
         if not self.config.windowed:
-            out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=block,
-                                   fused=self.config.fused_modconv)
-            feat = F.interpolate(out.features[block], [self.grid, self.grid], mode="bilinear", align_corners=False)
+            # A block below the feature block came out of this step's forward pass already.
+            if self._step_features is not None and block < len(self._step_features):
+                native = self._step_features[block].detach()
+            else:
+                native = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=block,
+                                          fused=self.config.fused_modconv).features[block]
+            feat = F.interpolate(native, [self.grid, self.grid], mode="bilinear", align_corners=False)
             return [(feat, (0, 0))] * n
         res = self.G.synthesis.block_resolutions[block]
         m = self.r2 + 1

@@ -72,11 +72,15 @@ def config_from_init_kwargs(init_kwargs: dict[str, Any]) -> GeneratorConfig:
 
 
 def _build(cfg: GeneratorConfig, state_dict: dict[str, torch.Tensor], source: Path) -> Generator:
-    G = Generator(cfg)
+    return _fill(Generator(cfg), state_dict, source, "the generator its config describes")
+
+
+def _fill(G: Any, state_dict: dict[str, torch.Tensor], source: Path, described: str) -> Any:
+    """The generator with the file's tensors, every one of them and nothing else, in eval mode."""
     missing, unexpected = G.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
         raise CheckpointError(
-            f"{source.name} does not fit the generator its config describes "
+            f"{source.name} does not fit {described} "
             f"({len(missing)} missing and {len(unexpected)} unexpected tensors); the file may be damaged."
         )
     return G.eval().requires_grad_(False)
@@ -110,16 +114,7 @@ def _build3(init_args: Any, init_kwargs: dict[str, Any], state_dict: dict[str, t
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"this StyleGAN3 checkpoint uses arguments voicedrag cannot build ({err}); "
                               "use a standard StyleGAN3-T or -R checkpoint.") from None
-    missing, unexpected = G.load_state_dict(state_dict, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{source.name} does not fit the StyleGAN3 generator its init arguments describe "
-            f"({len(missing)} missing and {len(unexpected)} unexpected tensors); the file may be damaged.")
-    shapes = {k: tuple(v.shape) for k, v in G.state_dict().items()}
-    if any(tuple(t.shape) != shapes[k] for k, t in state_dict.items() if k in shapes):
-        raise CheckpointError(f"{source.name} holds tensors of other shapes than its init arguments describe; "
-                              "the file may be damaged.")
-    return G.eval().requires_grad_(False)
+    return _fill(G, state_dict, source, "the StyleGAN3 generator its init arguments describe")
 
 
 def _load_own(weights: Path, config_path: Path) -> Generator:

@@ -101,6 +101,12 @@ class Registry:
     def get(self, name: str) -> Checkpoint | None:
         return next((c for c in self.checkpoints if c.name == name), None)
 
+    def entry(self, name: str) -> Checkpoint:
+        c = self.get(name)
+        if c is None:
+            raise VoicedragError(f"{name!r} is not a checkpoint voicedrag knows; `voicedrag models` lists them.")
+        return c
+
     def path(self, c: Checkpoint) -> Path:
         return self.cache / c.file
 
@@ -118,9 +124,7 @@ class Registry:
     def resolve(self, name: str, download: bool = False,
                 progress: Callable[[int, int | None], None] | None = None) -> Path:
         """The cached file of a registry name (downloaded first when `download`), its digest checked."""
-        c = self.get(name)
-        if c is None:
-            raise VoicedragError(f"{name!r} is not a checkpoint voicedrag knows; `voicedrag models` lists them.")
+        c = self.entry(name)
         path = self.path(c)
         if not path.is_file():
             if not download:
@@ -164,9 +168,7 @@ class Registry:
 
     def download(self, name: str, progress: Callable[[int, int | None], None] | None = None,
                  timeout: float = 30.0) -> Path:
-        c = self.get(name)
-        if c is None:
-            raise VoicedragError(f"{name!r} is not a checkpoint voicedrag knows; `voicedrag models` lists them.")
+        c = self.entry(name)
         final = self.path(c)
         if c.url is None:
             raise VoicedragError(f"{name} has no direct download; download {c.file} from {c.page} "

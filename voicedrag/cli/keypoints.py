@@ -61,28 +61,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _render_model_image(model: str, seed: int) -> Image.Image:
     """One sample of a generator at truncation psi 0.7."""
     try:
-        from engine import load_generator
-        from engine.drag import to_uint8
+        return _seed_latent(model, seed)[1]
     except ImportError as err:
         raise VoicedragError(
             "the generator engine is not available in this installation; use --image FILE instead of --seed."
         ) from err
-    import torch
-
-    from voicedrag.registry import model_path
-
-    try:
-        G = load_generator(model_path(model), device="cpu")
     except VoicedragError as err:
         if model == "embedded":
             raise VoicedragError(
                 "the embedded face model is not shipped in this installation yet; use --image FILE instead of --seed."
             ) from err
         raise
-    with torch.no_grad():
-        ws = G.ws_from_seed(seed, truncation_psi=PSI)
-        img = G.synthesis(ws, noise_mode="const").image
-    return Image.fromarray(to_uint8(img))
 
 
 def _load_image(path: Path) -> Image.Image:
