@@ -47,8 +47,9 @@ if TYPE_CHECKING:
     from voicedrag.speech.transcribe import Transcriber
 
 # Detectors a model's config may name. "faceworld" is the shipped heatmap network of the
-# procedural face world (the embedded model's faces).
-DETECTORS: tuple[str, ...] = ("faceworld",)
+# procedural face world (the embedded model's faces); "face" finds the landmarks of real faces
+# (photographs, FFHQ), `keypoints.facemesh`.
+DETECTORS: tuple[str, ...] = ("faceworld", "face")
 
 NO_DETECTOR = ("this model names no keypoint detector, so words such as 'open the mouth' cannot be placed on it; "
                "use explicit points such as 'drag 30,40 to 50,60'.")
@@ -175,6 +176,10 @@ def _load_detector(name: str | None) -> tuple[Detector | None, str | None]:
     if name is None:
         return None, NO_DETECTOR
     try:
+        if name == "face":
+            from keypoints.facemesh import FaceMeshDetector
+
+            return FaceMeshDetector.load(), None
         from keypoints.detector import EmbeddedDetector
 
         return EmbeddedDetector.load(), None
@@ -199,6 +204,8 @@ def load_kit(model: str | Path, device: str | None = None, template: str | Path 
     entry = registry.get(str(model))
     if entry is not None and spec.rules is None and entry.rules is not None:
         spec = replace(spec, rules=entry.rules)
+    if entry is not None and spec.detector is None and entry.detector is not None:
+        spec = replace(spec, detector=entry.detector)
     kit = ModelKit(name=str(model), generator=generator, spec=spec)
     chosen = template if template is not None else spec.template
     if chosen is not None:
@@ -288,7 +295,10 @@ class Editor:
             detector = self.kit.detector()
             if detector is None:
                 return Keypoints({}, self.kit.detector_error)
-            points = dict(detector.detect(image))
+            try:
+                points = dict(detector.detect(image))
+            except VoicedragError as err:  # no face in this picture: the user is told, nothing is cached
+                return Keypoints({}, str(err))
         if entry_id is not None:
             with self._cache_lock:
                 self._cache[entry_id] = points

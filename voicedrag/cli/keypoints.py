@@ -17,7 +17,7 @@ from engine.errors import VoicedragError
 from engine.types import Point
 from keypoints.detector import Detector
 
-DETECTORS = ("embedded",)
+DETECTORS = ("embedded", "face")
 PSI = 0.7
 
 
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", type=Path, default=None, help="an image of the model's domain instead of a sample")
     # The renderer's own face for a seed (the true world), for checks without a trained generator.
     p.add_argument("--render-seed", type=int, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--detector", default="embedded", choices=DETECTORS, help="keypoint detector (default: embedded)")
+    p.add_argument("--detector", default="embedded", choices=DETECTORS, help="keypoint detector: embedded (the embedded model's faces) or face (photographs of real faces)")
     p.add_argument("--json", action="store_true", help='print {"size": [W, H], "points": {name: [x, y]}}')
     p.add_argument("--out", type=Path, default=None, help="write the image with the labelled points to this PNG")
     p.add_argument("--template", type=Path, default=None, metavar="T.json",
@@ -102,6 +102,10 @@ def get_detector(name: str) -> Detector:
         from keypoints.detector import EmbeddedDetector
 
         return EmbeddedDetector.load()
+    if name == "face":
+        from keypoints.facemesh import FaceMeshDetector
+
+        return FaceMeshDetector.load()
     raise VoicedragError(f"unknown detector {name!r}; use one of: {', '.join(DETECTORS)}.")
 
 

@@ -540,7 +540,8 @@ def plan(edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, 
         for s in handles:
             missing = [n for n in s.keypoints() if n not in keypoints]
             if missing:
-                raise RulesError(f"no {missing[0]} keypoint was found on this image; "
+                where = "face" if rules.name == "face" else "image"
+                raise RulesError(f"I can't find the {part} on this {where}: no {missing[0]} keypoint was found; "
                                  "try another image or an explicit drag such as 'drag 30,40 to 50,60'.")
         moves = _moves(handles, edit, direction, keypoints, ref)
         # A distance the user named is taken as said; otherwise the move stops at the part's limits.
