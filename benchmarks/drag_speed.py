@@ -9,7 +9,10 @@ windows around the handles. Both run on randomly initialised generators of
 the official 256 and 512 px configurations (z/w 512, 8 mapping layers,
 channel_base 32768, channel_max 512), one handle.
 
-    python benchmarks/drag_speed.py [--resolutions 256 512] [--iters 5] [--traj-steps 50]
+    python benchmarks/drag_speed.py [--resolutions 256 512] [--iters 5] [--traj-steps 50] [--parts handles]
+
+The many-handle case (1, 5, 20 handles on the embedded model and the 512 px configuration)
+compares the session as it runs by default with the dense path on every step.
 
 Prints a table, then one JSON object with the same figures as the last line.
 Preview frames are excluded from the per-iteration times and timed separately.
@@ -25,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -163,8 +167,11 @@ def main() -> None:
     ap.add_argument("--traj-steps", type=int, default=50, help="steps of the trajectory comparison (256 px)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--converge-steps", type=int, default=150, help="cap of the 20 px convergence race (512 px)")
-    ap.add_argument("--parts", nargs="+", choices=["timing", "trajectory", "convergence", "memory"],
-                    default=["timing", "trajectory", "convergence", "memory"])
+    ap.add_argument("--parts", nargs="+", choices=["timing", "trajectory", "convergence", "memory", "handles"],
+                    default=["timing", "trajectory", "convergence", "memory", "handles"])
+    ap.add_argument("--handle-models", nargs="+", default=["embedded", "512"],
+                    help="models of the many-handle case: 'embedded', a model path, or a resolution")
+    ap.add_argument("--handle-iters", type=int, default=6, help="timed steps per case of the many-handle case")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -203,11 +210,60 @@ def main() -> None:
         trajectory_gap(args.traj_steps, fig)
     if "convergence" in args.parts:
         convergence_race(max(args.resolutions), args.converge_steps, fig)
+    if "handles" in args.parts:
+        for model in args.handle_models:
+            many_handles(model, args.handle_iters, fig)
     if "memory" in args.parts:
         fig["peak_rss_mb_512"] = round(peak_rss_child(512, 5), 1)
         print(f"peak resident memory of a 512 px engine drag (fresh process): {fig['peak_rss_mb_512']:.0f} MB")
     fig["peak_rss_mb_this_run"] = round(peak_rss_mb(), 1)
     print(json.dumps(fig))
+
+
+def many_handles(model: str, iters: int, fig: dict[str, float | int | None]) -> None:
+    """ms per step with 1, 5 and 20 handles (random, 5% of the image apart from their targets):
+    the session as it runs by default (windows, merged, or the dense path when cheaper) against
+    the dense path on every step; and the largest gap between the two trajectories.
+
+    The first steps of a session time both paths (`DragSession._dense_this_step`); they are
+    run before the timed ones, as in any drag longer than a few steps."""
+    if model.isdigit():
+        G, tag = make_generator(int(model)), model
+    else:
+        from engine.loading import load_generator
+
+        G, tag = load_generator(model, device="cpu"), Path(model).stem
+    res = G.img_resolution
+    ws0 = G.ws_from_seed(0)
+    rng = np.random.default_rng(0)
+    warm = 8
+    base = None
+    print(f"many handles, {tag} ({res} px): ms/step, default session against dense on every step")
+    for n in (1, 5, 20):
+        pts = rng.uniform(0.15 * res, 0.85 * res, size=(n, 2))
+        pairs = [DragPair(Point(float(x), float(y)), Point(float(x) + 0.05 * res, float(y))) for x, y in pts]
+        times, trajs = {}, {}
+        for windowed in (True, False):
+            cfg = DragConfig.for_generator(G, windowed=windowed, max_steps=warm + iters, preview_every=0,
+                                           stop_distance=0.0)
+            s = DragSession(G, ws0, pairs, config=cfg)
+            traj = [s.step().points for _ in range(warm)]
+            t0 = time.perf_counter()
+            traj += [s.step().points for _ in range(iters)]
+            times[windowed] = (time.perf_counter() - t0) / iters * 1000
+            trajs[windowed] = traj
+        gap = max(float(np.hypot(a.x - b.x, a.y - b.y))
+                  for pa, pb in zip(trajs[True], trajs[False]) for a, b in zip(pa, pb))
+        if n == 1:
+            base = times[False]
+        assert base is not None
+        print(f"{n:>4} handles: default {times[True]:8.1f}  dense {times[False]:8.1f}  "
+              f"default/dense {times[True] / times[False]:5.2f}  vs 1-handle dense {times[True] / base:5.2f}x  "
+              f"trajectory gap {gap:.4f} px")
+        fig.update({f"handles{n}_default_ms_{tag}": round(times[True], 1),
+                    f"handles{n}_dense_ms_{tag}": round(times[False], 1),
+                    f"handles{n}_vs_1_dense_{tag}": round(times[True] / base, 3),
+                    f"handles{n}_gap_px_{tag}": round(gap, 4)})
 
 
 def trajectory_gap(steps: int, fig: dict[str, float | int | None]) -> None:

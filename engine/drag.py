@@ -33,10 +33,19 @@ from engine.ops import to_uint8  # noqa: F401 - part of the engine's API here si
 from engine.resize import MaskedUpsampleL1, masked_upsampled_l1_reference
 from engine.stylegan2 import Generator
 from engine.types import DragPair, Point
-from engine.window import Box, feature_box_for, resize_window, windowed_features
+from engine.window import Box, dense_cost, feature_box_for, merge_boxes, resize_window, windowed_cost, windowed_features
 
 # The paper's radii are given for 512 px images and scale with resolution.
 REFERENCE_RESOLUTION = 512
+
+
+# Windows whose estimated work is at most this share of the dense map's are used without timing
+# both paths (one handle on a 512 px model: 0.5%); from the second share on, the dense path is.
+# In between both are timed: small crops run far below a dense map's speed (on this CPU, 10-17x
+# the estimated time at 512 px, 1.7x on the 64 px model), so 20 windows estimated at a tenth
+# of a 512 px map took longer than the map.
+WINDOWS_SURELY_CHEAPER = 0.01
+DENSE_SURELY_CHEAPER = 0.7
 
 
 @dataclass
@@ -227,6 +236,54 @@ def motion_loss(
     return F.l1_loss(feat[:, :, ii, jj].detach(), shifted)
 
 
+def motion_loss_many(
+    feat: torch.Tensor,  # [1, C, H, W], differentiable: the whole resized feature map
+    points: list[tuple[int, int]],
+    targets: list[Point],
+    r1: int,
+    step: float = 1.0,
+) -> torch.Tensor:
+    """The sum of `motion_loss` over several handles on one map, with one sampling call.
+
+    Each handle's disc and its shifted copy are gathered from a crop just large enough for
+    them, so neither the sampling nor its gradient touches the whole map (at 512 px the
+    gradient of one whole-map sample is a quarter of a gigabyte). `motion_loss` is the plain
+    reference: the sum of its values over the handles equals this, to float rounding.
+    """
+    _, c, h, w = feat.shape
+    margin = int(math.ceil(r1 + step)) + 2  # the disc, the unit step and the bilinear neighbour
+    rows_all = torch.linspace(0, h, h, device=feat.device)
+    cols_all = torch.linspace(0, w, w, device=feat.device)
+    fixed, grids, weights = [], [], []
+    for (x, y), target in zip(points, targets):
+        y0, y1 = max(y - margin, 0), min(y + margin + 1, h)
+        x0, x1 = max(x - margin, 0), min(x + margin + 1, w)
+        # The official grid is linspace(0, size, size): pixel i sits at i * size / (size - 1).
+        dist = ((rows_all[y0:y1].reshape(-1, 1) - y) ** 2 + (cols_all[x0:x1].reshape(1, -1) - x) ** 2).sqrt()
+        ii, jj = torch.where(dist < r1)
+        ii, jj = ii + y0, jj + x0  # whole-map pixels
+        dx, dy = target.x - x, target.y - y
+        scale = min(math.hypot(dx, dy), step) / (math.hypot(dx, dy) + 1e-7)
+        fixed.append(feat[:, :, ii, jj].detach())
+        # Sample positions in the whole map's [-1, 1] coordinates (align_corners=True).
+        grids.append(torch.stack([(jj + dx * scale) / (w - 1) * 2 - 1, (ii + dy * scale) / (h - 1) * 2 - 1], dim=-1))
+        weights.append(torch.full((ii.numel(),), 1.0 / (c * max(ii.numel(), 1)), device=feat.device))
+    grid = torch.cat(grids).reshape(1, 1, -1, 2)
+    # Sampling from the bounding crop of all discs keeps the gradient small; coordinates are
+    # mapped into it exactly (align_corners=True: -1 and 1 are the crop's first and last pixel).
+    ys = grid[..., 1].mul(0.5).add(0.5).mul(h - 1)
+    xs = grid[..., 0].mul(0.5).add(0.5).mul(w - 1)
+    cy0, cy1 = int(ys.min().floor()), int(ys.max().ceil()) + 1
+    cx0, cx1 = int(xs.min().floor()), int(xs.max().ceil()) + 1
+    cy0, cx0 = max(cy0, 0), max(cx0, 0)
+    cy1, cx1 = min(max(cy1, cy0 + 2), h), min(max(cx1, cx0 + 2), w)
+    crop = feat[:, :, cy0:cy1, cx0:cx1]
+    local = torch.stack([(xs - cx0) / (cx1 - cx0 - 1) * 2 - 1, (ys - cy0) / (cy1 - cy0 - 1) * 2 - 1], dim=-1)
+    shifted = F.grid_sample(crop, local.reshape(1, 1, -1, 2), align_corners=True).squeeze(2)  # [1, C, n]
+    diff = (torch.cat(fixed, dim=2) - shifted).abs().sum(dim=1)  # [1, n]
+    return (diff[0] * torch.cat(weights)).sum()
+
+
 class DragSession:
     """One drag: handle/target pairs on a latent, optimised step by step.
 
@@ -314,6 +371,13 @@ class DragSession:
         self._refs: list[torch.Tensor] | None = None  # per tracking block: [N, C] at the start
         self._ref_image_feat: torch.Tensor | None = None  # the reference path's map at the image size
         self._step_features: list[torch.Tensor] | None = None  # the dense path's block outputs, this step
+        # Windowed or dense, chosen per step (`_dense_this_step`): step times of each path (with the
+        # estimate they were taken at), which path this step's time is for, and, once both were
+        # timed, the measured windowed/dense time ratio per unit of estimated ratio.
+        self._path_times: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+        self._timing: tuple[float, bool] | None = None
+        self._calibration: float | None = None
+        self._dense_now = not self.config.windowed
         self._last_preview = -math.inf
         self.frames: list[np.ndarray] = []
         self.seconds = 0.0
@@ -371,6 +435,47 @@ class DragSession:
             return True
         return cfg.preview_seconds is not None and time.perf_counter() - self._last_preview >= cfg.preview_seconds
 
+    def _window_boxes(self, block: int, margin: int) -> tuple[list[Box], list[Box]]:
+        """Per handle: the window of the grid it needs (`margin` around it), and the box of
+        `block`'s native map that bilinear resizing reads for it."""
+        res = self.G.synthesis.block_resolutions[block]
+        boxes = [Box(y - margin, y + margin + 1, x - margin, x + margin + 1).clip(self.grid) for x, y in self.points]
+        return boxes, [feature_box_for(b, self.grid, res) for b in boxes]
+
+    def _dense_this_step(self) -> bool:
+        """Whether this step runs the dense path although windows were asked for.
+
+        Windows pay when they are few and small against the map (one handle at 512 px: 16x
+        less work); many handles, or windows that cover much of a small model's map, are
+        cheaper dense, where a step costs the same for 1 or 20 handles. The estimate of
+        `engine.window` decides the clear cases; in between, each path is timed on three
+        steps, and the measured ratio corrects the estimate for the rest of the drag
+        (handles move, windows merge and part). Both paths give the
+        same values (to float rounding), so the choice changes speed only.
+        """
+        self._timing = None
+        if not self.config.windowed:
+            return True
+        if self.fixed is not None:
+            return False  # the mask term needs the native map anyway; windows are read from it
+        net = self.G.synthesis
+        _, fboxes = self._window_boxes(self.feature_block, self.r2 + self.r1 + self.k + 1)
+        merged, _ = merge_boxes(fboxes)
+        estimate = windowed_cost(net, self.feature_block, merged) / dense_cost(net, self.feature_block)
+        if estimate >= DENSE_SURELY_CHEAPER:
+            return True
+        if estimate <= WINDOWS_SURELY_CHEAPER:
+            return False
+        if self._calibration is None:
+            # Three steps of each path; the first of each warms its buffers up and is not counted.
+            for dense in (False, True):
+                if len(self._path_times[dense]) < 3:
+                    self._timing = (estimate, dense)
+                    return dense
+            (tw, ew), (td, _) = min(self._path_times[False][1:]), min(self._path_times[True][1:])
+            self._calibration = (tw / td) / ew
+        return estimate * self._calibration >= 1.0
+
     def _features(self) -> tuple[list[tuple[torch.Tensor, tuple[int, int]]], torch.Tensor | None]:
         """Per handle: (resized feature map or a window of it, its (x0, y0) origin in the image),
         and the native feature map [1, C, R, R] when the mask term needs it (None otherwise).
@@ -383,7 +488,8 @@ class DragSession:
         """
         n = len(self.points)
         self._step_features = None
-        if not self.config.windowed:
+        self._dense_now = self._dense_this_step()
+        if self._dense_now:
             out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=self.feature_block,
                                    fused=self.config.fused_modconv)
             self._step_features = out.features  # blocks 0..feature_block of this step, for tracking
@@ -395,9 +501,7 @@ class DragSession:
             return [(feat, (0, 0))] * n, None
         # The tracking window, the motion disc around where tracking may move the handle,
         # and one more pixel for the shifted bilinear samples.
-        m = self.r2 + self.r1 + self.k + 1
-        boxes = [Box(y - m, y + m + 1, x - m, x + m + 1).clip(self.grid) for x, y in self.points]
-        fboxes = [feature_box_for(b, self.grid, self.feat_res) for b in boxes]
+        boxes, fboxes = self._window_boxes(self.feature_block, self.r2 + self.r1 + self.k + 1)
         native = None
         if self.fixed is not None:
             out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=self.feature_block,
@@ -415,7 +519,7 @@ class DragSession:
     def _tracking_views(self, block: int) -> list[tuple[torch.Tensor, tuple[int, int]]]:
         """Per handle: one tracking block's map resized to the grid (or a window of it), and its origin."""
         n = len(self.points)
-        if not self.config.windowed:
+        if self._dense_now:
             # A block below the feature block came out of this step's forward pass already.
             if self._step_features is not None and block < len(self._step_features):
                 native = self._step_features[block].detach()
@@ -425,9 +529,7 @@ class DragSession:
             feat = F.interpolate(native, [self.grid, self.grid], mode="bilinear", align_corners=False)
             return [(feat, (0, 0))] * n
         res = self.G.synthesis.block_resolutions[block]
-        m = self.r2 + 1
-        boxes = [Box(y - m, y + m + 1, x - m, x + m + 1).clip(self.grid) for x, y in self.points]
-        fboxes = [feature_box_for(b, self.grid, res) for b in boxes]
+        boxes, fboxes = self._window_boxes(block, self.r2 + 1)
         crops = windowed_features(self.G.synthesis, self.ws, block, fboxes, self.config.noise_mode,
                                   fused=self.config.fused_modconv)
         return [(resize_window(c, fb, res, b, self.grid), (b.x0, b.y0)) for c, fb, b in zip(crops, fboxes, boxes)]
@@ -485,10 +587,16 @@ class DragSession:
         # Handles within 1 px are left alone, as in the official loop (a unit step would overshoot
         # them), unless the stop distance is tighter: then they take the shorter step that remains.
         pull = min(1.0, stop_px)
-        for point, target, d, (v, o) in zip(self.points, self._aims, dists, views):
-            if d > pull:
-                loss_motion = loss_motion + motion_loss(v, point, target, self.r1, origin=o, size=size,
-                                                        step=float(self.k))
+        active = [i for i, d in enumerate(dists) if d > pull]
+        if self._dense_now and active:
+            # One map for every handle: all discs in one sampling call.
+            loss_motion = motion_loss_many(views[0][0], [self.points[i] for i in active],
+                                           [self._aims[i] for i in active], self.r1, step=float(self.k))
+        else:
+            for i in active:
+                v, o = views[i]
+                loss_motion = loss_motion + motion_loss(v, self.points[i], self._aims[i], self.r1, origin=o,
+                                                        size=size, step=float(self.k))
         loss = loss_motion
         loss_fix = None
         if self.fixed is not None:
@@ -510,6 +618,9 @@ class DragSession:
             loss=float(loss.detach()), converged=stop, image=image, seconds=time.perf_counter() - t0,
         )
         self.seconds += result.seconds
+        if self._timing is not None and image is None:  # a preview's render would skew the comparison
+            estimate, dense = self._timing
+            self._path_times[dense].append((result.seconds, estimate))
         self.step_index += 1
         return result
 

@@ -275,3 +275,23 @@ def test_tracking_on_several_blocks_sums_relative_distances(tiny_generator):
             if d < best_d - 1e-9:
                 best, best_d = (xx, yy), d
     assert got == best == (x - 2, y + 1)
+
+
+def test_many_handle_motion_loss_is_the_sum_of_the_plain_one():
+    from engine.drag import motion_loss, motion_loss_many
+
+    torch.manual_seed(3)
+    base = torch.randn(1, 6, 40, 40)
+    points = [(5, 5), (20, 31), (38, 2), (21, 30)]
+    targets = [Point(9, 7.5), Point(20, 25), Point(30, 2), Point(21.4, 30.2)]
+    grads = []
+    for many in (False, True):
+        feat = base.clone().requires_grad_(True)
+        if many:
+            loss = motion_loss_many(feat, points, targets, r1=3, step=1.0)
+        else:
+            loss = sum(motion_loss(feat, p, t, 3) for p, t in zip(points, targets))
+        loss.backward()
+        grads.append((float(loss.detach()), feat.grad.clone()))
+    assert grads[1][0] == pytest.approx(grads[0][0], rel=1e-6)
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-5, atol=1e-7)
