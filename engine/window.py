@@ -108,9 +108,9 @@ def merge_boxes(boxes: list[Box]) -> tuple[list[Box], list[int]]:
     """Boxes merged wherever their union is no larger than the two apart (overlapping handles
     share one window); and, per input box, the index of the merged box it lies in.
 
-    Pure area arithmetic, so that it costs microseconds even for many handles: a merge that
-    adds no pixels at the feature block adds none at the blocks below either, whose crops
-    are the same boxes grown by fixed margins.
+    Pure area arithmetic at `boxes`' own block, so that it costs microseconds even for many
+    handles; the crops below are these boxes grown by fixed margins, so a merge that adds no
+    pixels here adds few there.
     """
     groups = list(boxes)
     owner = list(range(len(boxes)))
