@@ -442,7 +442,7 @@ class DragSession:
         boxes = [Box(y - margin, y + margin + 1, x - margin, x + margin + 1).clip(self.grid) for x, y in self.points]
         return boxes, [feature_box_for(b, self.grid, res) for b in boxes]
 
-    def _dense_this_step(self) -> bool:
+    def _dense_this_step(self, fboxes: list[Box]) -> bool:
         """Whether this step runs the dense path although windows were asked for.
 
         Windows pay when they are few and small against the map (one handle at 512 px: 16x
@@ -459,7 +459,6 @@ class DragSession:
         if self.fixed is not None:
             return False  # the mask term needs the native map anyway; windows are read from it
         net = self.G.synthesis
-        _, fboxes = self._window_boxes(self.feature_block, self.r2 + self.r1 + self.k + 1)
         merged, _ = merge_boxes(fboxes)
         estimate = windowed_cost(net, self.feature_block, merged) / dense_cost(net, self.feature_block)
         if estimate >= DENSE_SURELY_CHEAPER:
@@ -488,7 +487,10 @@ class DragSession:
         """
         n = len(self.points)
         self._step_features = None
-        self._dense_now = self._dense_this_step()
+        # The tracking window, the motion disc around where tracking may move the handle,
+        # and one more pixel for the shifted bilinear samples.
+        boxes, fboxes = self._window_boxes(self.feature_block, self.r2 + self.r1 + self.k + 1)
+        self._dense_now = self._dense_this_step(fboxes)
         if self._dense_now:
             out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=self.feature_block,
                                    fused=self.config.fused_modconv)
@@ -499,9 +501,6 @@ class DragSession:
             self._ref_image_feat = feat if self.k == 1 else F.interpolate(native, [self.res, self.res],
                                                                           mode="bilinear", align_corners=False)
             return [(feat, (0, 0))] * n, None
-        # The tracking window, the motion disc around where tracking may move the handle,
-        # and one more pixel for the shifted bilinear samples.
-        boxes, fboxes = self._window_boxes(self.feature_block, self.r2 + self.r1 + self.k + 1)
         native = None
         if self.fixed is not None:
             out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=self.feature_block,

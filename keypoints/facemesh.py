@@ -23,7 +23,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -227,8 +226,8 @@ class FaceMeshDetector:
         self._anchors = ssd_anchors()
 
     @classmethod
-    def load(cls, weights_dir: Path | None = None) -> FaceMeshDetector:
-        del weights_dir  # the shipped files only; kept for the Detector loaders' signature
+    def load(cls) -> FaceMeshDetector:
+        """The detector on the shipped model files."""
         return cls(detector=_interpreter(DETECTOR_FILE), mesh=_interpreter(MESH_FILE))
 
     def find_face(self, image: Image.Image) -> FaceBox | None:
@@ -236,10 +235,9 @@ class FaceMeshDetector:
         w, h = image.size
         side = max(w, h)
         # Pad to a centred square (the letterbox MediaPipe uses), then 128 px in [-1, 1].
-        px, py = (side - w) / 2, (side - h) / 2
+        px, py = (side - w) // 2, (side - h) // 2
         square = Image.new("RGB", (side, side))
-        square.paste(image, (int(px), int(py)))
-        px, py = int(px), int(py)
+        square.paste(image, (px, py))
         small = square.resize((DETECT_SIZE, DETECT_SIZE), Image.Resampling.BILINEAR, reducing_gap=2.0)
         out = _run(self.detector, np.asarray(small, dtype=np.float32) / 127.5 - 1.0)
         found = decode_detections(out["regressors"][0], out["classificators"][0, :, 0], self._anchors)
@@ -253,7 +251,7 @@ class FaceMeshDetector:
     def mesh_points(self, image: Image.Image, roi: Roi) -> tuple[np.ndarray, float]:
         """The 468 mesh points [468, 2] in continuous image pixels, and the mesh's face score."""
         out = _run(self.mesh, crop(image, roi, MESH_SIZE))
-        values = [v for v in out.values()]
+        values = list(out.values())
         lm = next(v for v in values if v.size == 468 * 3).reshape(468, 3)
         flag = float(next(v for v in values if v.size == 1).ravel()[0])
         return roi.to_image(lm[:, :2] / MESH_SIZE), 1.0 / (1.0 + math.exp(-max(-100.0, min(100.0, flag))))
