@@ -12,6 +12,10 @@
    keypoints, plan, first synthesis, message to the UI thread). The first
    command is reported apart (cold: parser and detector load on first use);
    the target applies to the median of the following ones.
+3. Drag speed in the TUI (target >= 80% of headless): the same command on the
+   same seeds, run by `voicedrag edit --json` (its `seconds`, the drag loop's
+   time) and by the TUI at 120x40 with its previews on screen (the entry's
+   seconds, measured the same way); each side with its own default threads.
 
 The embedded model is used when installed, otherwise the reference fixture
 generator (say which in the output). The machine's load average is printed:
@@ -147,11 +151,60 @@ async def preview_latencies(model: str, runs: int, command: str) -> tuple[list[f
     return times, planned, load_seconds, command
 
 
+def headless_rate(model: str, command: str, seeds: list[int], steps: int) -> tuple[int, float]:
+    """(steps, seconds) of `voicedrag edit` on each seed, summed."""
+    import tempfile
+
+    total_steps, total_seconds = 0, 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            out = subprocess.run([sys.executable, "-m", "voicedrag", "edit", "--model", model, "--seed", str(seed),
+                                  "--say", command, "--steps", str(steps), "--json", "--out", f"{tmp}/out.png"],
+                                 capture_output=True, text=True, timeout=600, cwd=REPO)
+            if out.returncode != 0:
+                raise RuntimeError(f"voicedrag edit failed on seed {seed}:\n{out.stderr}")
+            result = json.loads(out.stdout)
+            total_steps += int(result["steps"])
+            total_seconds += float(result["seconds"])
+    return total_steps, total_seconds
+
+
+async def tui_rate(model: str, command: str, seeds: list[int], steps: int) -> tuple[int, float]:
+    """(steps, seconds) of the same drags in the TUI, summed."""
+    from voicedrag.tui.app import TuiOptions, VoiceDragApp
+
+    total_steps, total_seconds = 0, 0.0
+    app = VoiceDragApp(TuiOptions(model=model, renderer="halfcell", steps=steps, seed=seeds[0]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        while app.session is None and app.model_error is None:
+            await pilot.pause(0.05)
+        if app.model_error:
+            raise RuntimeError(app.model_error)
+        while any(w.group in ("parser", "model") and w.is_running for w in app.workers):
+            await pilot.pause(0.05)
+        for seed in seeds:
+            if app.session.seed != seed:
+                app.change_seed(seed)
+                while app.session.seed != seed:
+                    await asyncio.sleep(0.05)
+            app.submit(command)
+            while app.busy:
+                await asyncio.sleep(0.1)  # a light poll: the benchmark must not slow what it measures
+            entry = app.session.current
+            if entry.kind != "drag":
+                raise RuntimeError(f"{command!r} on seed {seed} did not drag: {app.query_one('#hint').render()}")
+            total_steps += entry.steps
+            total_seconds += entry.seconds
+    return total_steps, total_seconds
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--launches", type=int, default=3)
+    ap.add_argument("--drag-seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--drag-steps", type=int, default=150)
     args = ap.parse_args()
     model, model_desc = pick_model(args.model)
     load = os.getloadavg()
@@ -163,15 +216,21 @@ def main() -> int:
     torch_at_ready = any(tl for _, tl, _ in launches)
     worst_stall = max(st for _, _, st in launches)
 
-    from voicedrag.tui.workers import find_keypoints
-    import numpy as np
+    from voicedrag.editor import load_kit
 
-    _, notice = find_keypoints(np.zeros((8, 8, 3), np.uint8))
-    command = "open the mouth" if notice is None else "drag 40,60 to 40,80"
+    kit = load_kit(model, None)
+    notice = None if kit.has_detector else "this model has no keypoint detector"
+    size = kit.generator.img_resolution
+    command = "open the mouth" if notice is None else f"drag {size * 5 // 8},{size * 15 // 16} to {size * 5 // 8},{size - 1}"
     times, planned, load_seconds, command = asyncio.run(preview_latencies(model, args.runs, command))
     cold, warm = times[0], times[1:]
     warm_median = statistics.median(warm) if warm else cold
     planned_median = statistics.median(planned[1:] or planned)
+
+    head_steps, head_seconds = headless_rate(model, command, args.drag_seeds, args.drag_steps)
+    tui_steps, tui_seconds = asyncio.run(tui_rate(model, command, args.drag_seeds, args.drag_steps))
+    head_rate, tui_steps_rate = head_steps / head_seconds, tui_steps / tui_seconds
+    share = tui_steps_rate / head_rate
 
     launch_median = statistics.median(launch_times)
     print(f"model: {model_desc}")
@@ -189,6 +248,10 @@ def main() -> int:
     print(f"{'command -> first preview, warm (s)':42s} {warm_median:9.3f} "
           f"{', '.join(f'{t:.3f}' for t in warm):>30s}  <= 0.3  {'ok' if warm_median <= 0.3 else 'MISSED'}")
     print(f"{'command -> points and arrows drawn, warm (s)':42s} {planned_median:9.3f}")
+    print(f"{'drag steps/s, voicedrag edit':42s} {head_rate:9.1f} {f'{head_steps} steps in {head_seconds:.1f} s':>30s}")
+    print(f"{'drag steps/s, the TUI (previews on screen)':42s} {tui_steps_rate:9.1f} "
+          f"{f'{tui_steps} steps in {tui_seconds:.1f} s':>30s}  >= 80%  "
+          f"{share:.0%} {'ok' if share >= 0.8 else 'MISSED'}")
     print(f"command: {command!r}" + ("" if notice is None else f" (no keypoint detector: {notice.split(';')[0]})"))
     print(json.dumps({
         "model": model_desc, "command": command, "cores": cores, "load_average": [round(x, 2) for x in load],
@@ -199,7 +262,10 @@ def main() -> int:
         "first_preview_cold_s": round(cold, 4), "first_preview_warm_median_s": round(warm_median, 4),
         "first_preview_warm_runs_s": [round(t, 4) for t in warm],
         "points_drawn_warm_median_s": round(planned_median, 4),
+        "drag_seeds": args.drag_seeds, "edit_steps_per_s": round(head_rate, 2),
+        "tui_steps_per_s": round(tui_steps_rate, 2), "tui_share_of_edit": round(share, 3),
         "launch_target_met": launch_median <= 2.0, "preview_target_met": warm_median <= 0.3,
+        "tui_speed_target_met": share >= 0.8,
     }))
     return 0
 

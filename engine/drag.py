@@ -46,6 +46,8 @@ REFERENCE_RESOLUTION = 512
 # of a 512 px map took longer than the map.
 WINDOWS_SURELY_CHEAPER = 0.01
 DENSE_SURELY_CHEAPER = 0.7
+# Timed previews (preview_seconds) take at most about this share of a drag's wall time.
+PREVIEW_SHARE = 0.2
 
 
 @dataclass
@@ -61,7 +63,9 @@ class DragConfig:
     # None: 1 px, or 2 px with more than 5 handles (the paper's criterion).
     stop_distance: float | None = None
     # A full preview frame is rendered every `preview_every` steps (0: never),
-    # or when `preview_seconds` have passed since the last one (None: off),
+    # or when `preview_seconds` have passed since the last one (None: off) and the last frame's
+    # render took at most PREVIEW_SHARE of the time since (a frame of a big model costs more
+    # than a step: timed previews then stay a small share of the drag),
     # and always on the first step.
     preview_every: int = 10
     preview_seconds: float | None = None
@@ -379,6 +383,7 @@ class DragSession:
         self._calibration: float | None = None
         self._dense_now = not self.config.windowed
         self._last_preview = -math.inf
+        self._render_seconds = 0.0  # wall time of the last preview's render
         self.frames: list[np.ndarray] = []
         self.seconds = 0.0
 
@@ -433,7 +438,10 @@ class DragSession:
             return True
         if cfg.preview_every and self.step_index % cfg.preview_every == 0:
             return True
-        return cfg.preview_seconds is not None and time.perf_counter() - self._last_preview >= cfg.preview_seconds
+        if cfg.preview_seconds is None:
+            return False
+        since = time.perf_counter() - self._last_preview
+        return since >= cfg.preview_seconds and self._render_seconds <= PREVIEW_SHARE * since
 
     def _window_boxes(self, block: int, margin: int) -> tuple[list[Box], list[Box]]:
         """Per handle: the window of the grid it needs (`margin` around it), and the box of
@@ -575,7 +583,10 @@ class DragSession:
         t0 = time.perf_counter()
         # A preview is the image of the ws this step starts from, rendered without a graph:
         # the loss needs only the feature block, and a graph through the high blocks costs GBs at 512 px.
-        image = self.render() if self._preview_due() else None
+        image = None
+        if self._preview_due():
+            image = self.render()
+            self._render_seconds = time.perf_counter() - t0
         views, native = self._features()
         size = (self.grid, self.grid)
         self._track(views)

@@ -34,6 +34,9 @@ XY = tuple[float, float]
 Rect = tuple[int, int, int, int]
 
 MAX_CORRECTIONS_SHOWN = 5
+REDRAW_SECONDS = 0.2  # the drag's points and progress on screen at most this often
+
+
 def _at(size: tuple[int, int] | None, fx: float, fy: float) -> str:
     """A point at (fx, fy) of the image, as typed coordinates that fit it."""
     w, h = size or (64, 64)
@@ -341,7 +344,7 @@ class VoiceDragApp(App[int]):
         req = workers.DragRequest(
             label=label, ws=entry.ws, image=entry.image, max_steps=self.options.steps,
             preview_seconds=self.options.preview_seconds, mask=self.mask, pairs=list(pairs or []),
-            entry_id=entry.id,
+            entry_id=entry.id, report_seconds=REDRAW_SECONDS / 2,
         )
         self.busy = True
         if self.backend.editor is not None:
@@ -353,7 +356,7 @@ class VoiceDragApp(App[int]):
         self.command_at = time.perf_counter()
         self.first_preview_at = None
         self.planned_at = None
-        self.query_one("#progress", Static).update("[yellow]planning…[/]")
+        self.query_one("#progress", Static).update("[yellow]planning…[/]", layout=False)
         self.drag_worker = self.run_worker(partial(self._command_worker, req), thread=True, group="drag",
                                            name="drag", exit_on_error=False)
 
@@ -543,15 +546,17 @@ class VoiceDragApp(App[int]):
             self.live_image = message.image
             if self.first_preview_at is None:
                 self.first_preview_at = time.perf_counter()
+        # The screen follows the drag a few times a second, and at once for a new frame: every
+        # repaint holds the interpreter lock that the drag's thread needs between its torch calls.
+        now = time.perf_counter()
+        if message.image is None and now - self.last_redraw < REDRAW_SECONDS:
+            return
+        self.last_redraw = now
         self.query_one("#progress", Static).update(
             f"step {message.step + 1}/{message.max_steps} · {message.mean_distance:5.1f} px · "
-            f"{message.rate:4.1f} it/s")
+            f"{message.rate:4.1f} it/s", layout=False)
         self.query_one("#bar", ProgressBar).update(total=message.max_steps, progress=message.step + 1)
-        # Moving points are redrawn a few times a second; a new frame always.
-        now = time.perf_counter()
-        if message.image is not None or now - self.last_redraw >= 0.2:
-            self.last_redraw = now
-            self.redraw()
+        self.redraw()
 
     def on_drag_finished(self, message: m.DragFinished) -> None:
         assert self.session is not None
@@ -570,7 +575,7 @@ class VoiceDragApp(App[int]):
             short = "failed"
         else:
             self.log_line(f"  [green]done[/]: {state} after {_steps(entry.steps)}, {dist} from the targets")
-        self.query_one("#progress", Static).update(f"{short} · {_steps(entry.steps)} · {dist} to go")
+        self.query_one("#progress", Static).update(f"{short} · {_steps(entry.steps)} · {dist} to go", layout=False)
         bar = self.query_one("#bar", ProgressBar)
         # Converged or at its limit: full. Stopped by Esc: as far as it got.
         bar.update(total=bar.total or 1, progress=min(entry.steps, bar.total or 1) if entry.cancelled
@@ -587,12 +592,12 @@ class VoiceDragApp(App[int]):
         self._drag_done()
         self.log_line(f"  [red]{_escape(_clip(message.error, 300))}[/]")
         self.set_hint(_clip(message.error, 300), error=True)
-        self.query_one("#progress", Static).update("")
+        self.query_one("#progress", Static).update("", layout=False)
         self.redraw()
 
     def _reset_progress(self) -> None:
         """The status of the last drag no longer describes the image (undo, redo, reset, new seed)."""
-        self.query_one("#progress", Static).update("")
+        self.query_one("#progress", Static).update("", layout=False)
         self.query_one("#bar", ProgressBar).update(total=self.options.steps, progress=0)
 
     def _drag_done(self) -> None:
@@ -600,7 +605,7 @@ class VoiceDragApp(App[int]):
         self.live_plan = None
         self.live_points = None
         self.live_image = None
-        self.query_one("#progress", Static).update("")
+        self.query_one("#progress", Static).update("", layout=False)
 
     # ------------------------------------------------------------ voice
 

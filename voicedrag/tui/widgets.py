@@ -9,22 +9,140 @@ import numpy as np
 # imported, which only works before Textual takes over the terminal.
 import textual_image.widget as tiw
 from textual import events
+from PIL import Image as PILImage
+from rich.color import Color, ColorType
+from rich.color_triplet import ColorTriplet
+from rich.segment import Segment
+from rich.style import Style
 from textual.binding import Binding
 from textual.containers import Container
+from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
+from textual.widget import Widget
 from textual.widgets import Input, Label, Static
 
+from voicedrag.tui.colors import dither_256
 from voicedrag.tui.overlay import Overlay, compose, short_name
 
 XY = tuple[float, float]
 
 
+class HalfBlockPicture(Widget):
+    """An RGB picture drawn with the upper half block: each cell shows two pixels, the upper one
+    as the character's colour and the lower one as its background.
+
+    The picture must already be cols x 2*rows pixels (ImagePane composes it at that size). A new
+    frame repaints this widget only: textual-image's half-cell widget asks for a layout of the
+    whole screen with every frame (about 45 ms in this app, several drag steps of the embedded
+    model, taken from the drag's own thread by the interpreter lock). In a 256-colour terminal
+    the frame is dithered onto the colours the output keeps (voicedrag.tui.colors).
+    """
+
+    DEFAULT_CSS = "HalfBlockPicture { width: auto; height: auto; }"
+
+    def __init__(self, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._image: PILImage.Image | None = None
+        self._rows: list[Strip] = []
+        self._keys: list[bytes] = []  # each row's pixels, to find the rows a new frame changes
+        self._stale = True  # _rows must be rebuilt before the next paint
+        self._styles: dict[tuple[int, int], Style] = {}
+        self._colours: dict[int, Color] = {}
+
+    @property
+    def image(self) -> PILImage.Image | None:
+        return self._image
+
+    @image.setter
+    def image(self, value: PILImage.Image | None) -> None:
+        self._image = value
+        self._stale = True
+        if value is None or not self.is_mounted or not self._rows:
+            self.refresh()
+            return
+        # Only the rows that changed are repainted: when just a marker moved (or a drag changed
+        # the mouth), most of the picture is what the screen already shows.
+        changed = self._rebuild()
+        if changed is None:
+            self.refresh()
+            return
+        for y0, y1 in changed:
+            self.refresh(Region(0, y0, self.size.width, y1 - y0))
+
+    def _cells(self) -> np.ndarray:
+        """[rows, cols, 6] uint8: each cell's upper and lower pixel."""
+        assert self._image is not None
+        picture = self._image.convert("RGB")
+        if self.app.console.color_system == "256":
+            picture = dither_256(picture)
+        arr = np.asarray(picture)
+        if arr.shape[0] % 2:
+            arr = np.concatenate([arr, arr[-1:]], axis=0)
+        return np.concatenate([arr[0::2], arr[1::2]], axis=2)
+
+    def _colour(self, rgb: int) -> Color:
+        colour = self._colours.get(rgb)
+        if colour is None:
+            # As Color.from_rgb builds it, without its cost (a frame holds thousands of colours).
+            triplet = ColorTriplet(rgb >> 16, (rgb >> 8) & 255, rgb & 255)
+            colour = self._colours[rgb] = Color(triplet.hex, ColorType.TRUECOLOR, triplet=triplet)
+        return colour
+
+    def _row_strip(self, upper: list[int], lower: list[int]) -> Strip:
+        """One row of cells from its upper and lower pixels, each as 0xRRGGBB."""
+        styles = self._styles
+        segments = []
+        for key in zip(upper, lower):
+            style = styles.get(key)
+            if style is None:
+                style = styles[key] = Style(color=self._colour(key[0]), bgcolor=self._colour(key[1]))
+            segments.append(Segment("▀", style))
+        return Strip(segments, len(segments))
+
+    def _rebuild(self) -> list[tuple[int, int]] | None:
+        """Bring _rows up to date; the spans [y0, y1) of rows that changed, or None when all did
+        (a new size)."""
+        cells = self._cells()
+        keys = [row.tobytes() for row in cells]
+        packed = cells.astype(np.int32)
+        upper = (packed[..., 0] << 16) | (packed[..., 1] << 8) | packed[..., 2]
+        lower = (packed[..., 3] << 16) | (packed[..., 4] << 8) | packed[..., 5]
+        if len(self._styles) > 65536:  # caches of this size hold several frames' colours; start afresh
+            self._styles.clear()
+            self._colours.clear()
+        same_size = len(keys) == len(self._keys) and len(self._rows) == len(keys) and bool(keys) and \
+            len(keys[0]) == len(self._keys[0])
+        spans: list[tuple[int, int]] = []
+        rows = self._rows if same_size else [Strip.blank(0)] * len(keys)
+        for y, key in enumerate(keys):
+            if same_size and key == self._keys[y]:
+                continue
+            rows[y] = self._row_strip(upper[y].tolist(), lower[y].tolist())
+            if spans and spans[-1][1] == y:
+                spans[-1] = (spans[-1][0], y + 1)
+            else:
+                spans.append((y, y + 1))
+        self._rows, self._keys, self._stale = rows, keys, False
+        return spans if same_size else None
+
+    def render_line(self, y: int) -> Strip:
+        if self._image is None:
+            return Strip.blank(self.size.width)
+        if self._stale:
+            self._rebuild()
+        return self._rows[y] if 0 <= y < len(self._rows) else Strip.blank(self.size.width)
+
+
 def renderer_class(name: str) -> type[Any]:
-    """The textual-image widget for `name`: auto (Kitty/Sixel when the terminal has them), halfcell, unicode, sixel, tgp."""
-    table = {"auto": tiw.Image, "halfcell": tiw.HalfcellImage, "unicode": tiw.UnicodeImage,
+    """The picture widget for `name`: auto (Kitty/Sixel when the terminal has them, else half blocks),
+    halfcell, unicode, sixel, tgp."""
+    table = {"auto": tiw.Image, "halfcell": HalfBlockPicture, "unicode": tiw.UnicodeImage,
              "sixel": tiw.SixelImage, "tgp": tiw.TGPImage}
     if name not in table:
         raise ValueError(f"unknown image renderer {name!r}; use one of {', '.join(table)}")
+    if table[name] is tiw.HalfcellImage:  # what 'auto' is on a terminal without graphics
+        return HalfBlockPicture
     return table[name]
 
 
@@ -33,6 +151,8 @@ def renderer_kind(cls: type[Any]) -> str:
     from textual_image.renderable.sixel import Image as SixelRenderable
     from textual_image.renderable.tgp import Image as TGPRenderable
 
+    if cls is HalfBlockPicture:
+        return "cells"
     renderable = getattr(cls, "_Renderable", None)
     return "pixels" if renderable in (SixelRenderable, TGPRenderable) or cls.__name__ == "SixelImage" else "cells"
 

@@ -62,6 +62,7 @@ class DragRequest:
     mask: list[Rect] | None = None  # region that may move; None = the rules' (or the whole image)
     pairs: list[tuple[XY, XY]] = field(default_factory=list)  # hand-placed pairs; empty = parse `label`
     entry_id: int = 0
+    report_seconds: float = 0.1  # steps without a new frame are reported at most this often
 
 
 def _describe(err: BaseException, doing: str) -> str:
@@ -245,10 +246,16 @@ def drag(editor: Editor, req: DragRequest, pairs: list[Any], mask: list[Rect] | 
     except ValueError as err:
         post(DragFailed(f"{err}; place the points inside the image."))
         return
-    started = time.perf_counter()
+    started = posted = time.perf_counter()
     for result in steps:
-        done = result.step + 1
-        rate = done / max(time.perf_counter() - started, 1e-9)
+        now = time.perf_counter()
+        # The screen shows a few states a second, so steps between them are not sent: every message
+        # costs the UI thread time under the interpreter lock that this loop needs. A new frame
+        # is always sent; the last step's state arrives with DragFinished.
+        if result.image is None and now - posted < req.report_seconds:
+            continue
+        posted = now
+        rate = (result.step + 1) / max(now - started, 1e-9)
         post(DragStep(result.step, req.max_steps, [(p.x, p.y) for p in result.points], result.mean_distance,
                       rate, result.image))
     final = editor.result()
