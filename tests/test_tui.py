@@ -349,9 +349,9 @@ def test_command_palette_lists_every_action(model: Path) -> None:
                            "Help", "Place points on the image"):
                 assert needed in titles
             # Every key binding of the app has a palette entry too.
+            callbacks = {c.callback.__name__ for c in app.get_system_commands(app.screen)}
             for binding in app.BINDINGS:
-                assert binding.action in {"voice", "stop", "undo", "redo", "reset", "new_seed", "save", "labels",
-                                          "go", "help", "quit"}
+                assert f"action_{binding.action}" in callbacks or binding.action == "quit", binding.action
             assert any(t.lower().startswith("quit") for t in titles)
 
     run(scenario())
@@ -381,6 +381,12 @@ def test_keypoint_labels_toggle(model: Path) -> None:
             cols, rows = pane.grid
             for w in labels:
                 assert 0 <= w.styles.offset.x.value < cols and 0 <= w.styles.offset.y.value < rows
+            # No label covers a keypoint's dot (its own or another's).
+            dots = {(min(int((p.y + 0.5) / 32 * rows), rows - 1), min(int((p.x + 0.5) / 32 * cols), cols - 1))
+                    for p in kp.values()}
+            for r, x, n in spans:
+                covered = [(r, c) for c in range(int(x), int(x) + n) if (r, c) in dots]
+                assert not covered, f"a label at row {r}, columns {x}..{x + n - 1} covers a dot"
             await pilot.press("ctrl+l")
             await pilot.pause()
             assert not app.query(".kp-label")
@@ -605,3 +611,78 @@ def test_a_handle_outside_the_mask_is_warned_about_before_the_drag(model: Path) 
             assert "handle at 5,5" not in log_text(app)
 
     run(scenario())
+
+
+def test_markers_hide_when_a_drag_ends_and_before_after_flips(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model, steps=3)
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            pane = app.query_one("#image")
+            await pilot.press("ctrl+b")  # the first image: nothing before it
+            await pilot.pause()
+            assert not app.view_before and "nothing before it" in str(app.query_one("#hint").render())
+            await type_command(pilot, "drag 8,10 to 14,18")
+            await idle(pilot)
+            entry = app.session.current
+            # The edited part is in view: no handle or target marker on it.
+            assert pane.overlay.handles == [] and pane.overlay.targets == []
+            await pilot.press("ctrl+t")
+            await pilot.pause()
+            assert pane.overlay.handles == [(p.x, p.y) for p in entry.final_points]
+            assert pane.overlay.targets == [(14.0, 18.0)]
+            await type_command(pilot, "hide points")
+            assert pane.overlay.handles == []
+            # Before and after, by key and by word; the status says which is shown.
+            await pilot.press("ctrl+b")
+            await pilot.pause()
+            assert pane.image is app.session.entries[0].image
+            assert "before" in str(app.query_one("#status").render())
+            await pilot.press("ctrl+b")
+            await pilot.pause()
+            assert pane.image is entry.image and "before" not in str(app.query_one("#status").render())
+            await type_command(pilot, "before")
+            assert pane.image is app.session.entries[0].image
+            await type_command(pilot, "before")  # a word says which; it does not flip back
+            assert pane.image is app.session.entries[0].image
+            await type_command(pilot, "after")
+            assert pane.image is entry.image
+            # Any change of state leaves the before view.
+            await type_command(pilot, "before")
+            await pilot.press("ctrl+z")
+            await pilot.pause()
+            assert not app.view_before and pane.image is app.session.current.image
+
+    run(scenario())
+
+
+def test_colour_system_is_applied_to_the_console(model: Path) -> None:
+    async def scenario() -> None:
+        app = make_app(model, colors="256")
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            assert app.console.color_system == "256"
+            from voicedrag.tui.colors import palette_256
+
+            # The picture is made of colours the 256-colour output keeps exactly.
+            cells = app.query_one("#picture")._cells()  # each cell's upper and lower pixel, as drawn
+            allowed = {tuple(c) for c in palette_256().tolist()}
+            drawn = {tuple(c) for c in cells.reshape(-1, 3).tolist()}
+            assert len(drawn) > 8 and drawn <= allowed
+        app = make_app(model, colors="truecolor")
+        async with app.run_test(size=SIZE) as pilot:
+            await ready(pilot)
+            assert app.console.color_system == "truecolor"
+
+    run(scenario())
+
+
+def test_the_tui_without_a_terminal_says_so_and_exits() -> None:
+    import subprocess
+    import sys
+
+    # stdout a pipe, stdin not a terminal: as under cron or CI.
+    proc = subprocess.run([sys.executable, "-m", "voicedrag", "tui", "--model", "missing.pkl"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "needs a terminal" in proc.stderr and "\x1b[" not in proc.stdout + proc.stderr

@@ -22,6 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="voicedrag-out", help="folder that saves go into (default ./voicedrag-out)")
     p.add_argument("--renderer", default="auto", choices=["auto", "halfcell", "unicode", "sixel", "tgp"],
                    help="how the image is drawn: auto picks Kitty or Sixel graphics when the terminal has them")
+    p.add_argument("--colors", default="auto", choices=["auto", "truecolor", "256", "standard"],
+                   help="colours the terminal shows (auto: COLORTERM, TERM, terminfo and tmux say; "
+                        "256 dithers the picture onto the xterm palette)")
     p.add_argument("--confirm-voice", action="store_true",
                    help="put a transcript in the command bar and wait for Enter instead of running it")
     p.add_argument("--no-paraphrase", action="store_true",
@@ -35,7 +38,7 @@ def options_from_args(args: argparse.Namespace) -> object:
     return TuiOptions(
         model=args.model, seed=args.seed, device=args.device, steps=max(args.steps, 1), psi=args.psi,
         renderer=args.renderer, auto_run_voice=not args.confirm_voice, out_dir=args.out, threads=args.threads,
-        paraphrase=not args.no_paraphrase, template=args.template,
+        paraphrase=not args.no_paraphrase, template=args.template, colors=args.colors,
     )
 
 

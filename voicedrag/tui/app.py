@@ -66,6 +66,8 @@ def help_text(size: tuple[int, int] | None) -> str:
   {mask:<26}only this rectangle may move (mask off to remove)
   go                        drag the points placed on the image     clear   remove placed points
   undo · redo · reset · save · stop · seed 7 · new seed · labels · steps 100 · help · quit (ctrl+q)
+  before · after (ctrl+b)   compare with the image before the last edit
+  show points · hide points (ctrl+t)   the finished drag's handles and targets
   name nose [x,y]           on a model without a detector: teach a keypoint (at the cursor) that words use
 [b]On the image[/b] (tab to focus): arrows move the cursor (shift: 8 px), enter or a click places a
   handle then its target, m at two corners (or a mouse drag) draws the mask, c clears, g drags."""
@@ -87,6 +89,7 @@ class TuiOptions:
     threads: int | None = None  # torch threads for the workers (None: all cores but one)
     template: str | None = None  # keypoint template for a model without a detector
     load_delay: float = 0.5  # seconds between the first frame and the start of model loading
+    colors: str | None = None  # truecolor | 256 | standard; None: as Textual reads the environment
 
 
 class VoiceDragApp(App[int]):
@@ -97,8 +100,11 @@ class VoiceDragApp(App[int]):
         Binding("ctrl+r", "voice", "Voice", priority=True),
         Binding("escape", "stop", "Stop", priority=True),
         Binding("ctrl+z", "undo", "Undo", priority=True),
-        Binding("ctrl+y", "redo", "Redo", priority=True),
-        Binding("ctrl+o", "reset", "Reset", priority=True),
+        # Redo and reset are in the palette (ctrl+p) and help: the footer has room for 120 columns.
+        Binding("ctrl+y", "redo", "Redo", priority=True, show=False),
+        Binding("ctrl+o", "reset", "Reset", priority=True, show=False),
+        Binding("ctrl+b", "before_after", "Before", priority=True),
+        Binding("ctrl+t", "markers", "Points", priority=True),
         Binding("ctrl+n", "new_seed", "Seed", priority=True),
         Binding("ctrl+s", "save", "Save", priority=True),
         Binding("ctrl+l", "labels", "Labels", priority=True),
@@ -110,6 +116,11 @@ class VoiceDragApp(App[int]):
     def __init__(self, options: TuiOptions | None = None) -> None:
         super().__init__()
         self.options = options or TuiOptions()
+        if self.options.colors is not None:
+            from rich.console import COLOR_SYSTEMS
+
+            # Rich reads only COLORTERM and TERM; voicedrag.tui.colors knows more terminals (and tmux).
+            self.console._color_system = COLOR_SYSTEMS[self.options.colors]
         self.backend = workers.Backend(psi=self.options.psi, threads=self.options.threads,
                                        paraphrase=self.options.paraphrase)
         self.session: Session | None = None
@@ -127,6 +138,10 @@ class VoiceDragApp(App[int]):
         self.mask: list[Rect] | None = None  # hand-drawn region that may move
         self.mask_corner: XY | None = None
         self.show_labels = False
+        # A finished drag's handle and target markers sit on exactly the part that was edited, so
+        # they are hidden when it ends; ctrl+t brings them back. ctrl+b shows the image before it.
+        self.show_markers = True
+        self.view_before = False
         self.keypoints: dict[int, dict[str, Any]] = {}  # Entry.id -> {name: Point}
         self.kp_pending: set[int] = set()
         self.voice_state = "idle"
@@ -229,7 +244,16 @@ class VoiceDragApp(App[int]):
         extra = f"points {len(self.manual)}" + (" +handle" if self.pending_handle else "")
         mask = "off" if self.mask is None else ",".join(str(v) for v in self.mask[0])
         parts.append(f"{extra if pts else 'points 0'} · mask {mask} · labels {'on' if self.show_labels else 'off'}")
+        if self.view_before:
+            parts.append("[reverse] before [/] the last edit · ctrl+b: after")
         self.query_one("#status", Static).update("\n".join(parts))
+
+    def before_entry(self) -> Any:
+        """The state the current one was made from (None for the first image)."""
+        s = self.session
+        if s is None or s.index == 0:
+            return None
+        return s.entries[s.index - 1]
 
     def current_keypoints(self) -> dict[str, Any] | None:
         if self.session is None:
@@ -244,7 +268,13 @@ class VoiceDragApp(App[int]):
         entry = self.session.current
         image = entry.image
         ov = Overlay(mask=self.mask, mask_corner=self.mask_corner)
-        if self.busy and self.live_plan is not None:
+        before = self.before_entry() if self.view_before and not self.busy else None
+        if before is not None:
+            image = before.image
+            if entry.kind == "drag" and self.show_markers:  # where the drag started and where it aimed
+                ov.handles = [(p.handle.x, p.handle.y) for p in entry.pairs]
+                ov.targets = [(p.target.x, p.target.y) for p in entry.pairs]
+        elif self.busy and self.live_plan is not None:
             image = self.live_image if self.live_image is not None else image
             ov.handles = list(self.live_points or self.live_plan.handles)
             ov.targets = list(self.live_plan.targets)
@@ -252,11 +282,11 @@ class VoiceDragApp(App[int]):
         elif self.manual or self.pending_handle:
             ov.handles = [a for a, _ in self.manual] + ([self.pending_handle] if self.pending_handle else [])
             ov.targets = [b for _, b in self.manual]
-        elif entry.kind == "drag":
+        elif entry.kind == "drag" and self.show_markers:
             ov.handles = [(p.x, p.y) for p in entry.final_points]
             ov.targets = [(p.target.x, p.target.y) for p in entry.pairs]
         labels: dict[str, XY] = {}
-        kp = self.current_keypoints()
+        kp = self.keypoints.get(before.id) if before is not None else self.current_keypoints()
         if self.show_labels and kp:
             labels = {name: (p.x, p.y) for name, p in kp.items()}
             ov.keypoints = labels
@@ -347,6 +377,8 @@ class VoiceDragApp(App[int]):
             entry_id=entry.id, report_seconds=REDRAW_SECONDS / 2,
         )
         self.busy = True
+        self.view_before = False
+        self.show_markers = True  # the plan and the live handles are what a running drag shows
         if self.backend.editor is not None:
             self.backend.editor.begin()  # on the UI thread, so that an Esc right after is not lost
         self.live_plan = None
@@ -382,6 +414,12 @@ class VoiceDragApp(App[int]):
             self.action_go()
         elif kind == "labels":
             self.action_labels()
+        elif kind == "before":
+            if self.view_before != (cmd.word == "before"):
+                self.action_before_after()
+        elif kind == "markers":
+            if self.show_markers != (cmd.word == "show"):
+                self.action_markers()
         elif kind == "seed":
             self.change_seed(int(cmd.numbers[0]))
         elif kind == "new_seed":
@@ -564,6 +602,7 @@ class VoiceDragApp(App[int]):
         self.session.push(entry)
         self.manual, self.pending_handle = [], None
         self._drag_done()
+        self.show_markers = False  # the edited part in view; ctrl+t brings the points back
         state = ("stopped (Esc); kept the last frame" if entry.cancelled else
                  "converged" if entry.converged else "reached the step limit")
         dist = f"{entry.mean_distance:.1f} px" if entry.mean_distance is not None else ""
@@ -583,7 +622,7 @@ class VoiceDragApp(App[int]):
         if entry.verdict:
             self.set_hint(f"{entry.verdict}; ctrl+z undoes it.", error=True)
         else:
-            self.set_hint("ctrl+z undoes it · ctrl+s saves")
+            self.set_hint("ctrl+b: before/after · ctrl+t: the drag's points · ctrl+z undoes it · ctrl+s saves")
         self.refresh_status()
         self.redraw()
         self._labels_need_keypoints()
@@ -597,6 +636,7 @@ class VoiceDragApp(App[int]):
 
     def _reset_progress(self) -> None:
         """The status of the last drag no longer describes the image (undo, redo, reset, new seed)."""
+        self.view_before = False
         self.query_one("#progress", Static).update("", layout=False)
         self.query_one("#bar", ProgressBar).update(total=self.options.steps, progress=0)
 
@@ -797,6 +837,29 @@ class VoiceDragApp(App[int]):
         self.log_line(f"[green]saved[/] {names} to {saved.folder}")
         self.notify(f"{names}\nin {saved.folder.resolve()}", title="Saved", timeout=10)
 
+    def action_before_after(self) -> None:
+        """Flip between the image before the last edit and after it."""
+        s = self._idle_session("compare before and after")
+        if s is None:
+            return
+        before = self.before_entry()
+        if before is None:
+            self.set_hint("this is the first image; there is nothing before it to compare.")
+            return
+        self.view_before = not self.view_before
+        self.set_hint(f"before '{_escape(_clip(s.current.label, 60))}'; ctrl+b shows after" if self.view_before
+                      else "after; ctrl+b shows before")
+        self.refresh_status()
+        self.redraw()
+        self._labels_need_keypoints()
+
+    def action_markers(self) -> None:
+        """Show or hide the finished drag's handle and target points."""
+        self.show_markers = not self.show_markers
+        self.set_hint("the drag's points are shown (ctrl+t hides them)" if self.show_markers
+                      else "the drag's points are hidden (ctrl+t shows them)")
+        self.redraw()
+
     def action_labels(self) -> None:
         """Show or hide the keypoint labels."""
         self.show_labels = not self.show_labels
@@ -808,7 +871,7 @@ class VoiceDragApp(App[int]):
     def _labels_need_keypoints(self) -> None:
         if not self.show_labels or self.session is None:
             return
-        entry = self.session.current
+        entry = (self.view_before and self.before_entry()) or self.session.current
         key = entry.id
         if key in self.keypoints or key in self.kp_pending:
             return
@@ -859,6 +922,9 @@ class VoiceDragApp(App[int]):
             ("New seed", "A new image from the next seed (ctrl+n)", self.action_new_seed),
             ("Save", "Image, latent, history and GIF to a folder (ctrl+s)", self.action_save),
             ("Keypoint labels", "Show or hide keypoints (ctrl+l)", self.action_labels),
+            ("Before / after", "Flip between the image before the last edit and after it (ctrl+b)",
+             self.action_before_after),
+            ("Drag points", "Show or hide the finished drag's handles and targets (ctrl+t)", self.action_markers),
             ("Drag placed points", "Run a drag with the hand-placed points (ctrl+g)", self.action_go),
             ("Clear points", "Remove hand-placed points", self.action_clear_points),
             ("Clear mask", "Let the whole image move", self.action_clear_mask),
@@ -894,6 +960,20 @@ def _pairs_text(pairs: list[tuple[XY, XY]]) -> str:
 
 
 def run_tui(options: TuiOptions) -> int:
+    import os
+    import sys
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        # Under cron, CI or a pipe the screen would be escape codes written into a file, waiting
+        # forever for keys that never come.
+        print("voicedrag's terminal UI needs a terminal; run it in one, or use `voicedrag edit --say TEXT "
+              "--out F.png` for one edit without it.", file=sys.stderr)
+        return 2
+    if options.colors in (None, "auto"):
+        from voicedrag.tui.colors import detect_color_system
+
+        # TEXTUAL_COLOR_SYSTEM is Textual's own override; it wins over the detection.
+        options.colors = None if os.environ.get("TEXTUAL_COLOR_SYSTEM") else detect_color_system()
     app = VoiceDragApp(options)
     result = app.run()
     return int(result or 0)

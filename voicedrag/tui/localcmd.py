@@ -25,6 +25,8 @@ _GO_RE = re.compile(r"^(?:/)?(?:go|run|drag|start)$")
 # "name nose" (at the cursor) or "name nose 30,40": teach a keypoint template the point.
 _NAME_RE = re.compile(rf"^(?:/)?(?:name|teach)\s+([a-z][a-z0-9_]*)(?:\s+(?:at\s+)?{_NUM}{_SEP}{_NUM})?$")
 _LABELS_RE = re.compile(r"^(?:/)?(?:labels|keypoints|show\s+(?:the\s+)?(?:labels|keypoints)|hide\s+(?:the\s+)?(?:labels|keypoints))$")
+_BEFORE_RE = re.compile(r"^(?:/)?(?:show\s+)?(?:the\s+)?(before|after)(?:\s+(?:the\s+)?(?:edit|drag|image))?$")
+_MARKERS_RE = re.compile(r"^(?:/)?(show|hide)\s+(?:the\s+)?(?:drag\s+)?(?:points|markers|handles)$")
 # The control words and their keys, from the one table (intents.CONTROL_TABLE); quitting is the app's own.
 _CONTROLS = {**{c.word: c.word for c in CONTROL_TABLE}, **{k: c.word for c in CONTROL_TABLE for k in c.keys.split()},
              "quit": "quit", "exit": "quit"}
@@ -32,7 +34,7 @@ _CONTROLS = {**{c.word: c.word for c in CONTROL_TABLE}, **{k: c.word for c in CO
 
 @dataclass
 class LocalCommand:
-    kind: str  # mask | mask_off | points | seed | new_seed | steps | clear | go | labels | name | control
+    kind: str  # mask | mask_off | points | seed | new_seed | steps | clear | go | labels | before | markers | name | control
     text: str
     numbers: tuple[float, ...] = ()
     spec: str = ""  # point pairs as "x1,y1>x2,y2;..." for dragio.parse_points
@@ -63,6 +65,10 @@ def read_local(text: str) -> LocalCommand | None:
         return LocalCommand("go", text)
     if _LABELS_RE.match(t):
         return LocalCommand("labels", text)
+    if m := _BEFORE_RE.match(t):
+        return LocalCommand("before", text, word=m.group(1))
+    if m := _MARKERS_RE.match(t):
+        return LocalCommand("markers", text, word=m.group(1))
     if m := _NAME_RE.match(t):
         xy = () if m.group(2) is None else (float(m.group(2)), float(m.group(3)))
         return LocalCommand("name", text, numbers=xy, word=m.group(1))

@@ -306,18 +306,21 @@ class ImagePane(Container, can_focus=True):
             return
         h, w = self.image.shape[:2]
         widgets = []
+        cells = {name: (min(int((x + 0.5) / w * cols), cols - 1), min(int((y + 0.5) / h * rows), rows - 1))
+                 for name, (x, y) in self.labels.items()}
+        # Every keypoint's dot is taken from the start: a label never covers another point's dot.
         taken: dict[int, list[tuple[int, int]]] = {}  # row -> occupied [start, end) columns
-        for name, (x, y) in self.labels.items():
-            cx = int((x + 0.5) / w * cols)
-            cy = min(int((y + 0.5) / h * rows), rows - 1)
+        for cx, cy in cells.values():
+            taken.setdefault(cy, []).append((cx, cx + 1))
+        for name, (cx, cy) in cells.items():
             text = short_name(name)
             # Right of the point, else left of it, else a row above or below; a label that
             # fits nowhere is left out (its dot stays) rather than printed over another.
             spot = None
             for row in (cy, cy - 1, cy + 1):
                 for left in (cx + 1, cx - len(text)):
-                    span = (left, left + len(text) + 1)
-                    if 0 <= row < rows and left >= 0 and span[1] - 1 <= cols and not any(
+                    span = (left, left + len(text))
+                    if 0 <= row < rows and left >= 0 and span[1] <= cols and not any(
                             a < span[1] and span[0] < b for a, b in taken.get(row, [])):
                         spot = (left, row)
                         break
@@ -325,7 +328,8 @@ class ImagePane(Container, can_focus=True):
                     break
             if spot is None:
                 continue
-            taken.setdefault(spot[1], []).append((spot[0], spot[0] + len(text) + 1))
+            # A blank column either side keeps two labels on a row apart.
+            taken.setdefault(spot[1], []).append((spot[0] - 1, spot[0] + len(text) + 1))
             label = Label(text, classes="kp-label")
             label.styles.offset = spot
             widgets.append(label)
