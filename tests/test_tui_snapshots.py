@@ -35,6 +35,27 @@ def test_after_a_drag(snap_compare, model: Path) -> None:
     assert snap_compare(make_app(model, steps=3), terminal_size=SIZE, run_before=before)
 
 
+def test_before_the_drag_with_its_points(snap_compare, model: Path) -> None:
+    async def before(pilot: Pilot) -> None:
+        await ready(pilot)
+        await type_command(pilot, "drag 8,10 to 14,18")
+        await idle(pilot)
+        await pilot.press("ctrl+b", "ctrl+t")  # the image before it, with where the drag started and aimed
+        await pilot.pause()
+
+    assert snap_compare(make_app(model, steps=3), terminal_size=SIZE, run_before=before)
+
+
+def test_command_typed_during_a_drag(snap_compare, model: Path) -> None:
+    async def before(pilot: Pilot) -> None:
+        app = await ready(pilot)
+        app.busy = True  # as while a drag runs: the command is refused next to it, in words
+        await type_command(pilot, "smile")
+        await pilot.pause()
+
+    assert snap_compare(make_app(model), terminal_size=SIZE, run_before=before)
+
+
 def test_unknown_command(snap_compare, model: Path) -> None:
     async def before(pilot: Pilot) -> None:
         await ready(pilot)
