@@ -686,3 +686,15 @@ def test_the_tui_without_a_terminal_says_so_and_exits() -> None:
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "needs a terminal" in proc.stderr and "\x1b[" not in proc.stdout + proc.stderr
+
+
+def test_options_alone_open_the_tui(capsys: pytest.CaptureFixture[str]) -> None:
+    from voicedrag.cli import main
+
+    # `voicedrag --seed 3` is the TUI with a seed, not an unknown subcommand; under pytest
+    # stdin is no terminal, so the TUI says so instead of starting.
+    assert main(["--seed", "3"]) == 2
+    assert "needs a terminal" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0

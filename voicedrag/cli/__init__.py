@@ -26,11 +26,21 @@ SUBCOMMAND_MODULES: list[str] = [
 ]
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("voicedrag")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voicedrag",
         description="Speak or type an edit; the image changes the way DragGAN changes it.",
     )
+    parser.add_argument("--version", action="version", version=f"voicedrag {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -39,12 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] == "tui":
+    # `voicedrag`, `voicedrag tui ...` and `voicedrag --seed 3` (options alone) open the TUI.
+    tui_options = bool(argv) and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")
+    if not argv or argv[0] == "tui" or tui_options:
         # The TUI starts before the other subcommand modules are imported, so that it is on
         # screen at once; its workers import torch and the models in the background.
         from voicedrag.cli.tui import main_tui
 
-        return main_tui(argv[1:])
+        return main_tui(argv[1:] if argv and argv[0] == "tui" else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:
