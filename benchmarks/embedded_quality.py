@@ -247,7 +247,7 @@ def main() -> None:
     if "drags" in args.parts:
         config = drag_config(G, args, args.feature_block)
         shown = ("lr", "r1", "r2", "space", "num_optimized_ws", "stop_distance", "lambda_mask", "max_steps",
-                 "grid_scale")
+                 "grid_scale", "tracking_block", "tracking_recent")
         report["drag_settings"] = {k: getattr(config, k) for k in shown}
         print("drag settings: " + json.dumps(report["drag_settings"]))
         skipped: dict[str, list[int]] = {}

@@ -89,6 +89,11 @@ class DragConfig:
     # blocks of its distance to the reference relative to the reference's norm, so that each
     # block weighs the same whatever its channel count or scale.
     tracking_block: int | list[int] | None = None
+    # How much of a candidate's distance is measured against the handle's look at the last step
+    # rather than at the start (0: the start only, as the paper). A part that changes as it moves
+    # (an eyelid closing: open-lid edge at the start, lash line at the end) drifts away from its
+    # start feature; the last step's feature follows it, the start's keeps it from wandering.
+    tracking_recent: float = 0.0
 
     @classmethod
     def for_generator(cls, generator: Generator, **overrides: Any) -> DragConfig:
@@ -189,18 +194,22 @@ def track_points_blocks(
     point: tuple[int, int],
     r2: int,
     size: tuple[int, int],  # (W, H) of the full grid
+    weights: list[float] | None = None,  # per term; default 1 each
 ) -> tuple[int, int]:
     """Nearest neighbour of one handle in several blocks at once: the candidate whose summed
-    relative distance (|f_b - ref_b| / |ref_b| over the blocks) is least. Ties go to the first
+    relative distance (w_b |f_b - ref_b| / |ref_b| over the terms) is least. Ties go to the first
     pixel in row-major order, as in `track_points`."""
     x, y = point
     w, h = size
     top, bottom = max(y - r2, 0), min(y + r2 + 1, h)
     left, right = max(x - r2, 0), min(x + r2 + 1, w)
     total = None
-    for (feat, (ox, oy)), ref in zip(views, refs):
+    for (feat, (ox, oy)), ref, weight in zip(views, refs, weights or [1.0] * len(refs)):
+        if weight == 0.0:
+            continue
         patch = feat[0, :, top - oy : bottom - oy, left - ox : right - ox]
         dist = torch.linalg.norm(patch - ref.reshape(-1, 1, 1), dim=0) / (torch.linalg.norm(ref) + 1e-8)
+        dist = dist if weight == 1.0 else dist * weight
         total = dist if total is None else total + dist
     assert total is not None
     idx = int(torch.argmin(total.reshape(-1)))
@@ -370,9 +379,12 @@ class DragSession:
             raise ValueError(f"tracking_block must name one or more distinct blocks of the generator's "
                              f"{num_blocks} (0 to {num_blocks - 1}), not {tb!r}")
         self.tracking_blocks: tuple[int, ...] = tuple(blocks)
+        if not 0.0 <= self.config.tracking_recent <= 1.0:
+            raise ValueError(f"tracking_recent must be a share between 0 and 1, not {self.config.tracking_recent!r}")
         self._mask_l1 = (MaskedUpsampleL1(self.fixed, self.feat_res)
                          if self.fixed is not None and self.config.windowed and self.res % self.feat_res == 0 else None)
         self._refs: list[torch.Tensor] | None = None  # per tracking block: [N, C] at the start
+        self._recent: list[torch.Tensor] | None = None  # per tracking block: [N, C] at the last step
         self._ref_image_feat: torch.Tensor | None = None  # the reference path's map at the image size
         self._step_features: list[torch.Tensor] | None = None  # the dense path's block outputs, this step
         # Windowed or dense, chosen per step (`_dense_this_step`): step times of each path (with the
@@ -545,20 +557,33 @@ class DragSession:
     def _track(self, views: list[tuple[torch.Tensor, tuple[int, int]]]) -> None:
         """Move each handle to its nearest neighbour; records the references on the first call."""
         per_block = [views if b == self.feature_block else self._tracking_views(b) for b in self.tracking_blocks]
+
+        def at_points() -> list[torch.Tensor]:
+            return [torch.stack([v[0, :, y - o[1], x - o[0]].detach()
+                                 for (x, y), (v, o) in zip(self.points, bviews)])
+                    for bviews in per_block]
+
         if self._refs is None:
-            self._refs = [torch.stack([v[0, :, y - o[1], x - o[0]].detach()
-                                       for (x, y), (v, o) in zip(self.points, bviews)])
-                          for bviews in per_block]
+            self._refs = at_points()
         size = (self.grid, self.grid)
-        if len(per_block) == 1:  # the paper's tracking, exactly
+        recent = self.config.tracking_recent
+        if len(per_block) == 1 and recent == 0.0:  # the paper's tracking, exactly
             bviews, refs = per_block[0], self._refs[0]
             self.points = [track_points(v, refs[i : i + 1], [p], self.r2, origin=o, size=size)[0]
                            for i, (p, (v, o)) in enumerate(zip(self.points, bviews))]
             return
+        # Each (block, reference) pair is one term of the summed relative distance.
+        recent_refs = self._recent if self._recent is not None else self._refs
+        terms = [(bv, refs, 1.0 - recent) for bv, refs in zip(per_block, self._refs)]
+        if recent > 0.0:
+            terms += [(bv, refs, recent) for bv, refs in zip(per_block, recent_refs)]
         self.points = [
-            track_points_blocks([bv[i] for bv in per_block], [refs[i] for refs in self._refs], p, self.r2, size)
+            track_points_blocks([t[0][i] for t in terms], [t[1][i] for t in terms], p, self.r2, size,
+                                weights=[t[2] for t in terms])
             for i, p in enumerate(self.points)
         ]
+        if recent > 0.0:
+            self._recent = at_points()
 
     def _mask_term(self, views: list[tuple[torch.Tensor, tuple[int, int]]], native: torch.Tensor | None) -> torch.Tensor:
         """mean(|up(F) - up(F0)| on the fixed region) over C*H*W; the first call records F0."""

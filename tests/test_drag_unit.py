@@ -277,6 +277,44 @@ def test_tracking_on_several_blocks_sums_relative_distances(tiny_generator):
     assert got == best == (x - 2, y + 1)
 
 
+def test_tracking_against_the_last_step_follows_a_changing_part(tiny_generator):
+    """tracking_recent = w: a candidate's distance is (1 - w) to the start feature plus w to the
+    feature the handle had at the last step; windowed equals the reference path, and 0 is the paper."""
+    import torch
+
+    from engine.drag import DragConfig, DragSession, track_points_blocks
+    from engine.types import DragPair, Point
+
+    ws = tiny_generator.ws_from_seed(5)
+    pairs = [DragPair(Point(10, 12), Point(15, 12)), DragPair(Point(22, 20), Point(20, 24))]
+    runs = {}
+    for windowed in (True, False):
+        cfg = DragConfig(max_steps=6, preview_every=0, stop_distance=0.0, windowed=windowed,
+                         tracking_recent=0.5, lr=0.01)
+        s = DragSession(tiny_generator, ws, pairs, config=cfg)
+        runs[windowed] = [(r.points, r.loss) for r in s.steps()], s.ws.detach()
+        assert s._recent is not None and s._refs is not None
+        # The last step's reference is the feature at the handle's last tracked point, not the start's.
+        assert not all(torch.equal(a, b) for a, b in zip(s._recent, s._refs))
+    assert_same_drag(runs[True], runs[False])
+    paper = DragSession(tiny_generator, ws, pairs, config=DragConfig(max_steps=4, preview_every=0))
+    zero = DragSession(tiny_generator, ws, pairs, config=DragConfig(max_steps=4, preview_every=0, tracking_recent=0.0))
+    assert [r.points for r in zero.steps()] == [r.points for r in paper.steps()]
+    with pytest.raises(ValueError, match="tracking_recent"):
+        DragSession(tiny_generator, ws, pairs, config=DragConfig(tracking_recent=1.5))
+
+    # The weights choose between two references that disagree: the start's look at (3, 3) and
+    # the last step's at (6, 5).
+    feat = torch.zeros(1, 2, 10, 10)
+    feat[0, 0, 3, 3] = 1.0
+    feat[0, 1, 5, 6] = 1.0
+    start, last = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    views = [(feat, (0, 0))] * 2
+    assert track_points_blocks(views, [start, last], (4, 4), 3, (10, 10), weights=[0.7, 0.3]) == (3, 3)
+    assert track_points_blocks(views, [start, last], (4, 4), 3, (10, 10), weights=[0.3, 0.7]) == (6, 5)
+    assert track_points_blocks(views, [start, last], (4, 4), 3, (10, 10), weights=[0.0, 1.0]) == (6, 5)
+
+
 def test_many_handle_motion_loss_is_the_sum_of_the_plain_one():
     from engine.drag import motion_loss, motion_loss_many
 
