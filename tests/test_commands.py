@@ -187,6 +187,14 @@ GRAMMAR = [
 
 NUMBERS = [
     ("drag 120,200 to 140,180", "drag h=120,200 t=140,180"),
+    # ";" separates pairs, as in --points.
+    ("drag 1,2 to 3,4; 5,6 to 7,8", "drag h=1,2 t=3,4 ; drag h=5,6 t=7,8"),
+    ("open the mouth; close the eyes", "open mouth ; close eyes"),
+    # A minus sign is a negative coordinate, refused; never a dropped sign.
+    ("drag -5,-5 to 30,30", "err:negative coordinate"),
+    ("drag 5, -5 to 30,30", "err:negative coordinate"),
+    ("drag 10,20 to \u22123,4", "err:negative coordinate"),
+    ("drag 3 - 4 to 5 - 6", "drag h=3,4 t=5,6"),
     ("drag 120, 200 to 140, 180", "drag h=120,200 t=140,180"),
     ("Drag 120, 200 to 140, 180.", "drag h=120,200 t=140,180"),
     ("move 64 64 to 70 60", "drag h=64,64 t=70,60"),

@@ -190,7 +190,9 @@ def normalize(text: str) -> list[str]:
     t = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", t)
     t = re.sub(r"[()\[\]{}\"]", " ", t)
     t = re.sub(r"(?<!\d)\.|\.(?!\d)", ",", t)
-    t = re.sub(r"[;:!?]", ",", t)
+    # ";" separates drag pairs, as in `--points` ("drag 1,2 to 3,4; 5,6 to 7,8"): a new clause.
+    t = t.replace(";", " and ")
+    t = re.sub(r"[:!?]", ",", t)
     words: list[str] = []
     for m in re.finditer(r"\d+(?:\.\d+)?|[a-z][a-z']*|,", t):
         w = m.group(0)
@@ -209,6 +211,18 @@ def normalize(text: str) -> list[str]:
             words[i] = _NUMBER_HOMOPHONES[words[i]]
     return words
 
+
+# A minus sign that starts a number: after the start, a space, a comma, ";" or "(", where the last
+# thing before it is not a number ("3-4" and "3 - 4" are pairs) and not a letter joined to it.
+_NEGATIVE = re.compile(r"(?:^|(?<=[\s,;(\[]))[-\u2212]\s?\d+(?:\.\d+)?")
+
+
+def _negative_number(text: str) -> re.Match[str] | None:
+    for m in _NEGATIVE.finditer(text):
+        before = text[: m.start()].rstrip()
+        if not before or not before[-1].isdigit():
+            return m
+    return None
 
 _NUMBER_HOMOPHONES = {"for": "4", "to": "2", "too": "2", "won": "1", "ate": "8", "tree": "3"}
 
@@ -380,6 +394,13 @@ class CommandParser:
 
     def _parse(self, text: str) -> ParseResult:
         text = text if isinstance(text, str) else str(text)
+        # A minus before a number ("drag -5,-5 to 30,30") is not punctuation to drop: the point
+        # would silently become (5, 5). Pixels count from the top-left corner, so say so.
+        negative = _negative_number(text)
+        if negative:
+            return ParseResult(text=text, corrected=text, error=f"{negative.group(0).strip()!r} is a negative "
+                               "coordinate; points are pixels from the top-left corner (0,0), so give x and y "
+                               "inside the image, as in 'drag 30,40 to 50,60'.")
         words = collapse_repeats(normalize(text))
         if not [w for w in words if w != ","]:
             return ParseResult(text=text, corrected="", error="nothing was said; try a command such as "
