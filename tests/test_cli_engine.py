@@ -65,3 +65,28 @@ def test_user_errors_exit_2_with_one_sentence(args, needle, tmp_path):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in p.stderr
     assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.parametrize("command", ["drag", "edit"])
+def test_outputs_that_would_overwrite_each_other_are_refused_before_any_work(command, tmp_path):
+    what = ["--points", "20,30>26,30"] if command == "drag" else ["--say", "open the mouth"]
+    same = tmp_path / "x.png"
+    p = voicedrag(command, *what, "--out", str(same), "--gif", str(same))
+    assert p.returncode == 2 and "--out and --gif both name" in p.stderr and "Traceback" not in p.stderr
+    assert not same.exists()
+    p = voicedrag(command, *what, "--out", str(same), "--save-latent", str(tmp_path))
+    assert p.returncode == 2 and "is a folder" in p.stderr and not same.exists()
+
+
+def test_the_latent_is_written_to_the_path_asked_for_and_a_closed_pipe_is_quiet(tmp_path):
+    ws = tmp_path / "latent"  # no .npy: written as named, not as latent.npy
+    proc = subprocess.Popen([sys.executable, "-m", "voicedrag", "edit", "--say", "open the mouth", "--steps", "2",
+                             "--out", str(tmp_path / "x.png"), "--save-latent", str(ws), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader goes away before the report is printed
+    err = proc.stderr.read()
+    assert proc.wait(timeout=600) == 1, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    assert np.load(ws).ndim == 3 and not (tmp_path / "latent.npy").exists()
+    assert (tmp_path / "x.png").exists()

@@ -22,9 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    from voicedrag.cli.engine import drag_and_save
+    from voicedrag.cli.engine import check_outputs, drag_and_save
     from voicedrag.editor import Editor, load_kit
 
+    check_outputs(args)
     kit = load_kit(args.model, device=args.device, template=args.template, download=args.download)
     editor = Editor(kit)
     report: dict[str, Any] = {}

@@ -69,6 +69,22 @@ def run_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, outputs that would overwrite one another or cannot be files."""
+    named = [(flag, getattr(args, attr, None)) for flag, attr in
+             (("--out", "out"), ("--gif", "gif"), ("--save-latent", "save_latent"))]
+    seen: dict[Path, str] = {}
+    for flag, value in named:
+        if not value:
+            continue
+        path = Path(value).expanduser().resolve()
+        if path.is_dir():
+            raise SpecError(f"{flag} {value} is a folder; give a file name in it.")
+        if path in seen:
+            raise SpecError(f"{seen[path]} and {flag} both name {value}; give each output its own file.")
+        seen[path] = flag
+
+
 def drag_and_save(editor: Any, ws: Any, pairs: list, mask: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Run one drag with the CLI's options, write its outputs, and return the JSON report fields."""
     import numpy as np
@@ -103,7 +119,9 @@ def drag_and_save(editor: Any, ws: Any, pairs: list, mask: Any, args: argparse.N
     if args.save_latent:
         path = Path(args.save_latent)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.save(path, result.ws.cpu().numpy())
+        # Written to the very path asked for: np.save(path) would add ".npy" to a name without it.
+        with open(path, "wb") as f:
+            np.save(f, result.ws.cpu().numpy())
         report["latent"] = str(path)
     return report
 
@@ -111,6 +129,7 @@ def drag_and_save(editor: Any, ws: Any, pairs: list, mask: Any, args: argparse.N
 def run_drag(args: argparse.Namespace) -> int:
     from voicedrag.editor import Editor, load_kit
 
+    check_outputs(args)
     editor = Editor(load_kit(args.model, device=args.device, download=args.download))
     size = editor.kit.size
     pairs = parse_points(args.points, size)
