@@ -37,6 +37,13 @@ def pick_device(name: str | None = None) -> torch.device:
             raise CheckpointError(f"unknown device {name!r}; use 'cpu' or 'cuda'.") from err
         if device.type == "cuda" and not torch.cuda.is_available():
             raise CheckpointError("CUDA was asked for but no CUDA GPU is available; use --device cpu.")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise CheckpointError(f"there is no {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s); "
+                                  "use cuda:0 or leave --device out.")
+        if device.type == "cpu" and device.index not in (None, 0):
+            raise CheckpointError(f"there is no {name}: the CPU is one device; use --device cpu.")
+        if device.type not in ("cpu", "cuda"):
+            raise CheckpointError(f"{name!r} is not a device voicedrag runs on; use 'cpu' or 'cuda'.")
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -90,3 +90,38 @@ def test_the_latent_is_written_to_the_path_asked_for_and_a_closed_pipe_is_quiet(
     assert "Traceback" not in err and "BrokenPipe" not in err
     assert np.load(ws).ndim == 3 and not (tmp_path / "latent.npy").exists()
     assert (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("flag,value", [("--lr", "nan"), ("--lr", "-1"), ("--lr", "-inf"), ("--lr", "inf"),
+                                        ("--seed", "-1"), ("--seed", str(2**32)), ("--psi", "nan"),
+                                        ("--psi", "inf"), ("--steps", "0"), ("--seed", "1.5")])
+def test_numbers_out_of_range_are_refused_before_any_work(flag, value, tmp_path):
+    out = tmp_path / "x.png"
+    p = voicedrag("edit", "--say", "open the mouth", "--out", str(out), f"{flag}={value}")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert f"argument {flag}" in p.stderr and "give " in p.stderr and not out.exists()
+
+
+def test_numbers_in_range_pass_unchanged():
+    from voicedrag.cli import argtypes
+
+    assert argtypes.seed("4294967295") == 2**32 - 1 and argtypes.psi("0.7") == 0.7
+    assert argtypes.lr("0.002") == 0.002 and argtypes.steps("300") == 300 and argtypes.threads("2") == 2
+
+
+def test_devices_that_do_not_exist_are_refused_in_one_sentence():
+    import torch
+
+    from engine.errors import CheckpointError
+    from engine.loading import pick_device
+
+    assert pick_device("cpu") == torch.device("cpu") and pick_device("cpu:0") == torch.device("cpu:0")
+    for bad, needle in [("cpu:5", "the CPU is one device"), ("meta", "not a device"), ("bogus", "unknown device")]:
+        with pytest.raises(CheckpointError, match=needle):
+            pick_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(CheckpointError, match="no CUDA GPU"):
+            pick_device("cuda:3")
+    else:
+        with pytest.raises(CheckpointError, match="there is no cuda"):
+            pick_device(f"cuda:{torch.cuda.device_count()}")

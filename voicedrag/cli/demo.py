@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from voicedrag.cli import argtypes
 from engine.errors import VoicedragError
 from voicedrag.dragio import save_gif, save_png
 
@@ -22,7 +23,7 @@ DEMO_COMMAND = "open the mouth"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="say \"open the mouth\" to a sampled face; write before/after PNGs and a GIF")
     p.add_argument("--out-dir", default="voicedrag-demo", help="folder for the results (default ./voicedrag-demo)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=argtypes.seed, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run_demo)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from voicedrag.cli import argtypes
 from voicedrag.dragio import Progress, SpecError, pair_report, parse_mask, parse_points, save_gif, save_png
 
 
@@ -15,8 +16,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="embedded",
                    help="a .pkl or .safetensors generator, a name from `voicedrag models`, or 'embedded' (default)")
     p.add_argument("--download", action="store_true", help="download a registry model first if it is not cached")
-    p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
-    p.add_argument("--psi", type=float, default=0.7, help="truncation psi (default 0.7)")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="latent seed (default 0)")
+    p.add_argument("--psi", type=argtypes.psi, default=0.7, help="truncation psi (default 0.7)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
 
 
@@ -26,8 +27,8 @@ def add_template_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_drag_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, default=300, help="maximum optimisation steps (default 300)")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--steps", type=argtypes.steps, default=300, help="maximum optimisation steps (default 300)")
+    p.add_argument("--lr", type=argtypes.lr, default=None,
                    help="Adam learning rate (default: the model's own, else the paper's 0.002)")
     p.add_argument("--space", choices=["w+", "w"], default=None,
                    help="optimise w+ rows or one w (default: the model's own, else w+)")

@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 from engine.errors import VoicedragError
 from engine.types import Point
 from keypoints.detector import Detector
+from voicedrag.cli import argtypes
 
 DETECTORS = ("embedded", "face")
 PSI = 0.7
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Find named keypoints on a face from the model (--seed) or on an image file (--image).",
     )
     p.add_argument("--model", default="embedded", help="generator to sample with --seed (default: embedded)")
-    p.add_argument("--seed", type=int, default=None, help="sample this seed from --model (truncation psi 0.7)")
+    p.add_argument("--seed", type=argtypes.seed, default=None, help="sample this seed from --model (truncation psi 0.7)")
     p.add_argument("--image", type=Path, default=None, help="an image of the model's domain instead of a sample")
     # The renderer's own face for a seed (the true world), for checks without a trained generator.
     p.add_argument("--render-seed", type=int, default=None, help=argparse.SUPPRESS)
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "teach", help="store named points of one sample as a template that finds them on other samples",
         description="Name points on one sample of a model; the template finds them on any other sample of it.")
     t.add_argument("--model", default="embedded", help="generator file (.pkl or .safetensors), or 'embedded'")
-    t.add_argument("--seed", type=int, required=True, help="the sample the points are on (truncation psi 0.7)")
+    t.add_argument("--seed", type=argtypes.seed, required=True, help="the sample the points are on (truncation psi 0.7)")
     t.add_argument("--points", required=True, metavar='"NAME=X,Y;NAME=X,Y"',
                    help='named points in image pixels, e.g. "nose=120,200;left_ear_tip=80,60"')
     t.add_argument("--out", type=Path, required=True, help="the template JSON to write")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from voicedrag.cli import argtypes
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tui", help="open the terminal UI (the default with no arguments)",
@@ -13,12 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="embedded", help="generator file (.pkl or .safetensors), or 'embedded'")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first image (default 0)")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the first image (default 0)")
     p.add_argument("--template", default=None, metavar="T.json",
                    help="keypoints taught with `voicedrag keypoints teach`, for a model without a detector")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--steps", type=int, default=300, help="most drag steps per edit (default 300)")
-    p.add_argument("--psi", type=float, default=0.7, help="truncation psi for seeds (default 0.7)")
+    p.add_argument("--steps", type=argtypes.steps, default=300, help="most drag steps per edit (default 300)")
+    p.add_argument("--psi", type=argtypes.psi, default=0.7, help="truncation psi for seeds (default 0.7)")
     p.add_argument("--out", default="voicedrag-out", help="folder that saves go into (default ./voicedrag-out)")
     p.add_argument("--renderer", default="auto", choices=["auto", "halfcell", "unicode", "sixel", "tgp"],
                    help="how the image is drawn: auto picks Kitty or Sixel graphics when the terminal has them")
@@ -29,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="put a transcript in the command bar and wait for Enter instead of running it")
     p.add_argument("--no-paraphrase", action="store_true",
                    help="read commands with the grammar alone (no sentence model; faster start, less forgiving)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=argtypes.threads, default=None, help="torch CPU threads (default: torch's choice)")
 
 
 def options_from_args(args: argparse.Namespace) -> object:

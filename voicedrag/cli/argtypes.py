@@ -1,0 +1,30 @@
+"""Checked number types for the command line: a value out of range or not finite is refused by
+argparse (exit 2, one sentence) before any model is loaded, instead of ending in a traceback
+deep in torch or in a garbage picture."""
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def _number(kind: type, lo: float, hi: float, what: str) -> Callable[[str], float | int]:
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number; "
+                                             f"give {what}") from None
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{text} is out of range; give {what}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its own messages
+    return parse
+
+
+seed = _number(int, 0, 2**32 - 1, "a seed from 0 to 4294967295")
+psi = _number(float, -2.0, 2.0, "a truncation psi from -2 to 2 (0.7 is usual)")
+lr = _number(float, 1e-8, 1.0, "a learning rate above 0 and at most 1 (such as 0.002)")
+steps = _number(int, 1, 100_000, "a step count from 1 to 100000")
+threads = _number(int, 1, 1024, "a thread count from 1 to 1024")
