@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,3 +126,27 @@ def test_devices_that_do_not_exist_are_refused_in_one_sentence():
     else:
         with pytest.raises(CheckpointError, match="there is no cuda"):
             pick_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_saves_are_atomic_and_keep_the_previous_file_when_they_fail(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from voicedrag.dragio import save_gif, save_npy, save_png
+
+    out = tmp_path / "x.png"
+    first = np.zeros((8, 8, 3), np.uint8)
+    save_png(first, out)
+    before = out.read_bytes()
+
+    def broken(self, fp, *a, **k):  # a save that dies halfway, as a full disk or Ctrl-C would
+        Path(fp).write_bytes(b"\x89PNG half")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", broken)
+    with pytest.raises(Exception, match="cannot write"):
+        save_png(np.full((8, 8, 3), 255, np.uint8), out)
+    monkeypatch.undo()
+    assert out.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["x.png"]
+    # The format follows the target's name, not the temporary file's.
+    assert Image.open(save_gif([first, first + 9], tmp_path / "d.gif")).format == "GIF"
+    assert np.load(save_npy(np.ones((1, 2, 3), np.float32), tmp_path / "ws")).shape == (1, 2, 3)

@@ -7,10 +7,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import TextIO
 
 import numpy as np
 
+from engine.atomic import atomic_path
 from engine.errors import VoicedragError
 from engine.types import DragPair, Point
 
@@ -101,29 +103,45 @@ class Progress:
         self.stream.flush()
 
 
+def _write_image(what: str, path: Path, write: Callable[[Path, str], None]) -> Path:
+    """Write through a temporary file beside `path`, renamed into place (engine.atomic): an
+    interrupted save leaves the previous file whole. The format comes from the name, since the
+    temporary file's own name has none."""
+    from PIL import Image
+
+    fmt = Image.registered_extensions().get(path.suffix.lower(), what.upper())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            write(tmp, fmt)
+    except (OSError, ValueError, KeyError) as err:
+        raise VoicedragError(f"cannot write {path} ({err}); choose a writable .{what} path.") from err
+    return path
+
+
 def save_png(image: np.ndarray, path: str | Path) -> Path:
     from PIL import Image
 
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        Image.fromarray(image).save(path)
-    except (OSError, ValueError) as err:
-        raise VoicedragError(f"cannot write {path} ({err}); choose a writable .png path.") from err
-    return path
+    return _write_image("png", Path(path), lambda tmp, fmt: Image.fromarray(image).save(tmp, format=fmt))
 
 
 def save_gif(frames: list[np.ndarray], path: str | Path, ms_per_frame: int = 80) -> Path:
     from PIL import Image
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(f) for f in frames]
+    return _write_image("gif", Path(path), lambda tmp, fmt: images[0].save(
+        tmp, format=fmt, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0))
+
+
+def save_npy(array: np.ndarray, path: str | Path) -> Path:
+    """The array at exactly `path` (np.save(path) would add ".npy" to a name without it), atomically."""
+    path = Path(path)
     try:
-        images[0].save(path, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
-    except (OSError, ValueError) as err:
-        raise VoicedragError(f"cannot write {path} ({err}); choose a writable .gif path.") from err
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, array)
+    except OSError as err:
+        raise VoicedragError(f"cannot write {path} ({err.strerror or err}); choose a writable .npy path.") from err
     return path
 
 

@@ -167,7 +167,7 @@ class Session:
 
     def save(self, folder: str | Path) -> SaveResult:
         """image.png, latent.npy (w+), history.json and, if there was one, last_drag.gif."""
-        from voicedrag.dragio import save_gif, save_png
+        from voicedrag.dragio import save_gif, save_npy, save_png
 
         folder = Path(folder)
         base, n = folder, 1
@@ -181,9 +181,7 @@ class Session:
 
             raise VoicedragError(f"cannot create the folder {folder} ({err.strerror}); choose a writable --out folder.") from err
         files = [save_png(self.current.image, folder / "image.png")]
-        latent = folder / "latent.npy"
-        np.save(latent, self.current.ws)
-        files.append(latent)
+        files.append(save_npy(self.current.ws, folder / "latent.npy"))
         history = folder / "history.json"
         history.write_text(json.dumps(self.history_json(), indent=2) + "\n")
         files.append(history)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from voicedrag.cli import argtypes
-from voicedrag.dragio import Progress, SpecError, pair_report, parse_mask, parse_points, save_gif, save_png
+from voicedrag.dragio import Progress, SpecError, pair_report, parse_mask, parse_points, save_gif, save_npy, save_png
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -88,8 +88,6 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 def drag_and_save(editor: Any, ws: Any, pairs: list, mask: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Run one drag with the CLI's options, write its outputs, and return the JSON report fields."""
-    import numpy as np
-
     progress = Progress(total=args.steps)
     try:
         for r in editor.drag(ws, pairs, mask, args.steps, preview_every=5 if args.gif else 0, lr=args.lr,
@@ -118,12 +116,7 @@ def drag_and_save(editor: Any, ws: Any, pairs: list, mask: Any, args: argparse.N
     if args.gif:
         report["gif"] = str(save_gif(result.frames + [result.image], args.gif))
     if args.save_latent:
-        path = Path(args.save_latent)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written to the very path asked for: np.save(path) would add ".npy" to a name without it.
-        with open(path, "wb") as f:
-            np.save(f, result.ws.cpu().numpy())
-        report["latent"] = str(path)
+        report["latent"] = str(save_npy(result.ws.cpu().numpy(), args.save_latent))
     return report
 
 
