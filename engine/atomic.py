@@ -12,11 +12,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    # Read once, at import (setting it back at once): os.umask is the only way to read it.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to; renamed onto `path` when the block ends without error."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp makes the file private (0600); the file it becomes keeps the target's mode, or gets
+    # the mode any new file would (0666 less the umask).
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_UMASK
+    os.fchmod(fd, mode)
     os.close(fd)
     try:
         yield Path(tmp)

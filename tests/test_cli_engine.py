@@ -150,3 +150,48 @@ def test_saves_are_atomic_and_keep_the_previous_file_when_they_fail(tmp_path, mo
     # The format follows the target's name, not the temporary file's.
     assert Image.open(save_gif([first, first + 9], tmp_path / "d.gif")).format == "GIF"
     assert np.load(save_npy(np.ones((1, 2, 3), np.float32), tmp_path / "ws")).shape == (1, 2, 3)
+    # A new file gets the mode any new file would (not mkstemp's private 0600); a replaced one keeps its own.
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    fresh = save_png(first, tmp_path / "fresh.png")
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~mask
+    os.chmod(fresh, 0o640)
+    save_png(first, fresh)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o640
+
+
+def test_ctrl_c_during_a_drag_writes_what_was_asked_from_the_last_state(tmp_path):
+    import os
+    import signal
+    import threading
+    import time
+
+    out, ws = tmp_path / "x.png", tmp_path / "ws.npy"
+    # A move far too long to converge (5 000 steps take minutes): the drag is running when Ctrl-C
+    # comes 10 s in (the model loads in about 2 s; without a terminal there is no progress to watch).
+    proc = subprocess.Popen([sys.executable, "-m", "voicedrag", "drag", "--points", "4,4>60,60", "--steps", "5000",
+                             "--out", str(out), "--save-latent", str(ws), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None and proc.stdout is not None
+    err = bytearray()
+
+    def read_stderr() -> None:  # the progress line is redrawn with \r, so read bytes, not lines
+        while chunk := os.read(proc.stderr.fileno(), 4096):
+            err.extend(chunk)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    time.sleep(10.0)
+    assert proc.poll() is None, err.decode()
+    proc.send_signal(signal.SIGINT)
+    stdout = proc.stdout.read()
+    assert proc.wait(timeout=300) == 130, err.decode()
+    reader.join(timeout=10)
+    text = err.decode()
+    assert "interrupted after" in text and "Traceback" not in text
+    report = json.loads(stdout)
+    assert report["interrupted"] is True and 0 < report["steps"] < 5000
+    assert Image.open(out).size == (64, 64) and np.load(ws).ndim == 3

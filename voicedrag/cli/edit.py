@@ -50,6 +50,6 @@ def run_edit(args: argparse.Namespace) -> int:
     })
     if args.json:
         print(json.dumps(report))
-    else:
+    elif not drag["interrupted"]:
         print(f"wrote {drag['out']}", file=sys.stderr)
-    return 0
+    return 130 if drag["interrupted"] else 0

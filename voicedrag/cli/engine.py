@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -89,12 +91,27 @@ def check_outputs(args: argparse.Namespace) -> None:
 def drag_and_save(editor: Any, ws: Any, pairs: list, mask: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Run one drag with the CLI's options, write its outputs, and return the JSON report fields."""
     progress = Progress(total=args.steps)
+    # Ctrl-C during the drag stops it at the end of the step, and what was asked for is written
+    # from that state (a second Ctrl-C stops at once); the caller then exits 130.
+    interrupted = threading.Event()
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+        editor.cancel()
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if in_main else None
     try:
         for r in editor.drag(ws, pairs, mask, args.steps, preview_every=5 if args.gif else 0, lr=args.lr,
                              space=args.space):
             progress.update(r.step, r.mean_distance)
     except ValueError as err:
         raise SpecError(f"{err}; place the points inside the image.") from err
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     result = editor.result()
     progress.close(result.steps, result.mean_distance, result.converged)
     if result.verdict:
@@ -112,11 +129,16 @@ def drag_and_save(editor: Any, ws: Any, pairs: list, mask: Any, args: argparse.N
         "mean_distance": round(result.mean_distance, 3),
         "seconds": round(result.seconds, 3),
         "out": str(out),
+        "interrupted": interrupted.is_set(),
     }
     if args.gif:
         report["gif"] = str(save_gif(result.frames + [result.image], args.gif))
     if args.save_latent:
         report["latent"] = str(save_npy(result.ws.cpu().numpy(), args.save_latent))
+    if interrupted.is_set():
+        written = ", ".join(str(report[k]) for k in ("out", "gif", "latent") if k in report)
+        print(f"voicedrag: interrupted after {result.steps} steps; wrote {written} from that state.",
+              file=sys.stderr)
     return report
 
 
@@ -132,6 +154,6 @@ def run_drag(args: argparse.Namespace) -> int:
     report = drag_and_save(editor, ws, pairs, mask, args)
     if args.json:
         print(json.dumps(report))
-    else:
+    elif not report["interrupted"]:
         print(f"wrote {report['out']}" + (f" and {report['gif']}" if "gif" in report else ""), file=sys.stderr)
-    return 0
+    return 130 if report["interrupted"] else 0
