@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import functools
 import io
+import math
 import pickle
 import struct
 from dataclasses import dataclass
@@ -25,10 +26,6 @@ import torch
 
 from engine.errors import CheckpointError
 
-try:  # numpy >= 2 moved the module; pickles name either spelling
-    from numpy._core import multiarray as _np_multiarray
-except ImportError:  # pragma: no cover - numpy 1.x
-    from numpy.core import multiarray as _np_multiarray
 
 
 @dataclass
@@ -164,6 +161,68 @@ def _latin1(text: str, encoding: str = "latin1") -> bytes:
     return text.encode("latin1")
 
 
+# numpy values are rebuilt from checked, plain descriptions, never by numpy's own pickle hooks:
+# np.dtype's __setstate__ takes field offsets on trust (a structured dtype whose field lies past
+# the end of its item reads out of bounds), and so does the scalar reconstructor with its bytes.
+# Only plain numeric dtypes (no fields, no subarrays, no objects) are accepted.
+_NUMPY_KINDS = set("biuf c".replace(" ", "")) | {"?"}
+
+
+class _DTypeSpec:
+    """Stands for numpy.dtype(name, align, copy) until its BUILD state is checked."""
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, name: Any, align: Any = False, copy: Any = False) -> None:
+        if not isinstance(name, str) or len(name) > 8:
+            raise ValueError("unsupported numpy dtype")
+        dtype = np.dtype(name)  # a short type code ('f4', 'i8', 'b1'): no fields can come from it
+        if dtype.kind not in _NUMPY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+            raise ValueError(f"unsupported numpy dtype {name!r}")
+        self.dtype = dtype
+
+    def __setstate__(self, state: Any) -> None:
+        # (version, byte order, subarray, names, fields, item size, alignment, flags[, metadata])
+        if not isinstance(state, tuple) or len(state) < 8:
+            raise ValueError("unsupported numpy dtype state")
+        _version, order, subarray, names, fields, elsize, _alignment, _flags = state[:8]
+        if subarray is not None or names is not None or fields is not None:
+            raise ValueError("structured numpy dtypes are not supported")
+        if elsize not in (-1, self.dtype.itemsize) or order not in ("<", ">", "|", "="):
+            raise ValueError("inconsistent numpy dtype state")
+        if order in "<>":
+            self.dtype = self.dtype.newbyteorder(order)
+
+
+def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
+    if not isinstance(dtype, _DTypeSpec) or not isinstance(data, bytes) or len(data) != dtype.dtype.itemsize:
+        raise ValueError("malformed numpy scalar")
+    return np.frombuffer(data, dtype=dtype.dtype)[0].item()
+
+
+class _ArraySpec:
+    """Stands for numpy's _reconstruct(ndarray, shape, typecode) until its BUILD state is checked."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, cls: Any = None, shape: Any = None, typecode: Any = None) -> None:
+        self.array: np.ndarray | None = None
+
+    def __setstate__(self, state: Any) -> None:
+        # (version, shape, dtype, is_fortran, raw bytes)
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise ValueError("unsupported numpy array state")
+        _version, shape, dtype, fortran, raw = state
+        if not isinstance(dtype, _DTypeSpec) or not isinstance(raw, bytes) or not isinstance(shape, tuple) \
+                or not all(isinstance(n, int) and 0 <= n < 2**31 for n in shape) or len(shape) > 32:
+            raise ValueError("malformed numpy array")
+        count = math.prod(shape)
+        if count * dtype.dtype.itemsize != len(raw):
+            raise ValueError("numpy array data does not match its shape")
+        flat = np.frombuffer(raw, dtype=dtype.dtype, count=count)
+        self.array = flat.reshape(shape[::-1]).T.copy() if fortran else flat.reshape(shape).copy()
+
+
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
     ("dnnlib.util", "EasyDict"): _EasyDict,
@@ -178,10 +237,10 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type_v2,
     ("torch", "Tensor"): _TensorType(),
     ("torch.storage", "_load_from_bytes"): _load_storage,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy", "ndarray"): np.ndarray,
-    **{(m, n): getattr(_np_multiarray, n)
-       for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("scalar", "_reconstruct")},
+    ("numpy", "dtype"): _DTypeSpec,
+    ("numpy", "ndarray"): _ArraySpec,
+    **{(m, n): f for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+       for n, f in (("scalar", _numpy_scalar), ("_reconstruct", _ArraySpec))},
     **{("torch", n): d for n, d in {**_STORAGE_DTYPES, **_TORCH_DTYPES}.items()},
 }
 
@@ -196,7 +255,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
             obj = _ALLOWED[(module, name)]
             if isinstance(obj, FunctionType):
                 return functools.partial(obj)
-            return type(obj.__name__, (obj,), {}) if obj is _EasyDict else obj
+            if obj is _EasyDict:
+                return type(obj.__name__, (obj,), {})
+            if obj in (_DTypeSpec, _ArraySpec):  # slots kept: BUILD can only go through __setstate__
+                return type(obj.__name__, (obj,), {"__slots__": ()})
+            return obj
         if module.startswith("torch.nn.modules.") and name.isidentifier() and name[:1].isupper():
             # A stock torch module (e.g. ModuleList) inside a network: keep only its state.
             return type(name, (_Record,), {"class_name": name, "state": None})
@@ -216,6 +279,10 @@ def _plain(value: Any) -> Any:
         return tuple(_plain(v) for v in value)
     if isinstance(value, (np.generic, np.ndarray)):
         return value.tolist()
+    if isinstance(value, _ArraySpec):
+        return value.array.tolist() if isinstance(value.array, np.ndarray) else None
+    if isinstance(value, _DTypeSpec):
+        return value.dtype.str
     return value
 
 

@@ -273,3 +273,53 @@ def test_plain_torch_module_at_top_level(tmp_path: Path) -> None:
     assert got.class_name == "Sequential" and got.init_kwargs == {} and got.init_args == ()
     assert list(got.state_dict) == list(net.state_dict())
     assert all(torch.equal(got.state_dict[k], v) for k, v in net.state_dict().items())
+
+
+class _Reduce:
+    def __init__(self, func: object, args: tuple, state: object = None) -> None:
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self) -> tuple:
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
+
+
+@pytest.mark.parametrize("name, state", [
+    # A structured dtype whose one field lies a megabyte past the end of its 4-byte item: numpy's
+    # own __setstate__ takes it, and reading the scalar then reads out of bounds.
+    ("V4", (3, "|", None, ("a",), {"a": (np.dtype("f8"), 10**6)}, 4, 1, 16)),
+    ("f8", (3, "<", None, ("a",), {"a": (np.dtype("f8"), 10**6)}, 8, 1, 16)),
+    ("f8", (3, "<", (np.dtype("f8"), (10**6,)), None, None, 8, 1, 0)),  # a subarray
+    ("f8", (3, "<", None, None, None, 10**6, 1, 0)),  # an item size that is not the type's
+    ("O", (3, "|", None, None, None, -1, -1, 63)),  # objects
+])
+def test_crafted_numpy_dtype_and_scalar_states_are_refused(tmp_path: Path, name: str, state: tuple) -> None:
+    from numpy._core import multiarray
+
+    dtype = _Reduce(np.dtype, (name, False, True), state)
+    scalar = _Reduce(multiarray.scalar, (dtype, b"\x00" * 8))
+    path = tmp_path / "dtype.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": {"x": scalar}}, protocol=2))
+    # Refused while reading (a readable stream gets "has no network 'G_ema'" instead).
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        read_nvlabs_pickle(path)
+
+
+def test_numpy_arrays_and_scalars_are_rebuilt_from_checked_states(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    net = torch.nn.Linear(2, 2)
+    c_order = np.arange(6, dtype=np.int32).reshape(2, 3)
+    kwargs = {"c": c_order, "f": np.asfortranarray(c_order.astype(np.float64)),
+              "be": np.arange(3, dtype=">i4"), "s": np.float16(1.5), "b": np.bool_(True)}
+    net._init_args, net._init_kwargs = (), kwargs
+    path = tmp_path / "snap.pkl"
+    _write_snapshot(path, {"G_ema": net}, monkeypatch, 2)
+    got = read_nvlabs_pickle(path).init_kwargs
+    assert got == {"c": [[0, 1, 2], [3, 4, 5]], "f": [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], "be": [0, 1, 2],
+                   "s": 1.5, "b": True}
+    # An array whose data is shorter than its shape says is refused, not read past its end.
+    state = (1, (1000,), _Reduce(np.dtype, ("f8", False, True), (3, "<", None, None, None, -1, -1, 0)), False, b"\0" * 8)
+    from numpy._core import multiarray
+
+    array = _Reduce(multiarray._reconstruct, (np.ndarray, (0,), b"b"), state)
+    path.write_bytes(pickle.dumps({"G_ema": {"x": array}}, protocol=2))
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        read_nvlabs_pickle(path)
