@@ -195,3 +195,33 @@ def test_ctrl_c_during_a_drag_writes_what_was_asked_from_the_last_state(tmp_path
     report = json.loads(stdout)
     assert report["interrupted"] is True and 0 < report["steps"] < 5000
     assert Image.open(out).size == (64, 64) and np.load(ws).ndim == 3
+
+
+def _png(width: int, height: int, *extra: bytes) -> bytes:
+    """A PNG whose header says width x height, with the given chunks before its (tiny) pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    return (b"\x89PNG\r\n\x1a\n" + header + b"".join(chunk(k, d) for k, d in extra)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 4)) + chunk(b"IEND", b""))
+
+
+def test_image_bombs_are_refused_before_decoding(tmp_path):
+    import zlib
+
+    cases = {
+        "claims.png": (_png(65535, 65535), "too large to decode safely"),
+        "wide.png": (_png(20000, 3000), "20000 x 3000 pixels"),
+        "ztxt.png": (_png(1, 1, (b"zTXt", b"k\x00\x00" + zlib.compress(b"a" * 50_000_000, 9))), "safely"),
+        "empty.png": (b"", "not an image"),
+    }
+    for name, (data, needle) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        p = voicedrag("keypoints", "--image", str(tmp_path / name))
+        assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr, (name, p.stderr)
+    p = voicedrag("keypoints", "--image", str(tmp_path))
+    assert p.returncode == 2 and "is a folder" in p.stderr
