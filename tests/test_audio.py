@@ -87,6 +87,15 @@ def test_one_sample_file_loads(tmp_path: Path) -> None:
     assert clip.samples.size >= 1 and clip.seconds == pytest.approx(1 / 44_100)
 
 
+def _wav_header(rate: int, channels: int, frames: int = 50) -> bytes:
+    """A PCM-16 WAV whose header declares this rate and channel count, with `frames` silent frames."""
+    import struct
+
+    data = b"\x00\x00" * channels * frames
+    fmt = struct.pack("<IHHIIHH", 16, 1, channels, rate, (rate * 2 * channels) & 0xFFFFFFFF, 2 * channels, 16)
+    return b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + fmt + b"data" + struct.pack("<I", len(data)) + data
+
+
 @pytest.mark.parametrize(
     ("make", "needle"),
     [
@@ -96,8 +105,10 @@ def test_one_sample_file_loads(tmp_path: Path) -> None:
         (lambda p: p.write_bytes(np.random.default_rng(0).bytes(5000)), "not a readable"),
         (lambda p: sf.write(p, np.zeros(0, np.float32), 16_000, format="WAV"), "no audio samples"),
         (lambda p: p.mkdir(), "folder"),
+        (lambda p: p.write_bytes(_wav_header(2_147_483_647, 1)), "sample rate of 2147483647 Hz"),
+        (lambda p: p.write_bytes(_wav_header(16_000, 1000)), "1000 channels"),
     ],
-    ids=["missing", "empty", "bad-header", "random-bytes", "zero-frames", "directory"],
+    ids=["missing", "empty", "bad-header", "random-bytes", "zero-frames", "directory", "huge-rate", "channels"],
 )
 def test_bad_files_give_one_clear_sentence(tmp_path: Path, make: object, needle: str) -> None:
     path = tmp_path / "bad.wav"

@@ -76,6 +76,10 @@ def to_mono_16k(data: np.ndarray, rate: int) -> np.ndarray:
     return np.ascontiguousarray(np.clip(audio, -1.0, 1.0), dtype=np.float32)
 
 
+MIN_RATE, MAX_RATE = 1_000, 768_000  # Hz
+MAX_CHANNELS = 64
+
+
 def load_audio(path: str | Path, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> AudioClip:
     """Read a WAV/FLAC/MP3 file of any rate and channel count; errors are one clear sentence."""
     import soundfile as sf
@@ -96,6 +100,13 @@ def load_audio(path: str | Path, max_seconds: float | None = DEFAULT_MAX_SECONDS
     rate = int(info.samplerate)
     if rate <= 0:
         raise AudioError(f"{p} declares no sample rate; convert it to a standard WAV, FLAC or MP3 file.")
+    # Checked from the header before any sample is read: a rate or channel count no recorder
+    # makes is a damaged or crafted file, and resampling from it would take unbounded time.
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(f"{p} declares a sample rate of {rate} Hz, outside {MIN_RATE}-{MAX_RATE} Hz; "
+                         "convert it to a standard WAV, FLAC or MP3 file (e.g. `sox in.wav -r 16000 out.wav`).")
+    if not 1 <= int(info.channels) <= MAX_CHANNELS:
+        raise AudioError(f"{p} declares {info.channels} channels; convert it to mono or stereo.")
     if max_seconds is not None and 0 < info.frames and info.frames / rate > max_seconds:
         raise AudioTooLongError(
             f"{p} is {info.frames / rate:.1f} s long, but spoken commands are limited to {max_seconds:g} s; "
