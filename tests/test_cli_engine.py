@@ -225,3 +225,11 @@ def test_image_bombs_are_refused_before_decoding(tmp_path):
         assert p.returncode == 2 and needle in p.stderr and "Traceback" not in p.stderr, (name, p.stderr)
     p = voicedrag("keypoints", "--image", str(tmp_path))
     assert p.returncode == 2 and "is a folder" in p.stderr
+
+
+def test_json_lines_are_strict_json():
+    from voicedrag.cli.output import json_line
+
+    line = json_line({"d": float("nan"), "pairs": [(1.0, float("inf"))], "n": 3, "s": "NaN", "ok": 0.5})
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON")) == {
+        "d": None, "pairs": [[1.0, None]], "n": 3, "s": "NaN", "ok": 0.5}

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
-from voicedrag.cli import argtypes
 from engine.errors import VoicedragError
+from voicedrag.cli import argtypes
+from voicedrag.cli.output import json_line
 from voicedrag.dragio import save_gif, save_png
 
 # Reference generators recorded from the official code sit beside the repository in development
@@ -76,7 +76,7 @@ def run_demo(args: argparse.Namespace) -> int:
         "gif": str(gif), "seconds": round(time.perf_counter() - t0, 2),
     }
     if args.json:
-        print(json.dumps(report))
+        print(json_line(report))
     else:
         state = "converged" if result.converged else "stopped"
         print(f"demo: {state} after {result.steps} steps ({result.mean_distance:.2f} px from the target) "

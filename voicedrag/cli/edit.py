@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from engine.errors import VoicedragError
 from voicedrag.cli.engine import add_drag_args, add_model_args, add_template_arg
+from voicedrag.cli.output import json_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +49,7 @@ def run_edit(args: argparse.Namespace) -> int:
         **drag,
     })
     if args.json:
-        print(json.dumps(report))
+        print(json_line(report))
     elif not drag["interrupted"]:
         print(f"wrote {drag['out']}", file=sys.stderr)
     return 130 if drag["interrupted"] else 0

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from voicedrag.cli import argtypes
+from voicedrag.cli.output import json_line
 from voicedrag.dragio import Progress, SpecError, pair_report, parse_mask, parse_points, save_gif, save_npy, save_png
 
 
@@ -66,7 +66,7 @@ def run_render(args: argparse.Namespace) -> int:
         w, h = editor.kit.size
         report = {"model": str(args.model), "seed": args.seed, "psi": args.psi, "size": [w, h], "out": str(out),
                   "seconds": round(time.perf_counter() - t0, 3)}
-        print(json.dumps(report))
+        print(json_line(report))
     else:
         print(f"wrote {out}", file=sys.stderr)
     return 0
@@ -153,7 +153,7 @@ def run_drag(args: argparse.Namespace) -> int:
     ws, _ = editor.seed(args.seed, args.psi)
     report = drag_and_save(editor, ws, pairs, mask, args)
     if args.json:
-        print(json.dumps(report))
+        print(json_line(report))
     elif not report["interrupted"]:
         print(f"wrote {report['out']}" + (f" and {report['gif']}" if "gif" in report else ""), file=sys.stderr)
     return 130 if report["interrupted"] else 0

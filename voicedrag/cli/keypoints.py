@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import struct
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from engine.errors import VoicedragError
 from engine.types import Point
 from keypoints.detector import Detector
 from voicedrag.cli import argtypes
+from voicedrag.cli.output import json_line
 
 DETECTORS = ("embedded", "face")
 PSI = 0.7
@@ -249,7 +249,7 @@ def run_keypoints(args: argparse.Namespace) -> int:
         }
         if args.out is not None:
             report["out"] = str(args.out)
-        print(json.dumps(report))
+        print(json_line(report))
     else:
         for name, p in points.items():
             print(f"{name:>16}  {p.x:7.2f} {p.y:7.2f}")

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from voicedrag.cli.output import json_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def run_list(args: argparse.Namespace) -> int:
 
     rows = default_registry().listing()
     if args.json:
-        print(json.dumps({"cache": str(cache_dir()), "models": rows}))
+        print(json_line({"cache": str(cache_dir()), "models": rows}))
         return 0
     print(f"{'name':<14}{'res':>9}  {'domain':<20}{'family':<11}{'rules':<8}{'cached':<8}source")
     for r in rows:

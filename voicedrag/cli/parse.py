@@ -8,10 +8,10 @@ rules' vocabulary) and parses the transcript; its JSON adds "transcript" and
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from engine.errors import VoicedragError
+from voicedrag.cli.output import json_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -70,7 +70,7 @@ def _run_audio(args: argparse.Namespace, parser: object) -> int:
         record = result.to_json()
         record["transcript"] = transcript.text
         record["audio"] = args.audio
-        print(json.dumps(record))
+        print(json_line(record))
     else:
         print(f"transcript: {transcript.text or '(no speech)'}")
         print(_plain(result))
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_audio(args, parser)
     if args.text != "-":
         result = parser.parse(args.text)
-        print(json.dumps(result.to_json()) if args.json else _plain(result))
+        print(json_line(result.to_json()) if args.json else _plain(result))
         # Not understanding a command is a result (in "error"), not a failure of the tool.
         return 0
     if not args.no_embeddings:
@@ -102,5 +102,5 @@ def run(args: argparse.Namespace) -> int:
         if not line.strip() and not args.json:
             continue
         result = parser.parse(line)
-        print(json.dumps(result.to_json()) if args.json else _plain(result), flush=True)
+        print(json_line(result.to_json()) if args.json else _plain(result), flush=True)
     return 0

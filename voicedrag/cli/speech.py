@@ -12,13 +12,13 @@ commands, and a longer file is almost always the wrong one.  ``--mic`` adds
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import TYPE_CHECKING
 
 from engine.errors import VoicedragError
 from voicedrag.cli import argtypes
+from voicedrag.cli.output import json_line
 
 if TYPE_CHECKING:
     from voicedrag.speech.transcribe import Transcriber
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _emit(record: dict[str, object], args: argparse.Namespace) -> None:
     if args.json:
-        print(json.dumps(record), flush=True)
+        print(json_line(record), flush=True)
     elif "error" in record:
         print(f"{record['file']}: error: {record['error']}", file=sys.stderr, flush=True)
     else:
