@@ -128,3 +128,18 @@ def test_parse_audio_spoken_command(capsys: pytest.CaptureFixture[str], tmp_path
     # Plain output shows what was heard, then what it means.
     code, out = run_cli(["parse", "--audio", str(wav), "--no-embeddings"], capsys)
     assert code == 0 and out.startswith("transcript: ") and "edit: open the mouth" in out
+
+
+def test_parse_stdin_survives_bytes_that_are_not_utf8() -> None:
+    import subprocess
+    import sys
+
+    # A strict UTF-8 locale and an invalid byte in the middle line: every line still gets its object.
+    env = {**__import__("os").environ, "LC_ALL": "C.UTF-8", "PYTHONIOENCODING": "utf-8:strict"}
+    proc = subprocess.run([sys.executable, "-m", "voicedrag", "parse", "--json", "--no-embeddings", "-"],
+                          input=b"open the mouth\n\xff\xfe bad\nclose the eyes\n", capture_output=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    rows = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert [r["text"] for r in rows] == ["open the mouth", "\ufffd\ufffd bad", "close the eyes"]
+    assert rows[0]["edits"] and rows[2]["edits"]

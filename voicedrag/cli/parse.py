@@ -8,6 +8,7 @@ rules' vocabulary) and parses the transcript; its JSON adds "transcript" and
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 
 from engine.errors import VoicedragError
@@ -97,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.no_embeddings:
         parser.load()
+    # A byte that is not UTF-8 becomes U+FFFD, whatever the locale: one bad line must not end the
+    # stream (the parser then reads it as a word it does not know).
+    if isinstance(sys.stdin, io.TextIOWrapper):
+        sys.stdin.reconfigure(encoding="utf-8", errors="replace")
     for line in sys.stdin:
         line = line.rstrip("\n")
         if not line.strip() and not args.json:
