@@ -233,3 +233,16 @@ def test_json_lines_are_strict_json():
     line = json_line({"d": float("nan"), "pairs": [(1.0, float("inf"))], "n": 3, "s": "NaN", "ok": 0.5})
     assert json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} is not JSON")) == {
         "d": None, "pairs": [[1.0, None]], "n": 3, "s": "NaN", "ok": 0.5}
+
+
+def test_ctrl_c_while_the_command_starts_is_one_sentence():
+    # As the `voicedrag` script does: import the package (the signal comes right then), then main().
+    code = ("import sys; sys.argv = ['/usr/bin/voicedrag', 'render']; import os, signal, time; "
+            "import voicedrag.cli; os.kill(os.getpid(), signal.SIGINT); time.sleep(30)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 130 and p.stderr.strip() == "voicedrag: interrupted.", p.stderr
+    # Imported by other code, the package leaves Ctrl-C alone.
+    code = ("import signal, sys; sys.argv = ['other']; import voicedrag.cli; "
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "True", p.stderr

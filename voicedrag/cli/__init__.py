@@ -6,12 +6,32 @@ them, so that `voicedrag --help` and the TUI start fast.
 """
 from __future__ import annotations
 
-import argparse
-import importlib
+import signal
 import sys
-from collections.abc import Sequence
 
-from engine.errors import VoicedragError
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    # A Ctrl-C before main() runs (while this package imports) ends as one sentence, not a traceback.
+    print("voicedrag: interrupted.", file=sys.stderr)
+    raise SystemExit(130)
+
+
+def _started_as_the_command() -> bool:
+    # Only the `voicedrag` command (or `python -m voicedrag`) gets the handler: importing this
+    # package from other code must not change how that program answers Ctrl-C.
+    first = sys.argv[0] if sys.argv else ""
+    return first == "-m" or first.replace("\\", "/").endswith(("/voicedrag", "voicedrag/__main__.py")) \
+        or first == "voicedrag"
+
+
+if _started_as_the_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import argparse  # noqa: E402 - after the handler, on purpose
+import importlib  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+from engine.errors import VoicedragError  # noqa: E402
 
 # Modules that contribute subcommands, in the order they appear in --help.
 SUBCOMMAND_MODULES: list[str] = [
@@ -48,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, KeyboardInterrupt
     argv = list(sys.argv[1:] if argv is None else argv)
     # `voicedrag`, `voicedrag tui ...` and `voicedrag --seed 3` (options alone) open the TUI.
     tui_options = bool(argv) and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")
@@ -57,12 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from voicedrag.cli.tui import main_tui
 
         return main_tui(argv[1:] if argv and argv[0] == "tui" else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "run", None) is None:
-        parser.print_help()
-        return 0
     try:
+        # Inside the try: a Ctrl-C while the subcommands' modules import is an interruption too.
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "run", None) is None:
+            parser.print_help()
+            return 0
         return int(args.run(args) or 0)
     except VoicedragError as err:
         print(f"voicedrag: {err}", file=sys.stderr)
