@@ -84,6 +84,12 @@ def _build(cfg: GeneratorConfig, state_dict: dict[str, torch.Tensor], source: Pa
 
 def _fill(G: Any, state_dict: dict[str, torch.Tensor], source: Path, described: str) -> Any:
     """The generator with the file's tensors, every one of them and nothing else, in eval mode."""
+    # A NaN or inf weight renders a garbage picture and drags nowhere, with no error anywhere;
+    # it is refused here, once, at load.
+    for key, tensor in state_dict.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source.name} holds weights that are not finite (NaN or inf in {key}); "
+                                  "the file is damaged, so download or export it again.")
     missing, unexpected = G.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
         raise CheckpointError(

@@ -70,6 +70,23 @@ def test_corrupt_safetensors(tiny_generator, tmp_path):
     assert "config" in one_sentence(info.value)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_weights_that_are_not_finite_are_refused_at_load(tiny_generator, tmp_path, bad):
+    import torch
+
+    name, param = next((n, p) for n, p in tiny_generator.named_parameters() if p.numel() > 3)
+    with torch.no_grad():
+        saved = param.clone()
+        param.view(-1)[2] = bad
+        try:
+            path = save_generator(tiny_generator, tmp_path / "m.safetensors")
+        finally:
+            param.copy_(saved)  # the fixture is shared
+    with pytest.raises(CheckpointError) as info:
+        load_generator(path, device="cpu")
+    assert "not finite" in one_sentence(info.value) and name in str(info.value)
+
+
 def test_stylegan3_pickles_load_as_stylegan3():
     G = load_generator(fixture_path("sg3_t_64.pkl"), device="cpu")
     assert G.family == "stylegan3" and G.img_resolution == 64
