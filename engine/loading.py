@@ -75,7 +75,13 @@ def config_from_init_kwargs(init_kwargs: dict[str, Any]) -> GeneratorConfig:
             f"the StyleGAN2 architecture {synthesis['architecture']!r} cannot be built yet; "
             "use a 'skip', 'orig' or 'resnet' generator."
         )
-    return GeneratorConfig(mapping=MappingConfig(**mapping_kwargs), **kw, **synthesis)
+    cfg = GeneratorConfig(mapping=MappingConfig(**mapping_kwargs), **kw, **synthesis)
+    try:
+        cfg.validate()
+    except ValueError as err:
+        raise CheckpointError(f"the checkpoint's generator arguments are out of range ({err}); "
+                              "the file is damaged or not a StyleGAN2 generator.") from None
+    return cfg
 
 
 def _build(cfg: GeneratorConfig, state_dict: dict[str, torch.Tensor], source: Path) -> Generator:
@@ -138,7 +144,7 @@ def _load_own(weights: Path, config_path: Path) -> Generator:
         raise CheckpointError(f"{weights.name} needs its config {config_path.name} beside it; copy both files.")
     try:
         meta = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise CheckpointError(f"{config_path.name} is not valid JSON; restore it from the model's release.") from err
     if not isinstance(meta, dict) or meta.get("format") != OWN_FORMAT:
         raise CheckpointError(f"{config_path.name} is not a voicedrag generator config (expected \"format\": \"{OWN_FORMAT}\").")

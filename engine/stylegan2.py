@@ -28,6 +28,9 @@ from engine.ops import (
 )
 
 NOISE_MODES = ("const", "random", "none")
+# The largest network a config may describe: official 1024 px models have about 30 million
+# weights; a config past this is a mistake or an attempt to exhaust memory.
+MAX_PARAMETERS = 1_000_000_000
 
 
 @dataclass
@@ -82,13 +85,81 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GeneratorConfig:
+        if not isinstance(d, dict) or not isinstance(d.get("mapping", {}), dict):
+            raise ValueError("the config and its mapping must be JSON objects")
         d = dict(d)
         mapping = MappingConfig(**d.pop("mapping", {}))
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown generator config keys: {sorted(unknown)}")
-        return cls(mapping=mapping, **d)
+        cfg = cls(mapping=mapping, **d)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first value out of its range, before any tensor is allocated:
+        a config file is user input, and a huge size would otherwise try to allocate without bound."""
+        def whole(name: str, value: Any, lo: int, hi: int) -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"{name} must be a whole number from {lo} to {hi}, not {value!r}")
+
+        def real(name: str, value: Any, lo: float, hi: float, optional: bool = False) -> None:
+            if value is None and optional:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not lo <= value <= hi:
+                raise ValueError(f"{name} must be a number from {lo:g} to {hi:g}, not {value!r}")
+
+        whole("z_dim", self.z_dim, 1, 4096)
+        whole("c_dim", self.c_dim, 0, 4096)
+        whole("w_dim", self.w_dim, 1, 4096)
+        whole("img_resolution", self.img_resolution, 4, 4096)
+        if self.img_resolution & (self.img_resolution - 1):
+            raise ValueError(f"img_resolution must be a power of two, not {self.img_resolution}")
+        whole("img_channels", self.img_channels, 1, 4)
+        whole("channel_base", self.channel_base, 1, 2**20)
+        whole("channel_max", self.channel_max, 1, 4096)
+        whole("num_fp16_res", self.num_fp16_res, 0, 12)
+        real("conv_clamp", self.conv_clamp, 0.0, 1e6, optional=True)
+        if self.architecture not in ("skip", "orig", "resnet"):
+            raise ValueError(f"architecture must be 'skip', 'orig' or 'resnet', not {self.architecture!r}")
+        for name, act in (("activation", self.activation), ("mapping.activation", self.mapping.activation)):
+            if act not in ("lrelu", "linear", "relu"):
+                raise ValueError(f"{name} must be 'lrelu', 'linear' or 'relu', not {act!r}")
+        taps = self.resample_filter
+        if not isinstance(taps, list) or not 1 <= len(taps) <= 16 or any(
+                isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) for t in taps) \
+                or sum(taps) == 0:
+            raise ValueError(f"resample_filter must be 1 to 16 finite numbers with a non-zero sum, not {taps!r}")
+        if not isinstance(self.use_noise, bool):
+            raise ValueError(f"use_noise must be true or false, not {self.use_noise!r}")
+        whole("kernel_size", self.kernel_size, 1, 7)
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, not {self.kernel_size}")
+        m = self.mapping
+        whole("mapping.num_layers", m.num_layers, 1, 32)
+        for name, value in (("mapping.embed_features", m.embed_features), ("mapping.layer_features", m.layer_features)):
+            if value is not None:
+                whole(name, value, 1, 4096)
+        real("mapping.lr_multiplier", m.lr_multiplier, 1e-6, 1e3)
+        real("mapping.w_avg_beta", m.w_avg_beta, 0.0, 1.0, optional=True)
+        if self.feature_block is not None:
+            whole("feature_block", self.feature_block, 0, len(self.block_resolutions) - 1)
+        if not isinstance(self.drag, dict):
+            raise ValueError(f"drag must be a JSON object of drag settings, not {self.drag!r}")
+        if self.parameter_estimate() > MAX_PARAMETERS:
+            raise ValueError(f"its layers would hold about {self.parameter_estimate() / 1e9:.1f} billion weights, "
+                             f"more than the {MAX_PARAMETERS / 1e9:g} billion voicedrag builds")
+
+    def parameter_estimate(self) -> int:
+        """About how many weights the synthesis network has (two convolutions and their affines per block)."""
+        total, prev = 0, 0
+        for res in self.block_resolutions:
+            ch = self.channels(res)
+            total += (prev or ch) * ch * self.kernel_size**2 + ch * ch * self.kernel_size**2 + 3 * self.w_dim * ch
+            prev = ch
+        return total
 
 
 class FullyConnectedLayer(nn.Module):

@@ -87,6 +87,39 @@ def test_weights_that_are_not_finite_are_refused_at_load(tiny_generator, tmp_pat
     assert "not finite" in one_sentence(info.value) and name in str(info.value)
 
 
+@pytest.mark.parametrize("change, needle", [
+    ({"img_resolution": -64}, "img_resolution"), ({"img_resolution": 64.5}, "img_resolution"),
+    ({"img_resolution": 2**40}, "img_resolution"), ({"img_resolution": 96}, "power of two"),
+    ({"img_resolution": "64"}, "img_resolution"), ({"channel_max": 10**9}, "channel_max"),
+    ({"activation": "gelu"}, "activation"), ({"architecture": "sideways"}, "architecture"),
+    ({"kernel_size": 0}, "kernel_size"), ({"resample_filter": []}, "resample_filter"),
+    ({"feature_block": 40}, "feature_block"), ({"conv_clamp": float("nan")}, "conv_clamp"),
+    ({"mapping": {"num_layers": 10**6}}, "num_layers"), ({"mapping": []}, "JSON objects"),
+    ({"drag": 3}, "drag"), ({"channel_base": 2**20, "channel_max": 4096, "img_resolution": 4096}, "billion"),
+])
+def test_configs_out_of_range_are_refused_before_building(tiny_generator, tmp_path, change, needle):
+    import json
+
+    path = save_generator(tiny_generator, tmp_path / "m.safetensors")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    mapping = change.get("mapping")
+    meta["config"].update(change)
+    if isinstance(mapping, dict):
+        meta["config"]["mapping"] = {**json.loads(path.with_suffix(".json").read_text())["config"]["mapping"], **mapping}
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError) as info:
+        load_generator(path, device="cpu")
+    assert needle in one_sentence(info.value)
+
+
+def test_a_deeply_nested_config_is_refused(tiny_generator, tmp_path):
+    path = save_generator(tiny_generator, tmp_path / "m.safetensors")
+    path.with_suffix(".json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError) as info:
+        load_generator(path, device="cpu")
+    assert "not valid JSON" in one_sentence(info.value)
+
+
 def test_stylegan3_pickles_load_as_stylegan3():
     G = load_generator(fixture_path("sg3_t_64.pkl"), device="cpu")
     assert G.family == "stylegan3" and G.img_resolution == 64
