@@ -104,7 +104,41 @@ class DragConfig:
         if unknown:
             raise ValueError(f"the model's drag settings name {unknown[0]!r}, which is not a drag option; "
                              f"fix the model's JSON config (options: {', '.join(sorted(known))}).")
-        return cls(**{**generator.cfg.drag, **{k: v for k, v in overrides.items() if v is not None}})
+        config = cls(**{**generator.cfg.drag, **{k: v for k, v in overrides.items() if v is not None}})
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Raise ValueError naming the first setting out of its range (a model's JSON config is user input)."""
+        def number(name: str, lo: float, hi: float, whole: bool = False, optional: bool = False) -> None:
+            value = getattr(self, name)
+            if value is None and optional:
+                return
+            kinds = (int,) if whole else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
+                    or not lo <= value <= hi:
+                raise ValueError(f"the drag setting {name} must be a {'whole ' if whole else ''}number from "
+                                 f"{lo:g} to {hi:g}, not {value!r}")
+
+        number("r1", 0.0, 512.0)
+        number("r2", 0.0, 512.0)
+        number("lr", 1e-8, 1.0)
+        number("lambda_mask", 0.0, 1e6)
+        number("num_optimized_ws", 1, 64, whole=True)
+        number("max_steps", 0, 1_000_000, whole=True)
+        number("stop_distance", 0.0, 1e4, optional=True)
+        number("preview_every", 0, 1_000_000, whole=True)
+        number("preview_seconds", 0.0, 1e6, optional=True)
+        number("grid_scale", 1, 8, whole=True)
+        number("tracking_recent", 0.0, 1.0)
+        number("feature_block", 0, 64, whole=True, optional=True)
+        if self.space not in ("w+", "w"):
+            raise ValueError(f"the drag setting space must be 'w+' or 'w', not {self.space!r}")
+        if self.noise_mode not in ("const", "random", "none"):
+            raise ValueError(f"the drag setting noise_mode must be 'const', 'random' or 'none', not {self.noise_mode!r}")
+        for name in ("windowed", "fused_modconv"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"the drag setting {name} must be true or false, not {getattr(self, name)!r}")
 
     def radii(self, resolution: int) -> tuple[int, int]:
         """(r1, r2) in pixels at this resolution. r1 is kept >= 1 so that small

@@ -158,7 +158,15 @@ def _load_own(weights: Path, config_path: Path) -> Generator:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{weights.name} is truncated or corrupt; download or copy it again.") from err
-    return _build(cfg, state, weights)
+    G = _build(cfg, state, weights)
+    from engine.drag import DragConfig  # the model's drag settings are checked at load, not mid-edit
+
+    try:
+        DragConfig.for_generator(G)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{config_path.name} has invalid drag settings ({err}); "
+                              "restore it from the model's release.") from None
+    return G
 
 
 def save_generator(G: Generator, path: str | Path, extra: dict[str, Any] | None = None) -> Path:

@@ -95,7 +95,9 @@ def test_weights_that_are_not_finite_are_refused_at_load(tiny_generator, tmp_pat
     ({"kernel_size": 0}, "kernel_size"), ({"resample_filter": []}, "resample_filter"),
     ({"feature_block": 40}, "feature_block"), ({"conv_clamp": float("nan")}, "conv_clamp"),
     ({"mapping": {"num_layers": 10**6}}, "num_layers"), ({"mapping": []}, "JSON objects"),
-    ({"drag": 3}, "drag"), ({"channel_base": 2**20, "channel_max": 4096, "img_resolution": 4096}, "billion"),
+    ({"drag": 3}, "drag"), ({"drag": {"lr": "fast"}}, "drag setting lr"),
+    ({"drag": {"grid_scale": 1000}}, "grid_scale"), ({"drag": {"nonsense": 1}}, "not a drag option"),
+    ({"drag": {"space": "z"}}, "space"), ({"channel_base": 2**20, "channel_max": 4096, "img_resolution": 4096}, "billion"),
 ])
 def test_configs_out_of_range_are_refused_before_building(tiny_generator, tmp_path, change, needle):
     import json
