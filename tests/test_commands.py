@@ -195,6 +195,11 @@ NUMBERS = [
     ("drag 5, -5 to 30,30", "err:negative coordinate"),
     ("drag 10,20 to \u22123,4", "err:negative coordinate"),
     ("drag 3 - 4 to 5 - 6", "drag h=3,4 t=5,6"),
+    # Styles, colours and objects are refused as said, never corrected into an edit.
+    ("make it look like a van gogh painting", "err:cannot change its style"),
+    ("add sunglasses", "err:cannot change its style"),
+    ("make it black and white", "err:cannot change its style"),
+    ("make it a cartoon", "err:this model can move: mouth"),
     ("drag 120, 200 to 140, 180", "drag h=120,200 t=140,180"),
     ("Drag 120, 200 to 140, 180.", "drag h=120,200 t=140,180"),
     ("move 64 64 to 70 60", "drag h=64,64 t=70,60"),

@@ -224,6 +224,17 @@ def _negative_number(text: str) -> re.Match[str] | None:
             return m
     return None
 
+# Words of requests a drag cannot carry out: styles, colours and things to add. Words a
+# recogniser makes of command words are left out ("hat" for "head", "green" for "grin", "brown"
+# for "brow", "paint" for "point", "mask" is a command of its own): those are corrected instead.
+BEYOND_DRAGS = frozenset("""
+painting painted watercolor watercolour sketch drawing cartoon anime comic style styled pixar
+gogh picasso monet rembrandt vermeer photorealistic oil pastel impressionist cubist
+blue yellow purple orange black white grey gray blonde colour color colored coloured
+glasses sunglasses beard moustache mustache earring earrings makeup lipstick tattoo scarf crown
+background sky sunset
+""".split())
+
 _NUMBER_HOMOPHONES = {"for": "4", "to": "2", "too": "2", "won": "1", "ate": "8", "tree": "3"}
 
 
@@ -402,6 +413,15 @@ class CommandParser:
                                "coordinate; points are pixels from the top-left corner (0,0), so give x and y "
                                "inside the image, as in 'drag 30,40 to 50,60'.")
         words = collapse_repeats(normalize(text))
+        # A style, a colour or an object is not a drag of a part: refused as it was said, before
+        # any correction could turn "van gogh painting" into "frown gogh point".
+        rule_words = set(self.rules.words())  # a model's own rules may name any of these words
+        beyond = next((w for w in words if w in BEYOND_DRAGS and w not in rule_words), None)
+        if beyond is not None:
+            return ParseResult(text=text, corrected=_join(words), error=(
+                f"voicedrag moves parts of the picture and cannot change its style, colours or objects "
+                f"({beyond!r}); this model can move: {', '.join(self.rules.parts)}."),
+                suggestions=["open the mouth", "close the eyes", "turn the head left"])
         if not [w for w in words if w != ","]:
             return ParseResult(text=text, corrected="", error="nothing was said; try a command such as "
                                "'open the mouth' or 'undo'.", suggestions=["open the mouth", "smile", "undo"])
