@@ -26,7 +26,8 @@ _UMASK = _umask()
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to; renamed onto `path` when the block ends without error."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The temporary name starts with the target's, cut so that it stays within a name's 255 bytes.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent)
     # mkstemp makes the file private (0600); the file it becomes keeps the target's mode, or gets
     # the mode any new file would (0666 less the umask).
     try:

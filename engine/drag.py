@@ -106,7 +106,19 @@ class DragConfig:
                              f"fix the model's JSON config (options: {', '.join(sorted(known))}).")
         config = cls(**{**generator.cfg.drag, **{k: v for k, v in overrides.items() if v is not None}})
         config.check()
+        config.blocks_to_track(len(generator.synthesis.block_resolutions), 0)
         return config
+
+    def blocks_to_track(self, num_blocks: int, feature_block: int) -> tuple[int, ...]:
+        """The blocks whose features point tracking compares: `tracking_block`, else the feature block."""
+        tb = self.tracking_block
+        blocks = [feature_block] if tb is None else [tb] if isinstance(tb, int) else list(tb) \
+            if isinstance(tb, (list, tuple)) else [None]
+        if not blocks or any(isinstance(b, bool) or not isinstance(b, int) or not 0 <= b < num_blocks
+                             for b in blocks) or len(set(blocks)) != len(blocks):
+            raise ValueError(f"tracking_block must name one or more distinct blocks of the generator's "
+                             f"{num_blocks} (0 to {num_blocks - 1}), not {tb!r}")
+        return tuple(blocks)
 
     def check(self) -> None:
         """Raise ValueError naming the first setting out of its range (a model's JSON config is user input)."""
@@ -405,14 +417,8 @@ class DragSession:
         # size on the reference path, native (R x R) on the windowed one.
         self._feat0: torch.Tensor | None = None
         self.feat_res = generator.synthesis.block_resolutions[self.feature_block]
-        tb = self.config.tracking_block
-        blocks = [self.feature_block] if tb is None else [tb] if isinstance(tb, int) else list(tb)
-        num_blocks = len(generator.synthesis.block_resolutions)
-        if not blocks or any(isinstance(b, bool) or not isinstance(b, int) or not 0 <= b < num_blocks
-                             for b in blocks) or len(set(blocks)) != len(blocks):
-            raise ValueError(f"tracking_block must name one or more distinct blocks of the generator's "
-                             f"{num_blocks} (0 to {num_blocks - 1}), not {tb!r}")
-        self.tracking_blocks: tuple[int, ...] = tuple(blocks)
+        self.tracking_blocks: tuple[int, ...] = self.config.blocks_to_track(
+            len(generator.synthesis.block_resolutions), self.feature_block)
         if not 0.0 <= self.config.tracking_recent <= 1.0:
             raise ValueError(f"tracking_recent must be a share between 0 and 1, not {self.config.tracking_recent!r}")
         self._mask_l1 = (MaskedUpsampleL1(self.fixed, self.feat_res)

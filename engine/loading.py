@@ -54,6 +54,16 @@ def config_from_init_kwargs(init_kwargs: dict[str, Any]) -> GeneratorConfig:
     Both layouts occur: stylegan2-ada-pytorch nests synthesis arguments under
     `synthesis_kwargs`; stylegan3 and converted TF pickles keep them flat.
     """
+    # A hostile or damaged file can hold anything here: each group must be a dict with string keys.
+    def keywords(name: str, group: object) -> None:
+        if not (isinstance(group, dict) and all(isinstance(k, str) for k in group)):
+            raise CheckpointError(f"the checkpoint's generator {name} are not keyword arguments; "
+                                  "the file is damaged or not a StyleGAN2 generator.")
+
+    keywords("init_kwargs", init_kwargs)
+    for name in ("mapping_kwargs", "synthesis_kwargs"):
+        if init_kwargs.get(name) is not None:
+            keywords(name, init_kwargs[name])
     kw = dict(init_kwargs)
     mapping_kwargs = dict(kw.pop("mapping_kwargs", None) or {})
     synthesis = dict(kw.pop("synthesis_kwargs", None) or {})
@@ -96,6 +106,12 @@ def _fill(G: Any, state_dict: dict[str, torch.Tensor], source: Path, described: 
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{source.name} holds weights that are not finite (NaN or inf in {key}); "
                                   "the file is damaged, so download or export it again.")
+    own = G.state_dict()
+    wrong = [k for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        raise CheckpointError(f"{source.name} does not fit {described}: {wrong[0]} has the shape "
+                              f"{tuple(state_dict[wrong[0]].shape)}, not {tuple(own[wrong[0]].shape)}; "
+                              "the file and its config do not belong together.")
     missing, unexpected = G.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
         raise CheckpointError(
@@ -144,7 +160,7 @@ def _load_own(weights: Path, config_path: Path) -> Generator:
         raise CheckpointError(f"{weights.name} needs its config {config_path.name} beside it; copy both files.")
     try:
         meta = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON, bad UTF-8, 5000-digit numbers
         raise CheckpointError(f"{config_path.name} is not valid JSON; restore it from the model's release.") from err
     if not isinstance(meta, dict) or meta.get("format") != OWN_FORMAT:
         raise CheckpointError(f"{config_path.name} is not a voicedrag generator config (expected \"format\": \"{OWN_FORMAT}\").")

@@ -346,10 +346,14 @@ def read_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> PickledNetwork:
         names = ", ".join(repr(k) for k, v in top.items() if isinstance(v, _Record)) or "none"
         raise CheckpointError(f"{path} has no network {key!r} (its networks: {names}); choose one of those.")
     state_dict = _state_dict(net)
+    init_args, init_kwargs = net.state.get("_init_args", ()), net.state.get("_init_kwargs", {})
+    if not isinstance(init_args, (tuple, list)) or not isinstance(init_kwargs, dict):
+        raise CheckpointError(f"{path} stores its network's arguments as a {type(init_kwargs).__name__}, not "
+                              "keywords; the file is damaged or not an NVlabs StyleGAN checkpoint.")
     return PickledNetwork(
         class_name=net.class_name,
         family=_family(state_dict),
-        init_args=_plain(tuple(net.state.get("_init_args", ()))),
-        init_kwargs=_plain(dict(net.state.get("_init_kwargs", {}))),
+        init_args=_plain(tuple(init_args)),
+        init_kwargs=_plain(dict(init_kwargs)),
         state_dict=state_dict,
     )

@@ -56,6 +56,9 @@ def test_render_json(tmp_path):
         (["--points", "20,30-26,30"], "cannot read"),
         (["--points", "20,30>26,30", "--mask", "1,2,3"], "mask"),
         (["--points", "20,30>26,30", "--model", "/no/such/model.pkl"], "no model file"),
+        (["--points", "20,30>26,30", "--mask", "40,40,50,50"], "outside the mask"),
+        (["--points", "20,30>26,30", "--seed=--"], "--seed needs a value"),
+        (["--points", "20,30>26,30", "--psi=--"], "--psi needs a value"),
     ],
 )
 def test_user_errors_exit_2_with_one_sentence(args, needle, tmp_path):
@@ -77,6 +80,28 @@ def test_outputs_that_would_overwrite_each_other_are_refused_before_any_work(com
     assert not same.exists()
     p = voicedrag(command, *what, "--out", str(same), "--save-latent", str(tmp_path))
     assert p.returncode == 2 and "is a folder" in p.stderr and not same.exists()
+
+
+@pytest.mark.parametrize("where, files, needle", [
+    ("afile/o.png", {"afile": b"x"}, "is a file, not a folder"),
+    ("/proc/o.png", {}, "does not accept new files"),
+    ("x" * 300 + ".png", {}, "longer than the 255 bytes"),
+    ("", {}, "needs a file name"),
+])
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(where, files, needle, tmp_path):
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    p = subprocess.run([sys.executable, "-m", "voicedrag", "drag", "--points", "20,30>26,30", f"--out={where}"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "steps" not in p.stderr  # no drag ran
+
+
+def test_a_missing_output_folder_is_made(tmp_path):
+    out = tmp_path / "new" / "dir" / "o.png"
+    p = voicedrag("render", "--out", str(out))
+    assert p.returncode == 0 and Image.open(out).size == (64, 64)
 
 
 def test_the_latent_is_written_to_the_path_asked_for_and_a_closed_pipe_is_quiet(tmp_path):
@@ -108,6 +133,11 @@ def test_numbers_in_range_pass_unchanged():
 
     assert argtypes.seed("4294967295") == 2**32 - 1 and argtypes.psi("0.7") == 0.7
     assert argtypes.lr("0.002") == 0.002 and argtypes.steps("300") == 300 and argtypes.threads("2") == 2
+    assert argtypes.confidence("0.5") == 0.5 and argtypes.seconds("30") == 30.0
+    for check, value in ((argtypes.confidence, "nan"), (argtypes.confidence, "1.5"), (argtypes.seconds, "inf"),
+                         (argtypes.seconds, "0")):
+        with pytest.raises(Exception, match="give a"):
+            check(value)
 
 
 def test_devices_that_do_not_exist_are_refused_in_one_sentence():

@@ -200,6 +200,12 @@ NUMBERS = [
     ("add sunglasses", "err:cannot change its style"),
     ("make it black and white", "err:cannot change its style"),
     ("make it a cartoon", "err:this model can move: mouth"),
+    # Words recognisers make of command words are refused too when nothing else reads as an edit.
+    ("paint it red", "err:cannot change its style"),
+    ("give him a hat", "err:cannot change its style"),
+    ("make the hair brown", "err:cannot change its style"),
+    ("turn the hat left", "turn head dir=left"),
+    ("lower the brown", "lower brows"),
     ("drag 120, 200 to 140, 180", "drag h=120,200 t=140,180"),
     ("Drag 120, 200 to 140, 180.", "drag h=120,200 t=140,180"),
     ("move 64 64 to 70 60", "drag h=64,64 t=70,60"),

@@ -97,7 +97,8 @@ def test_weights_that_are_not_finite_are_refused_at_load(tiny_generator, tmp_pat
     ({"mapping": {"num_layers": 10**6}}, "num_layers"), ({"mapping": []}, "JSON objects"),
     ({"drag": 3}, "drag"), ({"drag": {"lr": "fast"}}, "drag setting lr"),
     ({"drag": {"grid_scale": 1000}}, "grid_scale"), ({"drag": {"nonsense": 1}}, "not a drag option"),
-    ({"drag": {"space": "z"}}, "space"), ({"channel_base": 2**20, "channel_max": 4096, "img_resolution": 4096}, "billion"),
+    ({"drag": {"space": "z"}}, "space"), ({"drag": {"tracking_block": 99}}, "tracking_block"),
+    ({"drag": {"tracking_block": "a"}}, "tracking_block"), ({"img_channels": 2}, "shape"), ({"channel_base": 2**20, "channel_max": 4096, "img_resolution": 4096}, "billion"),
 ])
 def test_configs_out_of_range_are_refused_before_building(tiny_generator, tmp_path, change, needle):
     import json
@@ -117,6 +118,15 @@ def test_configs_out_of_range_are_refused_before_building(tiny_generator, tmp_pa
 def test_a_deeply_nested_config_is_refused(tiny_generator, tmp_path):
     path = save_generator(tiny_generator, tmp_path / "m.safetensors")
     path.with_suffix(".json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError) as info:
+        load_generator(path, device="cpu")
+    assert "not valid JSON" in one_sentence(info.value)
+
+
+def test_a_config_with_a_5000_digit_number_is_refused(tiny_generator, tmp_path):
+    path = save_generator(tiny_generator, tmp_path / "m.safetensors")
+    text = path.with_suffix(".json").read_text()
+    path.with_suffix(".json").write_text(text.replace('"z_dim": ', '"z_dim": ' + "9" * 5000 + ", \"x\": ", 1))
     with pytest.raises(CheckpointError) as info:
         load_generator(path, device="cpu")
     assert "not valid JSON" in one_sentence(info.value)

@@ -45,6 +45,16 @@ def parse_points(spec: str, size: tuple[int, int]) -> list[DragPair]:
     return pairs
 
 
+def check_handles_in_mask(pairs: list[DragPair], mask: np.ndarray, spec: str) -> None:
+    """A handle outside the movable rectangle cannot move (the mask term holds it): refuse the drag."""
+    h, w = mask.shape
+    for pair in pairs:
+        x, y = int(round(pair.handle.x)), int(round(pair.handle.y))
+        if not mask[min(max(y, 0), h - 1), min(max(x, 0), w - 1)]:
+            raise SpecError(f"the handle ({pair.handle.x:g}, {pair.handle.y:g}) lies outside the mask {spec!r}, "
+                            "where nothing may move; widen the mask to take it in, or leave --mask out.")
+
+
 def check_inside(p: Point, size: tuple[int, int]) -> None:
     w, h = size
     if not (0 <= p.x <= w - 1 and 0 <= p.y <= h - 1):
@@ -131,6 +141,38 @@ def save_gif(frames: list[np.ndarray], path: str | Path, ms_per_frame: int = 80)
     images = [Image.fromarray(f) for f in frames]
     return _write_image("gif", Path(path), lambda tmp, fmt: images[0].save(
         tmp, format=fmt, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0))
+
+
+NAME_MAX = 255  # bytes in one file name on the usual Linux, macOS and Windows file systems
+
+
+def check_writable(flag: str, value: str | Path, folder: bool = False) -> None:
+    """Refuse, before any work, an output path that cannot be written (a drag that runs for a
+    minute and then cannot save is work lost). A missing folder is fine: the save creates it; so the
+    test is made in the nearest folder that exists, by making and removing a nameless file there."""
+    import tempfile
+
+    text = str(value)
+    if not text.strip():
+        raise SpecError(f"{flag} needs a {'folder' if folder else 'file'} name.")
+    path = Path(text).expanduser().absolute()
+    for part in path.parts:
+        if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
+            raise SpecError(f"{flag}: the name {part[:24]}... is longer than the {NAME_MAX} bytes a file name "
+                            "may have; choose a shorter one.")
+    if folder and path.exists() and not path.is_dir():
+        raise SpecError(f"{flag} {text} is a file, not a folder; give a folder name.")
+    existing = path if folder else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise SpecError(f"{flag} {text} cannot be made: {existing} is a file, not a folder; choose another path.")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise SpecError(f"{flag} {text} cannot be written: {existing} does not accept new files "
+                        f"({err.strerror or err}); choose a writable folder.") from None
 
 
 def save_npy(array: np.ndarray, path: str | Path) -> Path:

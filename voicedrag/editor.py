@@ -81,8 +81,19 @@ class KitSpec:
             raise VoicedragError(f"{config.name} names the keypoint detector {detector!r}, which voicedrag does not "
                                  f"have; use one of {', '.join(DETECTORS)} or remove it.")
         rules = kit.get("rules")
-        if rules is not None and str(rules).endswith(".toml") and not Path(rules).is_absolute():
+        if rules is not None and not isinstance(rules, str):
+            raise VoicedragError(f"'rules' in {config.name} must be a rules name such as \"face\" or a .toml "
+                                 "file beside the model; fix the model config.")
+        if rules is not None and rules.endswith(".toml") and not Path(rules).is_absolute():
             rules = str(path.parent / rules)
+        # Named rules that do not exist are refused with the model, not at the first typed command.
+        from voicedrag.planning.rules import RULES_DIR
+
+        if rules is not None and not (Path(rules).is_file() if rules.endswith(".toml")
+                                      else (RULES_DIR / f"{rules}.toml").is_file()):
+            shipped = ", ".join(sorted(f.stem for f in RULES_DIR.glob("*.toml")))
+            raise VoicedragError(f"{config.name} names the rules {rules!r}, which voicedrag cannot find; "
+                                 f"use one of {shipped} or a .toml file beside the model.")
         template = kit.get("template")
         if template is not None:
             if not isinstance(template, str):

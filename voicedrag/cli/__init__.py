@@ -6,32 +6,15 @@ them, so that `voicedrag --help` and the TUI start fast.
 """
 from __future__ import annotations
 
+import argparse
+import importlib
+import os
 import signal
 import sys
+from collections.abc import Sequence
 
-
-def _interrupted_while_starting(signum: int, frame: object) -> None:
-    # A Ctrl-C before main() runs (while this package imports) ends as one sentence, not a traceback.
-    print("voicedrag: interrupted.", file=sys.stderr)
-    raise SystemExit(130)
-
-
-def _started_as_the_command() -> bool:
-    # Only the `voicedrag` command (or `python -m voicedrag`) gets the handler: importing this
-    # package from other code must not change how that program answers Ctrl-C.
-    first = sys.argv[0] if sys.argv else ""
-    return first == "-m" or first.replace("\\", "/").endswith(("/voicedrag", "voicedrag/__main__.py")) \
-        or first == "voicedrag"
-
-
-if _started_as_the_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _interrupted_while_starting)
-
-import argparse  # noqa: E402 - after the handler, on purpose
-import importlib  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-
-from engine.errors import VoicedragError  # noqa: E402
+from engine.errors import VoicedragError
+from voicedrag import _interrupted_while_starting, _started_as_the_command  # the handler is installed there
 
 # Modules that contribute subcommands, in the order they appear in --help.
 SUBCOMMAND_MODULES: list[str] = [
@@ -81,6 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return main_tui(argv[1:] if argv and argv[0] == "tui" else argv)
     try:
         # Inside the try: a Ctrl-C while the subcommands' modules import is an interruption too.
+        for arg in argv:
+            # argparse drops a value of '--' given as `--seed=--` and passes an empty list on,
+            # which would fail far from here; it is a missing value.
+            if arg.startswith("--") and arg.endswith("=--"):
+                raise VoicedragError(f"{arg[:-3]} needs a value; '--' is not one.")
         parser = build_parser()
         args = parser.parse_args(argv)
         if getattr(args, "run", None) is None:
@@ -92,12 +80,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("voicedrag: interrupted.", file=sys.stderr)
+        if _started_as_the_command():
+            # CPython ends the process by SIGINT at exit when a KeyboardInterrupt went through code it
+            # evaluated itself (as some imports are), even one caught here; exit now, with 130.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
     except BrokenPipeError:
         # The reader went away (`voicedrag ... --json | head -c 100`): the files are written;
         # stdout is pointed at /dev/null so that the interpreter's final flush stays quiet.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from engine.errors import VoicedragError
 from voicedrag.cli import argtypes
 from voicedrag.cli.output import json_line
-from voicedrag.dragio import save_gif, save_png
+from voicedrag.dragio import check_writable, save_gif, save_png
 
 # Reference generators recorded from the official code sit beside the repository in development
 # checkouts; the demo falls back to one of them while no embedded model is installed.
@@ -45,6 +45,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from voicedrag.editor import Editor, load_kit
 
     t0 = time.perf_counter()
+    check_writable("--out-dir", args.out_dir, folder=True)
     model = _demo_model()
     kit = load_kit(model, device=args.device)
     editor = Editor(kit)

@@ -11,7 +11,7 @@ from typing import Any
 
 from voicedrag.cli import argtypes
 from voicedrag.cli.output import json_line
-from voicedrag.dragio import Progress, SpecError, pair_report, parse_mask, parse_points, save_gif, save_npy, save_png
+from voicedrag.dragio import Progress, SpecError, check_handles_in_mask, check_writable, pair_report, parse_mask, parse_points, save_gif, save_npy, save_png
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -59,6 +59,7 @@ def run_render(args: argparse.Namespace) -> int:
     from voicedrag.editor import Editor, load_kit
 
     t0 = time.perf_counter()
+    check_outputs(args)
     editor = Editor(load_kit(args.model, device=args.device, download=args.download))
     _, image = editor.seed(args.seed, args.psi)
     out = save_png(image, args.out)
@@ -78,11 +79,12 @@ def check_outputs(args: argparse.Namespace) -> None:
              (("--out", "out"), ("--gif", "gif"), ("--save-latent", "save_latent"))]
     seen: dict[Path, str] = {}
     for flag, value in named:
-        if not value:
+        if value is None:
             continue
-        path = Path(value).expanduser().resolve()
-        if path.is_dir():
+        check_writable(flag, value)  # first: a name too long must not reach the file system below
+        if Path(value).expanduser().is_dir():
             raise SpecError(f"{flag} {value} is a folder; give a file name in it.")
+        path = Path(value).expanduser().resolve()
         if path in seen:
             raise SpecError(f"{seen[path]} and {flag} both name {value}; give each output its own file.")
         seen[path] = flag
@@ -150,6 +152,8 @@ def run_drag(args: argparse.Namespace) -> int:
     size = editor.kit.size
     pairs = parse_points(args.points, size)
     mask = parse_mask(args.mask, size) if args.mask else None
+    if mask is not None:
+        check_handles_in_mask(pairs, mask, args.mask)
     ws, _ = editor.seed(args.seed, args.psi)
     report = drag_and_save(editor, ws, pairs, mask, args)
     if args.json:

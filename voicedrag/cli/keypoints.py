@@ -33,13 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=argtypes.seed, default=None, help="sample this seed from --model (truncation psi 0.7)")
     p.add_argument("--image", type=Path, default=None, help="an image of the model's domain instead of a sample")
     # The renderer's own face for a seed (the true world), for checks without a trained generator.
-    p.add_argument("--render-seed", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--render-seed", type=argtypes.seed, default=None, help=argparse.SUPPRESS)
     p.add_argument("--detector", default="embedded", choices=DETECTORS, help="keypoint detector: embedded (the embedded model's faces) or face (photographs of real faces)")
     p.add_argument("--json", action="store_true", help='print {"size": [W, H], "points": {name: [x, y]}}')
-    p.add_argument("--out", type=Path, default=None, help="write the image with the labelled points to this PNG")
+    p.add_argument("--out", default=None, help="write the image with the labelled points to this PNG")
     p.add_argument("--template", type=Path, default=None, metavar="T.json",
                    help="find the points taught with `keypoints teach` (needs --seed; the model's features, no detector)")
-    p.add_argument("--min-confidence", type=float, default=None,
+    p.add_argument("--min-confidence", type=argtypes.confidence, default=None,
                    help="leave out template points less sure than this, 0-1 (default: the template's, 0.25)")
     p.set_defaults(run=run_keypoints)
     actions = p.add_subparsers(dest="keypoints_action", metavar="teach")
@@ -228,7 +228,11 @@ def _template_points(args: argparse.Namespace) -> tuple[Image.Image, dict[str, P
 
 
 def run_keypoints(args: argparse.Namespace) -> int:
+    from voicedrag.dragio import check_writable, save_png
+
     extra: dict[str, object] = {}
+    if args.out is not None:
+        check_writable("--out", args.out)
     if args.template is not None:
         image, points, extra = _template_points(args)
     else:
@@ -236,11 +240,9 @@ def run_keypoints(args: argparse.Namespace) -> int:
         detector = get_detector(args.detector)
         points = detector.detect(image)
     if args.out is not None:
-        try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            draw_points(image, points).save(args.out)
-        except OSError as err:
-            raise VoicedragError(f"cannot write {args.out} ({err.strerror}); choose another --out path.") from err
+        import numpy as np
+
+        save_png(np.asarray(draw_points(image, points).convert("RGB")), args.out)
     if args.json:
         report = {
             "size": [image.size[0], image.size[1]],

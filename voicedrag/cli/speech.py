@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object per file, one per line")
     parser.add_argument("--model", default=None, help="Whisper model name or .pt path (default: tiny.en, offline)")
     parser.add_argument("--no-prompt", action="store_true", help="decode without the command-vocabulary prompt")
-    parser.add_argument("--max-seconds", type=float, default=30.0, help="refuse longer files (default 30)")
+    parser.add_argument("--max-seconds", type=argtypes.seconds, default=30.0, help="refuse longer files (default 30)")
     parser.add_argument("--threads", type=argtypes.threads, default=1, help="CPU threads while transcribing (default 1: fastest for short commands)")
     parser.set_defaults(run=run)
 

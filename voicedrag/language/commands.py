@@ -235,6 +235,10 @@ glasses sunglasses beard moustache mustache earring earrings makeup lipstick tat
 background sky sunset
 """.split())
 
+# Those words, when nothing in the command could be read as an edit ("paint it red", "give him
+# a hat"), are refused in the same words, instead of answered with unrelated suggestions.
+BEYOND_UNLESS_READ = frozenset("red green brown pink hat hats cap paint".split())
+
 _NUMBER_HOMOPHONES = {"for": "4", "to": "2", "too": "2", "won": "1", "ate": "8", "tree": "3"}
 
 
@@ -418,10 +422,20 @@ class CommandParser:
         rule_words = set(self.rules.words())  # a model's own rules may name any of these words
         beyond = next((w for w in words if w in BEYOND_DRAGS and w not in rule_words), None)
         if beyond is not None:
-            return ParseResult(text=text, corrected=_join(words), error=(
-                f"voicedrag moves parts of the picture and cannot change its style, colours or objects "
-                f"({beyond!r}); this model can move: {', '.join(self.rules.parts)}."),
-                suggestions=["open the mouth", "close the eyes", "turn the head left"])
+            return self._beyond(text, words, beyond)
+        result = self._parse_words(text, words)
+        soft = next((w for w in words if w in BEYOND_UNLESS_READ and w not in rule_words), None)
+        if soft is not None and result.error and not result.edits and result.control is None:
+            return self._beyond(text, words, soft)
+        return result
+
+    def _beyond(self, text: str, words: list[str], word: str) -> ParseResult:
+        return ParseResult(text=text, corrected=_join(words), error=(
+            f"voicedrag moves parts of the picture and cannot change its style, colours or objects "
+            f"({word!r}); this model can move: {', '.join(self.rules.parts)}."),
+            suggestions=["open the mouth", "close the eyes", "turn the head left"])
+
+    def _parse_words(self, text: str, words: list[str]) -> ParseResult:
         if not [w for w in words if w != ","]:
             return ParseResult(text=text, corrected="", error="nothing was said; try a command such as "
                                "'open the mouth' or 'undo'.", suggestions=["open the mouth", "smile", "undo"])

@@ -69,8 +69,10 @@ def plan_command(
     if parse.error:
         # The parser's sentence may already carry its own suggestions.
         offer = parse.suggestions and "did you mean" not in parse.error.lower()
-        hint = f" Did you mean: {parse.suggestions[0]}?" if offer else ""
-        raise CommandError(parse.error.rstrip(".") + "." + hint)
+        error = parse.error.rstrip(". ")
+        if offer:
+            raise CommandError(f"{error}; did you mean: {parse.suggestions[0]}?")
+        raise CommandError(error if error.endswith(("?", "!")) else error + ".")
     if parse.control is not None:
         raise CommandError(f"'{parse.control}' is a control word, not an edit; say an edit such as 'open the mouth'.")
     if not parse.edits:
