@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from keypoints.detector import Detector
     from voicedrag.language.commands import CommandParser, ParseResult
     from voicedrag.planning.rules import Rules
-    from voicedrag.speech.transcribe import Transcriber
+    from voicedrag.speech.grammar import GrammarChoice
+    from voicedrag.speech.transcribe import Transcriber, Transcript
 
 # Detectors a model's config may name. "faceworld" is the shipped heatmap network of the
 # procedural face world (the embedded model's faces); "face" finds the landmarks of real faces
@@ -254,6 +255,7 @@ class Editor:
         self.kit = kit
         self.paraphrase = paraphrase
         self._parser = parser
+        self._spoken_forms: dict[str, str] | None = None  # the grammar's commands as they may be said
         self._cache: dict[int, dict[str, Point]] = {}
         self._cache_lock = threading.Lock()
         self._cancel = threading.Event()
@@ -270,6 +272,15 @@ class Editor:
 
     def parse(self, text: str) -> ParseResult:
         return self.parser.parse(text)
+
+    def hear(self, transcriber: Transcriber, samples: Any) -> tuple[Transcript, GrammarChoice]:
+        """Spoken audio to the text to parse: Whisper's free transcript, or, where this model's
+        parser cannot read it as heard, the command of its grammar the audio makes likeliest."""
+        from voicedrag.speech.grammar import command_phrases, parser_reading
+
+        if self._spoken_forms is None:
+            self._spoken_forms = command_phrases(self.parser)
+        return transcriber.transcribe_command(samples, self._spoken_forms, parser_reading(self.parser))
 
     # ------------------------------------------------------------ images
 

@@ -31,9 +31,15 @@ def run_edit(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {}
     text = args.say
     if args.audio:
-        _, heard = kit.transcriber().transcribe_file(args.audio)
-        text = heard.text
+        from voicedrag.speech.audio import load_audio
+
+        clip = load_audio(args.audio)  # a bad file is reported before Whisper loads
+        heard, choice = editor.hear(kit.transcriber(), clip.samples)
+        text = choice.text
         report["transcript"] = text
+        if choice.source == "grammar":  # the free transcript could not be read; the grammar's command was likelier
+            report["heard"] = heard.text
+            print(f"voicedrag: heard {choice.free_text or '(unsure)'!r}; read as {text!r}.", file=sys.stderr)
         if not text.strip():
             raise VoicedragError(f"no speech was heard in {args.audio}; record the command again, closer to the microphone.")
     parse = editor.parse(text)

@@ -64,16 +64,21 @@ def _run_audio(args: argparse.Namespace, parser: object) -> int:
     clip = load_audio(args.audio)
     from voicedrag.speech.transcribe import Transcriber
 
+    from voicedrag.speech.grammar import command_phrases, parser_reading
+
     transcriber = Transcriber(prompt_words=vocabulary(parser.rules))
-    transcript = transcriber.transcribe(clip.samples)
-    result = parser.parse(transcript.text)
+    heard, choice = transcriber.transcribe_command(clip.samples, command_phrases(parser), parser_reading(parser))
+    result = parser.parse(choice.text)
     if args.json:
         record = result.to_json()
-        record["transcript"] = transcript.text
+        record["transcript"] = choice.text
+        record["heard"] = heard.text
         record["audio"] = args.audio
         print(json_line(record))
     else:
-        print(f"transcript: {transcript.text or '(no speech)'}")
+        if choice.source == "grammar":
+            print(f"heard: {heard.text or '(unsure)'}")
+        print(f"transcript: {choice.text or '(no speech)'}")
         print(_plain(result))
     return 0
 

@@ -24,15 +24,16 @@ import os
 import re
 import time
 import types
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.errors import CheckpointError, VoicedragError
 from voicedrag.speech.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioClip, load_audio
+from voicedrag.speech.grammar import GrammarChoice, GrammarSettings, Reading, candidates, canonical, choose, score_texts
 from voicedrag.intents import CONTROLS, PROMPT_VERBS
 from voicedrag.language.lexicon import PROMPT_WORDS
 
@@ -272,7 +273,7 @@ class VadSettings:
     frame_seconds: float = 0.02
     # Voiced frames must be loud in absolute terms and well above the clip's own noise floor.
     min_dbfs: float = -50.0
-    above_floor_db: float = 15.0
+    above_floor_db: float = 10.0  # 10 dB: commands at 10 dB SNR still pass; stationary noise does not
     min_speech_seconds: float = 0.12
 
 
@@ -377,17 +378,44 @@ class Transcriber:
         return clip, self.transcribe(clip.samples)
 
     def transcribe(self, samples: np.ndarray, use_prompt: bool | None = None) -> Transcript:
+        return self._decode(samples, use_prompt)[0]
+
+    def transcribe_command(self, samples: np.ndarray, phrases: Sequence[str] | dict[str, str],
+                           read: Callable[[str], Reading],
+                           grammar: GrammarSettings | None = None) -> tuple[Transcript, GrammarChoice]:
+        """Free decoding, then grammar scoring (voicedrag.speech.grammar) unless the parser reads
+        the free transcript as heard: the closest of `phrases`, and the parser's own correction,
+        are scored on the same audio and the likeliest is kept."""
+        settings = grammar or GrammarSettings()
+        transcript, context = self._decode(samples, None)
+        if context is None:  # no speech at all
+            return transcript, GrammarChoice(transcript.text, "free", transcript.text)
+        features, task, heard = context
+        # A free transcript below the confidence floor is empty, but the voice was there: the
+        # grammar's commands are still scored (its own floor keeps noise from becoming one).
+        reading = read(transcript.text) if transcript.text else Reading(False, False, "")
+        if reading.as_heard or not heard.strip():
+            return transcript, GrammarChoice(transcript.text, "free", transcript.text)
+        texts = candidates(heard, reading, phrases, settings)
+        scored = score_texts(self.whisper, task.tokenizer, task.initial_tokens, features, texts)
+        choice = choose(transcript.text, reading, scored, settings)
+        if isinstance(phrases, dict):  # spoken forms -> the canonical commands they stand for
+            choice = canonical(choice, phrases)
+        elapsed = time.perf_counter() - self._started
+        return replace(transcript, elapsed=elapsed), choice
+
+    def _decode(self, samples: np.ndarray, use_prompt: bool | None) -> tuple[Transcript, tuple[Any, Any, str] | None]:
         import torch
         import whisper
 
-        started = time.perf_counter()
+        started = self._started = time.perf_counter()
         audio = np.ascontiguousarray(samples, dtype=np.float32).reshape(-1)
         seconds = audio.size / SAMPLE_RATE
         if not np.all(np.isfinite(audio)):
             raise VoicedragError("The audio contains invalid (NaN or infinite) samples; record the command again.")
         activity = detect_voice(audio, self.vad)
         if not activity.speech:
-            return Transcript("", seconds, time.perf_counter() - started, False)
+            return Transcript("", seconds, time.perf_counter() - started, False), None
         s = self.settings
         lo = max(0, int((activity.start - s.margin_seconds) * SAMPLE_RATE))
         hi = min(audio.size, int((activity.end + s.margin_seconds) * SAMPLE_RATE))
@@ -417,8 +445,11 @@ class Transcriber:
         task = DecodingTask(self.whisper, options)
         task.logit_filters.append(_StopOnRepetition(task.tokenizer, task.sample_begin))
         with torch.inference_mode():
+            # The encoder runs once; grammar scoring reuses its features.
+            features = self.whisper.embed_audio(mel[None])
+            task._get_audio_features = lambda _mel: features  # type: ignore[method-assign]
             result = task.run(mel[None])[0]
-        text = strip_repetition(result.text)
+        text = heard = strip_repetition(result.text)
         # Whisper's own no-speech rule (sure there was no speech, unsure of the text), and a floor
         # on confidence: clicks, bursts and music that pass the energy check decode to words such
         # as "Okay," at about -2.2 per token, where spoken commands score above -1.
@@ -432,4 +463,4 @@ class Transcriber:
             bool(text),
             float(result.no_speech_prob),
             avg if math.isfinite(avg) else None,
-        )
+        ), (features, task, heard)

@@ -314,8 +314,15 @@ def _voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
         post(VoiceFailed("no speech was heard; speak after pressing the key, or type the command."))
         return
     post(VoiceState("transcribing"))
-    transcript = backend.transcriber.transcribe(recording.samples)
-    if not transcript.text.strip():
+    if backend.editor is not None:  # the model's grammar helps where the free transcript fails
+        transcript, choice = backend.editor.hear(backend.transcriber, recording.samples)
+        text = choice.text
+        if choice.source == "grammar":
+            post(Notice(f"heard {choice.free_text or 'too little'!r}; read as {text!r}.", "information"))
+    else:
+        transcript = backend.transcriber.transcribe(recording.samples)
+        text = transcript.text
+    if not text.strip():
         post(VoiceFailed("nothing could be understood; speak closer to the microphone or type the command."))
         return
-    post(Transcribed(transcript.text.strip(), transcript.elapsed))
+    post(Transcribed(text.strip(), transcript.elapsed))

@@ -1,0 +1,102 @@
+"""Grammar-scored recognition (voicedrag/speech/grammar.py): exact scores, safe choices."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voicedrag.language.commands import CommandParser
+from voicedrag.planning.rules import default_rules
+from voicedrag.speech import grammar as g
+from voicedrag.speech.audio import load_audio
+from voicedrag.speech.transcribe import Transcriber
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
+                                  reason="espeak-ng is not installed (apt-get install espeak-ng)")
+
+
+@pytest.fixture(scope="module")
+def parser() -> CommandParser:
+    return CommandParser(default_rules(), use_embeddings=False)
+
+
+@pytest.fixture(scope="module")
+def transcriber(parser: CommandParser) -> Transcriber:
+    return Transcriber(prompt_words=parser.vocabulary())
+
+
+def _meaning(parser: CommandParser, text: str) -> object:
+    r = parser.parse(text)
+    return r.control or tuple((e.action, e.part, e.side, e.direction) for e in r.edits) or None
+
+
+def test_fast_scores_equal_whisper_decoder_scores(transcriber: Transcriber) -> None:
+    import torch
+    from whisper.decoding import DecodingOptions, DecodingTask
+
+    task = DecodingTask(transcriber.whisper, DecodingOptions(language="en", without_timestamps=True,
+                                                             prompt=transcriber.prompt, fp16=False))
+    torch.manual_seed(0)
+    features = transcriber.whisper.embed_audio(torch.randn(1, 80, 600) * 0.5)
+    texts = ["open the mouth", "undo", "turn the head to the left", "perk up the ears", "save the picture"]
+    fast = g.score_texts(transcriber.whisper, task.tokenizer, task.initial_tokens, features, texts)
+    ref = g.score_texts_reference(transcriber.whisper, task.tokenizer, task.initial_tokens, features, texts)
+    assert [s.text for s in fast] == texts and [s.tokens for s in fast] == [s.tokens for s in ref]
+    assert np.allclose([s.total for s in fast], [s.total for s in ref], atol=1e-3)
+
+
+def test_choices_keep_what_the_parser_reads_and_refuse_unlikely_commands() -> None:
+    settings = g.GrammarSettings(min_avg_logprob=-2.0)
+    scored = [g.Scored("open the mouth", -4.0, 4), g.Scored("close the eyes", -9.0, 4)]
+    as_heard = g.Reading(True, True, "open the mouth")
+    assert g.choose("open the mouth", as_heard, scored, settings).source == "free"
+    unread = g.Reading(False, False, "")
+    chosen = g.choose("open the mouse", unread, scored, settings)
+    assert (chosen.source, chosen.text) == ("grammar", "open the mouth")
+    weak = [g.Scored("open the mouth", -20.0, 4)]  # -5 a token: the audio does not say it
+    assert g.choose("the weather is nice", unread, weak, settings).source == "free"
+    corrected = g.Reading(True, False, "open the mouth")  # the parser's own correction is the likeliest
+    assert g.choose("open the mouse", corrected, scored, settings).text == "open the mouse"
+
+
+def test_spoken_forms_stand_for_the_grammars_commands(parser: CommandParser) -> None:
+    forms = g.command_phrases(parser)
+    canonical = {phrase for phrase, _ in parser.templates}
+    assert set(forms.values()) <= canonical and canonical <= set(forms)
+    assert forms["perk up the ears"] == "raise the ears" and forms["turn the head left"] == "turn the head to the left"
+    assert forms["undo"] == "undo the last edit" and forms["start over"] == "reset the image to the original"
+    # Almost every form reads as its command; the canonical phrase is what the parser is given anyway.
+    same = sum(_meaning(parser, f) == _meaning(parser, c) for f, c in forms.items())
+    assert same / len(forms) > 0.95
+
+
+@needs_espeak
+def test_a_misheard_command_is_read_from_the_audio(parser: CommandParser, transcriber: Transcriber,
+                                                   tmp_path: Path) -> None:
+    forms, read = g.command_phrases(parser), g.parser_reading(parser)
+    wav = tmp_path / "c.wav"
+    # en-029 says "save the picture" as "save the big shot" to free decoding.
+    subprocess.run(["espeak-ng", "-v", "en-029", "-s", "165", "-w", str(wav), "save the picture"], check=True)
+    samples = load_audio(wav).samples
+    free = transcriber.transcribe(samples).text
+    heard, choice = transcriber.transcribe_command(samples, forms, read)
+    assert heard.text == free and _meaning(parser, choice.text) == "save"
+    for sentence in ("the weather is nice today", "can you hear me"):
+        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), sentence], check=True)
+        _, choice = transcriber.transcribe_command(load_audio(wav).samples, forms, read)
+        assert _meaning(parser, choice.text) is None, (sentence, choice.text)
+
+
+def test_noise_never_becomes_a_command(parser: CommandParser, transcriber: Transcriber) -> None:
+    forms, read = g.command_phrases(parser), g.parser_reading(parser)
+    rng = np.random.default_rng(0)
+    bursts = np.zeros(32000, dtype=np.float32)
+    for start in (4000, 12000, 20000):  # clicks loud enough to pass the energy check
+        bursts[start:start + 1200] = rng.standard_normal(1200).astype(np.float32) * 0.5
+    for samples in (rng.standard_normal(32000).astype(np.float32) * 0.1, bursts,
+                    np.cumsum(rng.standard_normal(32000)).astype(np.float32) * 0.002):
+        _, choice = transcriber.transcribe_command(samples, forms, read)
+        assert _meaning(parser, choice.text) is None, choice.text

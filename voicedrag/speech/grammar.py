@@ -1,0 +1,219 @@
+"""Grammar-scored recognition: the command language used in recognition, not only after it.
+
+Free decoding (greedy Whisper) writes what it hears; a mishearing such as "burcup videos" for
+"perk up the ears" then reaches the parser, which cannot recover it. Here the candidates the
+grammar allows (its canonical commands) are scored by Whisper's decoder on the same audio, as
+log P(text | audio, prompt), and the best one replaces a free transcript that the parser cannot
+read, when the audio supports it well enough. A transcript the parser reads is kept as heard
+(explicit coordinates, amounts and multi-part commands stay free-form).
+
+`score_texts` is the fast path: the prompt is run once, its keys and values are shared by every
+candidate, and only the candidates' own positions are projected to the vocabulary.
+`score_texts_reference` runs Whisper's own decoder on each whole sequence; the tests hold the
+two equal.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class GrammarSettings:
+    # Candidates scored: the grammar's commands closest in spelling to the free transcript. All of
+    # them cost about 1 s on two cores; the closest 24 hold the right one in all measured cases.
+    max_candidates: int = 24
+    # A candidate must average at least this log-probability per token (the free transcripts of
+    # spoken commands average above -1; noise and unrelated speech score far lower).
+    min_avg_logprob: float = -2.0
+
+
+@dataclass(frozen=True)
+class Scored:
+    text: str
+    total: float  # log P(text tokens and end of text | audio, prompt), nats
+    tokens: int
+
+    @property
+    def average(self) -> float:
+        return self.total / max(self.tokens, 1)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the parser makes of a transcript."""
+
+    understood: bool  # an edit or a control word, no error
+    as_heard: bool  # understood without correcting any word
+    text: str  # the words it read (after its corrections)
+
+
+@dataclass
+class GrammarChoice:
+    text: str  # what is passed on to the parser
+    source: str  # "free": the free transcript kept; "grammar": a scored command replaced it
+    free_text: str
+    scored: list[Scored] = field(default_factory=list)
+
+
+def _split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    n, length, d = x.shape
+    return x.view(n, length, n_head, d // n_head).transpose(1, 2)
+
+
+def _attend(mha: Any, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    q = _split_heads(mha.query(x), mha.n_head)
+    out = F.scaled_dot_product_attention(q, _split_heads(k, mha.n_head), _split_heads(v, mha.n_head),
+                                         attn_mask=mask)
+    return mha.out(out.transpose(1, 2).flatten(2))
+
+
+def score_texts(model: Any, tokenizer: Any, initial: Sequence[int], audio_features: torch.Tensor,
+                texts: Sequence[str]) -> list[Scored]:
+    """log P(" " + text, end of text | audio, initial tokens) for each text, batched."""
+    import torch
+
+    if not texts:
+        return []
+    dec = model.decoder
+    seqs = [tokenizer.encode(" " + t.strip()) + [tokenizer.eot] for t in texts]
+    n, length, start = len(seqs), max(len(s) for s in seqs), len(initial)
+    if start + length > dec.positional_embedding.shape[0]:
+        raise ValueError("prompt and candidate are longer than the decoder's context")
+    with torch.inference_mode():
+        xa = audio_features.to(dec.positional_embedding.dtype)
+        prefix = torch.tensor([list(initial)])
+        x = dec.token_embedding(prefix) + dec.positional_embedding[:start]
+        causal = torch.full((start, start), float("-inf")).triu_(1)
+        cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        for block in dec.blocks:  # the prompt, once
+            h = block.attn_ln(x)
+            k, v = block.attn.key(h), block.attn.value(h)
+            ck, cv = block.cross_attn.key(xa), block.cross_attn.value(xa)
+            x = x + _attend(block.attn, h, k, v, causal)
+            x = x + _attend(block.cross_attn, block.cross_attn_ln(x), ck, cv, None)
+            x = x + block.mlp(block.mlp_ln(x))
+            cache.append((k, v, ck, cv))
+        last = dec.ln(x[:, -1:])  # predicts each candidate's first token
+        tokens = torch.full((n, length), tokenizer.eot, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            tokens[i, :len(s)] = torch.tensor(s)
+        y = dec.token_embedding(tokens) + dec.positional_embedding[start:start + length]
+        # Each candidate position sees the whole prompt and its own earlier positions.
+        mask = torch.cat([torch.zeros(length, start), torch.full((length, length), float("-inf")).triu_(1)], dim=1)
+        for block, (k, v, ck, cv) in zip(dec.blocks, cache):
+            h = block.attn_ln(y)
+            keys = torch.cat([k.expand(n, -1, -1), block.attn.key(h)], dim=1)
+            values = torch.cat([v.expand(n, -1, -1), block.attn.value(h)], dim=1)
+            y = y + _attend(block.attn, h, keys, values, mask)
+            y = y + _attend(block.cross_attn, block.cross_attn_ln(y), ck.expand(n, -1, -1), cv.expand(n, -1, -1), None)
+            y = y + block.mlp(block.mlp_ln(y))
+        hidden = torch.cat([last.expand(n, -1, -1), dec.ln(y[:, :-1])], dim=1)  # position j predicts token j
+        logp = (hidden @ dec.token_embedding.weight.T).float().log_softmax(-1)
+        picked = logp.gather(-1, tokens[..., None])[..., 0]
+        lengths = torch.tensor([len(s) for s in seqs])
+        keep = torch.arange(length)[None, :] < lengths[:, None]
+        totals = (picked * keep).sum(-1)
+    return [Scored(t, float(total), len(s)) for t, total, s in zip(texts, totals, seqs)]
+
+
+def score_texts_reference(model: Any, tokenizer: Any, initial: Sequence[int], audio_features: torch.Tensor,
+                          texts: Sequence[str]) -> list[Scored]:
+    """The same scores from Whisper's own decoder, one whole sequence at a time."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for text in texts:
+            seq = tokenizer.encode(" " + text.strip()) + [tokenizer.eot]
+            tokens = torch.tensor([list(initial) + seq])
+            logp = model.decoder(tokens[:, :-1], audio_features).float().log_softmax(-1)[0]
+            positions = torch.arange(len(initial) - 1, len(initial) - 1 + len(seq))
+            out.append(Scored(text, float(logp[positions, torch.tensor(seq)].sum()), len(seq)))
+    return out
+
+
+def closest(free_text: str, phrases: Sequence[str], limit: int) -> list[str]:
+    """The grammar's phrases nearest the free transcript in spelling (letters, not words: a
+    mishearing keeps sounds, and so letters, more often than words)."""
+    said = " ".join(free_text.lower().split())
+    ranked = sorted(phrases, key=lambda p: -difflib.SequenceMatcher(None, said, p).ratio())
+    return list(dict.fromkeys(ranked))[:limit]
+
+
+def candidates(free_text: str, reading: Reading, phrases: Sequence[str], settings: GrammarSettings) -> list[str]:
+    """The grammar's readings to score: its closest spoken forms, and the parser's own correction."""
+    near = closest(free_text, phrases, settings.max_candidates)
+    return list(dict.fromkeys(near + ([reading.text] if reading.understood and reading.text else [])))
+
+
+def choose(free_text: str, reading: Reading, scored: Sequence[Scored], settings: GrammarSettings) -> GrammarChoice:
+    """Of the grammar's readings, the one the audio makes most likely, if it is likely enough;
+    else the free transcript (which the parser then reads, or refuses, as usual)."""
+    if reading.as_heard or not scored:
+        return GrammarChoice(free_text, "free", free_text, list(scored))
+    best = max(scored, key=lambda s: s.total)
+    if best.average < settings.min_avg_logprob or (reading.understood and best.text == reading.text):
+        return GrammarChoice(free_text, "free", free_text, list(scored))
+    return GrammarChoice(best.text, "grammar", free_text, list(scored))
+
+
+def canonical(choice: GrammarChoice, forms: dict[str, str]) -> GrammarChoice:
+    """The choice with a spoken form replaced by the canonical command it stands for."""
+    if choice.source != "grammar":
+        return choice
+    return GrammarChoice(forms.get(choice.text, choice.text), choice.source, choice.free_text, choice.scored)
+
+
+def parser_reading(parser: Any) -> Callable[[str], Reading]:
+    """A `read` for Transcriber.transcribe_command from a voicedrag.language CommandParser."""
+    def read(text: str) -> Reading:
+        result = parser.parse(text)
+        understood = bool(result.edits or result.control) and not result.error
+        plain = " ".join("".join(c for c in text.lower() if c.isalnum() or c in " ,").replace(",", " ").split())
+        said = " ".join(result.corrected.replace(",", " ").split())
+        return Reading(understood, understood and not result.corrections and said == plain, result.corrected)
+    return read
+
+
+def command_phrases(parser: Any) -> dict[str, str]:
+    """Spoken forms of the grammar's commands, each mapped to its canonical phrasing
+    (CommandParser.templates): the lexicon's other verbs for an action ("perk up the ears" for
+    "raise the ears"), directions without "to the", "both" for a pair, the lexicon's phrases for a
+    control word. The form is what is scored on the audio; the canonical phrase is what the parser
+    is then given, so a choice always reads as one of the grammar's commands."""
+    from voicedrag.language import lexicon as lx
+
+    forms: dict[str, str] = {}
+    verbs: dict[tuple[str, str | None], set[str]] = {}
+    for word, action in lx.VERBS.items():
+        if word == action or not word.endswith(("s", "ed", "ing")):
+            verbs.setdefault((action, None), set()).add(word)
+    for rule in parser.rules.rules:  # a rule's own verbs ("perk" for the ears)
+        verbs.setdefault((rule.action, rule.part), set()).update(rule.verbs)
+    particles: dict[str, list[str]] = {}  # "perk" -> ["perk up", "prick up"]; "undo" -> ["go back", ...]
+    for phrase, word in lx.PHRASES.items():
+        particles.setdefault(word, []).append(phrase)
+    for phrase, meaning in parser.templates:
+        forms.setdefault(phrase, phrase)
+        if isinstance(meaning, str):  # a control word: the word, and the lexicon's phrases for it
+            for form in [meaning, *particles.get(meaning, [])]:
+                forms.setdefault(form, phrase)
+            continue
+        first, _, rest = phrase.partition(" ")
+        words = verbs.get((meaning.action, None), set()) | verbs.get((meaning.action, meaning.part), set())
+        words |= {p for w in list(words) for p in particles.get(w, [])}
+        spoken = [phrase] + [f"{v} {rest}" for v in sorted(words) if v != first] if first in words | {meaning.action} \
+            else [phrase]
+        for form in spoken:
+            for variant in (form, form.replace(" to the left", " left").replace(" to the right", " right"),
+                            form.replace(" the ears", " both ears").replace(" the eyes", " both eyes")):
+                forms.setdefault(variant, phrase)
+    return forms
