@@ -212,7 +212,10 @@ class _Running:
                     (folder / ".stderr").open("wb") as ferr:
                 self.proc = subprocess.Popen([sys.executable, "-m", "voicedrag", *probe.argv], cwd=folder,
                                              stdin=fin, stdout=subprocess.PIPE if probe.close_stdout else fout,
-                                             stderr=ferr, env=env, start_new_session=True)
+                                             stderr=ferr, env=env, start_new_session=True,
+                                             # Ctrl-C as from a terminal, even when this runs in the
+                                             # background (which leaves SIGINT ignored for children).
+                                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
             if self.proc.stdout is not None:
                 self.proc.stdout.close()
         else:

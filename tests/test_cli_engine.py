@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -269,10 +270,13 @@ def test_ctrl_c_while_the_command_starts_is_one_sentence():
     # As the `voicedrag` script does: import the package (the signal comes right then), then main().
     code = ("import sys; sys.argv = ['/usr/bin/voicedrag', 'render']; import os, signal, time; "
             "import voicedrag.cli; os.kill(os.getpid(), signal.SIGINT); time.sleep(30)")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    # As from a terminal: a test run started in the background inherits Ctrl-C ignored.
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert p.returncode == 130 and p.stderr.strip() == "voicedrag: interrupted.", p.stderr
     # Imported by other code, the package leaves Ctrl-C alone.
     code = ("import signal, sys; sys.argv = ['other']; import voicedrag.cli; "
             "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert p.stdout.strip() == "True", p.stderr
