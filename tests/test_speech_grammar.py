@@ -100,3 +100,39 @@ def test_noise_never_becomes_a_command(parser: CommandParser, transcriber: Trans
                     np.cumsum(rng.standard_normal(32000)).astype(np.float32) * 0.002):
         _, choice = transcriber.transcribe_command(samples, forms, read)
         assert _meaning(parser, choice.text) is None, choice.text
+
+
+def _benchmark():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "spoken_commands.py"
+    spec = importlib.util.spec_from_file_location("spoken_commands", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@needs_espeak
+@pytest.mark.parametrize("condition, voices, floor", [
+    # Measured with benchmarks/spoken_commands.py on these 16 commands: free 31/48 and 44/48 (3 voices).
+    ("noise10", (("en-us", 150), ("en-gb", 175), ("en-us+f3", 130)), 0.75),
+    ("reverb", (("en-us", 150), ("en-gb", 175)), 0.9),
+])
+def test_noisy_and_reverberant_commands_are_understood(parser: CommandParser, transcriber: Transcriber,
+                                                       tmp_path: Path, condition: str, voices: tuple, floor: float) -> None:
+    if condition == "reverb" and shutil.which("sox") is None:
+        pytest.skip("sox is not installed (apt-get install sox)")
+    bench = _benchmark()
+    forms, read = g.command_phrases(parser), g.parser_reading(parser)
+    commands = bench.COMMANDS[:16]  # the commands of tests/test_speech.py
+    free_ok = grammar_ok = 0
+    for v, (voice, speed) in enumerate(voices):
+        for i, command in enumerate(commands):
+            clean = load_audio(bench.speak(command, tmp_path / "c.wav", voice, speed)).samples
+            samples = bench.degrade(clean, condition, tmp_path, seed=1000 * v + i)
+            heard, choice = transcriber.transcribe_command(samples, forms, read)
+            free_ok += _meaning(parser, heard.text) == _meaning(parser, command)
+            grammar_ok += _meaning(parser, choice.text) == _meaning(parser, command)
+    total = len(voices) * len(commands)
+    assert grammar_ok >= free_ok and grammar_ok / total >= floor, (free_ok, grammar_ok, total)
