@@ -88,13 +88,11 @@ class KitSpec:
         if rules is not None and rules.endswith(".toml") and not Path(rules).is_absolute():
             rules = str(path.parent / rules)
         # Named rules that do not exist are refused with the model, not at the first typed command.
-        from voicedrag.planning.rules import RULES_DIR
+        from voicedrag.planning.rules import rules_file, shipped_rules
 
-        if rules is not None and not (Path(rules).is_file() if rules.endswith(".toml")
-                                      else (RULES_DIR / f"{rules}.toml").is_file()):
-            shipped = ", ".join(sorted(f.stem for f in RULES_DIR.glob("*.toml")))
+        if rules is not None and rules_file(rules) is None:
             raise VoicedragError(f"{config.name} names the rules {rules!r}, which voicedrag cannot find; "
-                                 f"use one of {shipped} or a .toml file beside the model.")
+                                 f"use one of {', '.join(shipped_rules())} or a .toml file beside the model.")
         template = kit.get("template")
         if template is not None:
             if not isinstance(template, str):

@@ -62,9 +62,8 @@ def _run_audio(args: argparse.Namespace, parser: object) -> int:
     assert isinstance(parser, CommandParser)
     # Read the file before loading Whisper, so a bad file is reported at once.
     clip = load_audio(args.audio)
-    from voicedrag.speech.transcribe import Transcriber
-
     from voicedrag.speech.grammar import command_phrases, parser_reading
+    from voicedrag.speech.transcribe import Transcriber
 
     transcriber = Transcriber(prompt_words=vocabulary(parser.rules))
     heard, choice = transcriber.transcribe_command(clip.samples, command_phrases(parser), parser_reading(parser))

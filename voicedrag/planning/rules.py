@@ -310,13 +310,23 @@ def parse_rules(data: dict[str, object], path: Path | None = None) -> Rules:
     )
 
 
-def load_rules(path: str | Path) -> Rules:
-    """Read a rules TOML file; a bare name ("face") means the shipped rules NAME.toml."""
+def shipped_rules() -> list[str]:
+    return sorted(f.stem for f in RULES_DIR.glob("*.toml"))
+
+
+def rules_file(path: str | Path) -> Path | None:
+    """The rules file `path` names (a bare name such as "face" is the shipped NAME.toml), or None."""
     p = Path(path)
     if p.suffix != ".toml" and not p.exists():
         p = RULES_DIR / f"{p.name}.toml"
-    if not p.is_file():
-        shipped = ", ".join(sorted(f.stem for f in RULES_DIR.glob("*.toml"))) or "none"
+    return p if p.is_file() else None
+
+
+def load_rules(path: str | Path) -> Rules:
+    """Read a rules TOML file; a bare name ("face") means the shipped rules NAME.toml."""
+    p = rules_file(path)
+    if p is None:
+        shipped = ", ".join(shipped_rules()) or "none"
         raise RulesError(f"rules file {str(path)!r} not found; give a .toml path or one of: {shipped}.")
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))

@@ -386,6 +386,7 @@ class Transcriber:
         """Free decoding, then grammar scoring (voicedrag.speech.grammar) unless the parser reads
         the free transcript as heard: the closest of `phrases`, and the parser's own correction,
         are scored on the same audio and the likeliest is kept."""
+        started = time.perf_counter()
         settings = grammar or GrammarSettings()
         transcript, context = self._decode(samples, None)
         if context is None:  # no speech at all
@@ -401,14 +402,13 @@ class Transcriber:
         choice = choose(transcript.text, reading, scored, settings)
         if isinstance(phrases, dict):  # spoken forms -> the canonical commands they stand for
             choice = canonical(choice, phrases)
-        elapsed = time.perf_counter() - self._started
-        return replace(transcript, elapsed=elapsed), choice
+        return replace(transcript, elapsed=time.perf_counter() - started), choice
 
     def _decode(self, samples: np.ndarray, use_prompt: bool | None) -> tuple[Transcript, tuple[Any, Any, str] | None]:
         import torch
         import whisper
 
-        started = self._started = time.perf_counter()
+        started = time.perf_counter()
         audio = np.ascontiguousarray(samples, dtype=np.float32).reshape(-1)
         seconds = audio.size / SAMPLE_RATE
         if not np.all(np.isfinite(audio)):
