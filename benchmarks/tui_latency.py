@@ -198,7 +198,21 @@ async def tui_rate(model: str, command: str, seeds: list[int], steps: int) -> tu
     return total_steps, total_seconds
 
 
+def tui_rate_apart(model: str, command: str, seeds: list[int], steps: int) -> tuple[int, float]:
+    """tui_rate in a fresh process, as a user starts the TUI: nothing else has run in it."""
+    out = subprocess.run([sys.executable, __file__, "--tui-rate-child", model, command, str(steps),
+                          *map(str, seeds)], capture_output=True, text=True, timeout=1200, cwd=REPO)
+    if out.returncode != 0:
+        raise RuntimeError(f"the TUI drags failed:\n{out.stderr}")
+    total_steps, total_seconds = json.loads(out.stdout.strip().splitlines()[-1])
+    return int(total_steps), float(total_seconds)
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--tui-rate-child"]:
+        model, command, steps, *seeds = sys.argv[2:]
+        print(json.dumps(asyncio.run(tui_rate(model, command, [int(s) for s in seeds], int(steps)))))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None)
     ap.add_argument("--runs", type=int, default=5)
@@ -217,8 +231,11 @@ def main() -> int:
     worst_stall = max(st for _, _, st in launches)
 
     from voicedrag.editor import load_kit
+    from voicedrag.tui.workers import TORCH
 
-    kit = load_kit(model, None)
+    # On the TUI's torch thread, as the app would: a thread team started by this (main) thread
+    # would slow every later drag in this process (voicedrag.tui.workers says why).
+    kit = TORCH.call(lambda: load_kit(model, None))
     notice = None if kit.has_detector else "this model has no keypoint detector"
     size = kit.generator.img_resolution
     command = "open the mouth" if notice is None else f"drag {size * 5 // 8},{size * 15 // 16} to {size * 5 // 8},{size - 1}"
@@ -228,7 +245,7 @@ def main() -> int:
     planned_median = statistics.median(planned[1:] or planned)
 
     head_steps, head_seconds = headless_rate(model, command, args.drag_seeds, args.drag_steps)
-    tui_steps, tui_seconds = asyncio.run(tui_rate(model, command, args.drag_seeds, args.drag_steps))
+    tui_steps, tui_seconds = tui_rate_apart(model, command, args.drag_seeds, args.drag_steps)
     head_rate, tui_steps_rate = head_steps / head_seconds, tui_steps / tui_seconds
     share = tui_steps_rate / head_rate
 

@@ -172,3 +172,46 @@ def test_a_bug_in_planning_is_a_message_not_a_crash(dragged: list[dict[str, Any]
     posted = run(make_backend(FakeDetector(face())), "drag 10,20 to 30,40")
     assert kinds(posted) == [CommandParsed, DragFailed]
     assert "ZeroDivisionError" in posted[1].error and "please report it" in posted[1].error
+
+
+def test_torch_thread_runs_every_call_on_one_thread_in_order() -> None:
+    import threading
+
+    runner = workers.TorchThread("test-torch")
+    seen: list[tuple[int, int]] = []
+    callers = [threading.Thread(target=lambda i=i: seen.append((i, runner.call(threading.get_ident))))
+               for i in range(4)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    assert len(seen) == 4 and len({ident for _, ident in seen}) == 1
+    assert seen[0][1] not in {t.ident for t in callers} | {threading.get_ident()}
+    # A call made from inside a call runs in place instead of waiting for itself.
+    assert runner.call(lambda: runner.call(threading.get_ident)) == seen[0][1]
+
+
+def test_torch_thread_hands_errors_back_and_keeps_serving() -> None:
+    runner = workers.TorchThread("test-torch")
+
+    def boom() -> None:
+        raise KeyError("x")
+
+    with pytest.raises(KeyError):
+        runner.call(boom)
+    assert runner.call(lambda: 41 + 1) == 42
+
+
+def test_the_workers_run_torch_on_the_tui_torch_thread(dragged: list[dict[str, Any]]) -> None:
+    import threading
+
+    backend = make_backend(FakeDetector(face()))
+    assert backend.editor is not None
+    threads: list[int] = []
+    parse = backend.editor.parse
+    backend.editor.parse = lambda text: (threads.append(threading.get_ident()), parse(text))[1]  # type: ignore[method-assign]
+    worker = threading.Thread(target=run, args=(backend, "open the mouth"))
+    worker.start()
+    worker.join()
+    assert len(dragged) == 1
+    assert threads and threads[0] == workers.TORCH.call(threading.get_ident) != worker.ident

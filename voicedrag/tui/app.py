@@ -86,7 +86,7 @@ class TuiOptions:
     preview_seconds: float = 0.25
     preload_parser: bool = True  # build the command parser and its sentence model in the background
     paraphrase: bool = True  # free phrasings through the sentence model (off: the grammar alone)
-    threads: int | None = None  # torch threads for the workers (None: all cores but one)
+    threads: int | None = None  # torch threads for the workers (None: torch's default, all cores)
     template: str | None = None  # keypoint template for a model without a detector
     load_delay: float = 0.5  # seconds between the first frame and the start of model loading
     colors: str | None = None  # truecolor | 256 | standard; None: as Textual reads the environment

@@ -6,16 +6,25 @@ thread-safe message poster); the editor's one cancel handle (`Editor.cancel`, Es
 before its drag or during it. torch, the engine, the command parser and the speech model are
 imported inside the functions, so that the app is on screen before any of them has loaded.
 Nothing here raises: every failure becomes a message with one sentence for the user.
+
+Everything that runs torch runs on one long-lived thread (`on_torch_thread`), whichever Textual
+worker asked for it. Textual's thread workers come from a pool of several threads, and each
+thread that starts a parallel region gets a thread team of its own from OpenMP; once more
+threads are managed than there are cores, libgomp stops spinning between regions and every small
+op pays a sleep and a wake-up (on 2 cores a drag ran at half the speed of `voicedrag edit`).
 """
 from __future__ import annotations
 
-import os
+import functools
+import queue
+import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from textual.message import Message
@@ -34,6 +43,54 @@ Post = Callable[[Message], object]
 Cancelled = Callable[[], bool]
 XY = tuple[float, float]
 Rect = tuple[int, int, int, int]
+T = TypeVar("T")
+
+
+class TorchThread:
+    """One daemon thread that runs the calls given to it, in order; the caller waits for each.
+
+    A daemon, so that quitting during a drag does not wait for it (the editor's cancel handle
+    stops a drag; a process that exits needs no clean-up from it)."""
+
+    def __init__(self, name: str = "voicedrag-torch") -> None:
+        self.name = name
+        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def call(self, fn: Callable[[], T]) -> T:
+        if threading.current_thread() is self._thread:  # a call from a call: run it in place
+            return fn()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
+                self._thread.start()
+        future: Future[T] = Future()
+        self._calls.put((future, fn))
+        return future.result()
+
+    def _serve(self) -> None:
+        while True:
+            future, fn = self._calls.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as err:  # noqa: BLE001 - handed to the caller, which re-raises it
+                future.set_exception(err)
+
+
+TORCH = TorchThread()
+
+
+def on_torch_thread(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run `fn` on the TUI's one torch thread (TORCH); the calling worker thread waits for it."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> T:
+        return TORCH.call(functools.partial(fn, *args, **kwargs))
+
+    return run
 
 
 @dataclass
@@ -75,16 +132,18 @@ def _describe(err: BaseException, doing: str) -> str:
     return f"{doing} failed ({type(err).__name__}: {err}{where}); this is a bug, please report it."
 
 
+@on_torch_thread
 def load_model(backend: Backend, model: str, device: str | None, seed: int, post: Post,
                template: str | None = None) -> None:
     started = time.perf_counter()
     try:
         import torch
 
-        # The TUI sets torch's thread count once, here; library code never changes it. One core is
-        # left to the UI thread (and the rest of the machine): with every core busy, torch's thread
-        # pool spins and the drag slows down many times over.
-        torch.set_num_threads(backend.threads or max(1, (os.cpu_count() or 2) - 1))
+        # The TUI sets torch's thread count once, here, when asked to; library code never changes
+        # it. By default torch's own choice, as in `voicedrag edit`: with every torch call on one
+        # thread (TORCH), the UI's few repaints a second cost the drag little.
+        if backend.threads:
+            torch.set_num_threads(backend.threads)
         from voicedrag.editor import Editor, load_kit
 
         kit = load_kit(model, device, template=template)
@@ -113,6 +172,7 @@ def warm_up() -> None:
         pass
 
 
+@on_torch_thread
 def new_seed(backend: Backend, seed: int, post: Post) -> None:
     try:
         assert backend.editor is not None
@@ -123,6 +183,7 @@ def new_seed(backend: Backend, seed: int, post: Post) -> None:
     post(SeedReady(seed, ws, image))
 
 
+@on_torch_thread
 def teach_point(backend: Backend, ws: np.ndarray, name: str, xy: tuple[float, float], path: Path,
                 post: Post) -> None:
     """Add a named point of this latent to the kit's keypoint template and save the template."""
@@ -148,6 +209,7 @@ def teach_point(backend: Backend, ws: np.ndarray, name: str, xy: tuple[float, fl
     post(PointTaught(name, xy, len(template.names), str(path)))
 
 
+@on_torch_thread
 def load_parser(backend: Backend, preload_paraphrase: bool, post: Post) -> None:
     """Build the command parser (and, optionally, its sentence model) before the first command needs it."""
     try:
@@ -160,6 +222,7 @@ def load_parser(backend: Backend, preload_paraphrase: bool, post: Post) -> None:
         post(Notice(_describe(err, "loading the command parser"), "error"))
 
 
+@on_torch_thread
 def detect_keypoints(backend: Backend, entry_id: int, image: np.ndarray, post: Post,
                      ws: np.ndarray | None = None) -> None:
     """Find the keypoints of a history entry's image (for the labels) and post them."""
@@ -172,6 +235,7 @@ def detect_keypoints(backend: Backend, entry_id: int, image: np.ndarray, post: P
     post(KeypointsFound(entry_id, found.points, found.notice))
 
 
+@on_torch_thread
 def run_command(backend: Backend, req: DragRequest, post: Post) -> None:
     """Parse, find keypoints, plan and drag; or drag hand-placed pairs when `req.pairs` is set."""
     try:
@@ -280,6 +344,15 @@ def voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
         post(VoiceState("idle"))
 
 
+def _load_transcriber(backend: Backend) -> Any:
+    # Primed with the model kit's vocabulary, exactly as `voicedrag transcribe` and `edit --audio` are.
+    if backend.editor is not None:
+        return backend.editor.kit.transcriber()
+    from voicedrag.speech.transcribe import Transcriber
+
+    return Transcriber()
+
+
 def _voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
     from voicedrag.speech.audio import MicrophoneRecorder, NoMicrophoneError, microphone_status
 
@@ -289,13 +362,7 @@ def _voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
         return
     if backend.transcriber is None:
         post(VoiceState("loading"))
-        # Primed with the model kit's vocabulary, exactly as `voicedrag transcribe` and `edit --audio` are.
-        if backend.editor is not None:
-            backend.transcriber = backend.editor.kit.transcriber()
-        else:
-            from voicedrag.speech.transcribe import Transcriber
-
-            backend.transcriber = Transcriber()
+        backend.transcriber = TORCH.call(functools.partial(_load_transcriber, backend))
     if cancelled():
         return
     recorder = MicrophoneRecorder(on_level=lambda level, _db: post(VoiceLevel(level)))
@@ -314,13 +381,14 @@ def _voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
         post(VoiceFailed("no speech was heard; speak after pressing the key, or type the command."))
         return
     post(VoiceState("transcribing"))
-    if backend.editor is not None:  # the model's grammar helps where the free transcript fails
-        transcript, choice = backend.editor.hear(backend.transcriber, recording.samples)
+    editor, transcriber = backend.editor, backend.transcriber
+    if editor is not None:  # the model's grammar helps where the free transcript fails
+        transcript, choice = TORCH.call(functools.partial(editor.hear, transcriber, recording.samples))
         text = choice.text
         if choice.source == "grammar":
             post(Notice(f"heard {choice.free_text or 'too little'!r}; read as {text!r}.", "information"))
     else:
-        transcript = backend.transcriber.transcribe(recording.samples)
+        transcript = TORCH.call(functools.partial(transcriber.transcribe, recording.samples))
         text = transcript.text
     if not text.strip():
         post(VoiceFailed("nothing could be understood; speak closer to the microphone or type the command."))
