@@ -311,23 +311,35 @@ def motion_loss_many(
     """
     _, c, h, w = feat.shape
     margin = int(math.ceil(r1 + step)) + 2  # the disc, the unit step and the bilinear neighbour
-    rows_all = torch.linspace(0, h, h, device=feat.device)
-    cols_all = torch.linspace(0, w, w, device=feat.device)
-    fixed, grids, weights = [], [], []
+    # The discs are found with numpy on the grid's own float32 values: the same IEEE operations
+    # as `motion_loss` (so the same pixels), without a dozen tiny torch calls per handle.
+    # The official grid is linspace(0, size, size): pixel i sits at i * size / (size - 1).
+    rows_all = torch.linspace(0, h, h).numpy()
+    cols_all = torch.linspace(0, w, w).numpy()
+    ii_parts, jj_parts, shift_x, shift_y, weight_parts = [], [], [], [], []
     for (x, y), target in zip(points, targets):
         y0, y1 = max(y - margin, 0), min(y + margin + 1, h)
         x0, x1 = max(x - margin, 0), min(x + margin + 1, w)
-        # The official grid is linspace(0, size, size): pixel i sits at i * size / (size - 1).
-        dist = ((rows_all[y0:y1].reshape(-1, 1) - y) ** 2 + (cols_all[x0:x1].reshape(1, -1) - x) ** 2).sqrt()
-        ii, jj = torch.where(dist < r1)
-        ii, jj = ii + y0, jj + x0  # whole-map pixels
+        dist = np.sqrt((rows_all[y0:y1].reshape(-1, 1) - np.float32(y)) ** 2
+                       + (cols_all[x0:x1].reshape(1, -1) - np.float32(x)) ** 2)
+        ii, jj = np.nonzero(dist < r1)
+        n = ii.size
         dx, dy = target.x - x, target.y - y
         scale = min(math.hypot(dx, dy), step) / (math.hypot(dx, dy) + 1e-7)
-        fixed.append(feat[:, :, ii, jj].detach())
-        # Sample positions in the whole map's [-1, 1] coordinates (align_corners=True).
-        grids.append(torch.stack([(jj + dx * scale) / (w - 1) * 2 - 1, (ii + dy * scale) / (h - 1) * 2 - 1], dim=-1))
-        weights.append(torch.full((ii.numel(),), 1.0 / (c * max(ii.numel(), 1)), device=feat.device))
-    grid = torch.cat(grids).reshape(1, 1, -1, 2)
+        ii_parts.append(ii + y0)  # whole-map pixels
+        jj_parts.append(jj + x0)
+        shift_x.append(np.full(n, dx * scale, np.float32))
+        shift_y.append(np.full(n, dy * scale, np.float32))
+        weight_parts.append(np.full(n, 1.0 / (c * max(n, 1)), np.float32))
+    ii_t = torch.from_numpy(np.concatenate(ii_parts)).to(feat.device)
+    jj_t = torch.from_numpy(np.concatenate(jj_parts)).to(feat.device)
+    fixed = feat[:, :, ii_t, jj_t].detach()
+    # Sample positions in the whole map's [-1, 1] coordinates (align_corners=True).
+    gx = (jj_t + torch.from_numpy(np.concatenate(shift_x)).to(feat.device)) / (w - 1) * 2 - 1
+    gy = (ii_t + torch.from_numpy(np.concatenate(shift_y)).to(feat.device)) / (h - 1) * 2 - 1
+    grids = [torch.stack([gx, gy], dim=-1)]
+    weights = torch.from_numpy(np.concatenate(weight_parts)).to(feat.device)
+    grid = grids[0].reshape(1, 1, -1, 2)
     # Sampling from the bounding crop of all discs keeps the gradient small; coordinates are
     # mapped into it exactly (align_corners=True: -1 and 1 are the crop's first and last pixel).
     ys = grid[..., 1].mul(0.5).add(0.5).mul(h - 1)
@@ -339,8 +351,8 @@ def motion_loss_many(
     crop = feat[:, :, cy0:cy1, cx0:cx1]
     local = torch.stack([(xs - cx0) / (cx1 - cx0 - 1) * 2 - 1, (ys - cy0) / (cy1 - cy0 - 1) * 2 - 1], dim=-1)
     shifted = F.grid_sample(crop, local.reshape(1, 1, -1, 2), align_corners=True).squeeze(2)  # [1, C, n]
-    diff = (torch.cat(fixed, dim=2) - shifted).abs().sum(dim=1)  # [1, n]
-    return (diff[0] * torch.cat(weights)).sum()
+    diff = (fixed - shifted).abs().sum(dim=1)  # [1, n]
+    return (diff[0] * weights).sum()
 
 
 class DragSession:

@@ -108,10 +108,55 @@ def merge_boxes(boxes: list[Box]) -> tuple[list[Box], list[int]]:
     """Boxes merged wherever their union is no larger than the two apart (overlapping handles
     share one window); and, per input box, the index of the merged box it lies in.
 
-    Pure area arithmetic at `boxes`' own block, so that it costs microseconds even for many
-    handles; the crops below are these boxes grown by fixed margins, so a merge that adds no
-    pixels here adds few there.
+    Pairs are merged one at a time, always the first pair (in order) that may merge, until none
+    may: `merge_boxes_reference`, written plainly. Here a pass after a merge checks again only
+    the pairs that the merge changed (those with the grown box, and the rows after it), on
+    plain tuples: 20 handles cost tens of microseconds instead of milliseconds per step.
     """
+    groups = [(b.y0, b.y1, b.x0, b.x1) for b in boxes]
+    owner = list(range(len(boxes)))
+
+    def area(b: tuple[int, int, int, int]) -> int:
+        return max(b[1] - b[0], 0) * max(b[3] - b[2], 0)
+
+    def union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
+
+    areas = [area(g) for g in groups]
+
+    def merge(i: int, j: int, u: tuple[int, int, int, int]) -> None:
+        groups[i], areas[i] = u, area(u)
+        del groups[j], areas[j]
+        owner[:] = [i if o == j else (o - 1 if o > j else o) for o in owner]
+
+    changed = -1  # the box the last merge grew: rows before it need checking against it only
+    row = 0  # rows from here on are checked in full
+    while True:
+        hit: tuple[int, int, tuple[int, int, int, int]] | None = None
+        # Rows before `changed` failed with every box but the grown one last pass.
+        for i in range(max(changed, 0)):
+            u = union(groups[i], groups[changed])
+            if area(u) <= areas[i] + areas[changed]:
+                hit = (i, changed, u)
+                break
+        if hit is None:
+            for i in range(row, len(groups)):
+                for j in range(i + 1, len(groups)):
+                    u = union(groups[i], groups[j])
+                    if area(u) <= areas[i] + areas[j]:
+                        hit = (i, j, u)
+                        break
+                if hit is not None:
+                    break
+        if hit is None:
+            return [Box(*g) for g in groups], owner
+        i, j, u = hit
+        merge(i, j, u)
+        changed, row = i, i
+
+
+def merge_boxes_reference(boxes: list[Box]) -> tuple[list[Box], list[int]]:
+    """`merge_boxes` written plainly: after every merge, the search starts again from the first pair."""
     groups = list(boxes)
     owner = list(range(len(boxes)))
     merged = True

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from engine import DragConfig, DragPair, DragSession, Point
-from engine.window import Box, dense_cost, feature_box_for, merge_boxes, plan_crops, resize_window, windowed_cost, windowed_features
+from engine.window import Box, dense_cost, feature_box_for, merge_boxes, merge_boxes_reference, plan_crops, resize_window, windowed_cost, windowed_features
 from tests.conftest import assert_same_drag
 
 
@@ -110,3 +110,16 @@ def test_many_handles_drag_on_the_dense_path_and_follow_the_reference(sg2_128):
             assert s._dense_now
         runs[windowed] = traj, s.ws.detach()
     assert_same_drag(runs[True], runs[False])
+
+
+def test_merge_boxes_equals_its_plain_reference_on_random_boxes() -> None:
+    import random
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        res = rng.choice([8, 32, 64, 128])
+        boxes = []
+        for _ in range(rng.randint(0, 25)):
+            y, x = rng.randrange(res), rng.randrange(res)
+            boxes.append(Box(y, min(y + rng.randint(0, 20), res), x, min(x + rng.randint(0, 20), res)))
+        assert merge_boxes(boxes) == merge_boxes_reference(boxes)
