@@ -559,9 +559,11 @@ def test_undo_and_new_seed_clear_the_last_drags_status_and_a_busy_command_is_ref
             await type_command(pilot, "drag 8,10 to 14,18")
             await idle(pilot)
             assert "12 steps" in str(app.query_one("#progress").render())
+            app.set_hint("did not converge: the handles ended far; ctrl+z undoes it.", error=True)
             await pilot.press("ctrl+z")
             await pilot.pause()
             assert str(app.query_one("#progress").render()).strip() == ""
+            assert "did not converge" not in str(app.query_one("#hint").render())
             assert app.query_one("#bar", ProgressBar).progress == 0
             await type_command(pilot, "drag 8,10 to 14,18")
             await idle(pilot)

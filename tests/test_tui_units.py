@@ -141,3 +141,22 @@ def test_cli_entry_dispatches_the_tui_without_importing_torch() -> None:
     help_out = subprocess.run([sys.executable, "-m", "voicedrag", "--help"], capture_output=True, text=True,
                               timeout=120)
     assert help_out.returncode == 0 and "tui" in help_out.stdout
+
+
+@pytest.mark.parametrize("renderable", ["halfcell", "unicode", "tgp"])
+def test_auto_renderer_is_the_apps_own_half_blocks_without_graphics(monkeypatch: pytest.MonkeyPatch,
+                                                                     renderable: str) -> None:
+    import importlib
+
+    import textual_image.widget as tiw
+
+    from voicedrag.tui import widgets
+
+    chosen = importlib.import_module(f"textual_image.renderable.{renderable}").Image
+
+    class Detected(tiw.BaseImage, Renderable=chosen):  # what textual-image's auto detection found
+        pass
+
+    monkeypatch.setattr(tiw, "Image", Detected)
+    expected = Detected if renderable == "tgp" else widgets.HalfBlockPicture
+    assert widgets.renderer_class("auto") is expected

@@ -185,6 +185,12 @@ class VoiceDragApp(App[int]):
         self.refresh_status()
         self.call_after_refresh(self._mark_ready)
 
+    def on_unmount(self) -> None:
+        # Every model call of the app runs on one shared thread (workers.TORCH): a drag left
+        # running after the app is gone would hold up the next app's work in this process.
+        if self.backend.editor is not None:
+            self.backend.editor.cancel()
+
     def _mark_ready(self) -> None:
         self.ready_at = time.perf_counter()
         # The loader starts a moment after the first frame: importing torch holds the interpreter
@@ -609,7 +615,7 @@ class VoiceDragApp(App[int]):
         short = "stopped" if entry.cancelled else "converged" if entry.converged else "step limit"
         if entry.verdict:
             # A failed drag is not "done": say so, and offer the undo.
-            self.log_line(f"  [yellow]{_escape(entry.verdict)}[/] after {_steps(entry.steps)}")
+            self.log_line(f"  [yellow]after {_steps(entry.steps)}, {_escape(entry.verdict)}[/]")
             self.notify(f"{entry.verdict}.\nctrl+z undoes it.", title="Drag failed", severity="warning", timeout=10)
             short = "failed"
         else:
@@ -639,6 +645,7 @@ class VoiceDragApp(App[int]):
         self.view_before = False
         self.query_one("#progress", Static).update("", layout=False)
         self.query_one("#bar", ProgressBar).update(total=self.options.steps, progress=0)
+        self.set_hint("")  # a failed drag's "ctrl+z undoes it" is stale once the image changed
 
     def _drag_done(self) -> None:
         self.busy = False

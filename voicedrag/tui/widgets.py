@@ -141,7 +141,12 @@ def renderer_class(name: str) -> type[Any]:
              "sixel": tiw.SixelImage, "tgp": tiw.TGPImage}
     if name not in table:
         raise ValueError(f"unknown image renderer {name!r}; use one of {', '.join(table)}")
-    if table[name] is tiw.HalfcellImage:  # what 'auto' is on a terminal without graphics
+    if table[name] is tiw.HalfcellImage:
+        return HalfBlockPicture
+    if name == "auto" and renderer_kind(table[name]) == "cells":
+        # A terminal without graphics: textual-image's choice would be its half-cell or its
+        # unicode picture, which lay the whole screen out for every frame and are not dithered
+        # for 256 colours; this app's own half-block picture is both.
         return HalfBlockPicture
     return table[name]
 
