@@ -46,6 +46,8 @@ REFERENCE_RESOLUTION = 512
 # of a 512 px map took longer than the map.
 WINDOWS_SURELY_CHEAPER = 0.01
 DENSE_SURELY_CHEAPER = 0.7
+# Steps that keep a clearly dense choice before the windows are planned again.
+DENSE_RECHECK_STEPS = 10
 # Timed previews (preview_seconds) take at most about this share of a drag's wall time.
 PREVIEW_SHARE = 0.2
 
@@ -446,6 +448,7 @@ class DragSession:
         self._timing: tuple[float, bool] | None = None
         self._calibration: float | None = None
         self._dense_now = not self.config.windowed
+        self._dense_until = 0  # steps before this index take the dense path without planning windows
         self._last_preview = -math.inf
         self._render_seconds = 0.0  # wall time of the last preview's render
         self.frames: list[np.ndarray] = []
@@ -534,6 +537,11 @@ class DragSession:
         merged, _ = merge_boxes(fboxes)
         estimate = windowed_cost(net, self.feature_block, merged) / dense_cost(net, self.feature_block)
         if estimate >= DENSE_SURELY_CHEAPER:
+            if estimate >= DENSE_SURELY_CHEAPER * 1.25:
+                # Far into the dense side: handles move about a pixel a step, so the windows
+                # cannot become cheaper within a few steps; planning them every step (20
+                # handles: half a millisecond) would make the default slower than dense.
+                self._dense_until = self.step_index + DENSE_RECHECK_STEPS
             return True
         if estimate <= WINDOWS_SURELY_CHEAPER:
             return False
@@ -559,10 +567,13 @@ class DragSession:
         """
         n = len(self.points)
         self._step_features = None
-        # The tracking window, the motion disc around where tracking may move the handle,
-        # and one more pixel for the shifted bilinear samples.
-        boxes, fboxes = self._window_boxes(self.feature_block, self.r2 + self.r1 + self.k + 1)
-        self._dense_now = self._dense_this_step(fboxes)
+        if self.step_index < self._dense_until:  # a clear case a few steps ago: no windows to plan
+            self._dense_now, self._timing = True, None
+        else:
+            # The tracking window, the motion disc around where tracking may move the handle,
+            # and one more pixel for the shifted bilinear samples.
+            boxes, fboxes = self._window_boxes(self.feature_block, self.r2 + self.r1 + self.k + 1)
+            self._dense_now = self._dense_this_step(fboxes)
         if self._dense_now:
             out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=self.feature_block,
                                    fused=self.config.fused_modconv)
