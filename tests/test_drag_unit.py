@@ -333,3 +333,31 @@ def test_many_handle_motion_loss_is_the_sum_of_the_plain_one():
         grads.append((float(loss.detach()), feat.grad.clone()))
     assert grads[1][0] == pytest.approx(grads[0][0], rel=1e-6)
     torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-5, atol=1e-7)
+
+
+def test_a_clearly_dense_drag_plans_no_windows_between_rechecks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import drag as drag_module
+    from tests.conftest import make_tiny_generator
+
+    G = make_tiny_generator()
+    rng = np.random.default_rng(3)
+    pairs = [DragPair(Point(float(x), float(y)), Point(float(x) + 2, float(y)))
+             for x, y in rng.uniform(6, 26, size=(20, 2))]
+    cfg = DragConfig.for_generator(G, max_steps=25, preview_every=0, stop_distance=0.0)
+    session = DragSession(G, G.ws_from_seed(0), pairs, config=cfg)
+    planned: list[int] = []
+    plan = drag_module.DragSession._window_boxes
+
+    def counting(self: DragSession, block: int, margin: int) -> object:
+        if block == self.feature_block and margin == self.r2 + self.r1 + self.k + 1:
+            planned.append(self.step_index)
+        return plan(self, block, margin)
+
+    monkeypatch.setattr(drag_module.DragSession, "_window_boxes", counting)
+    dense_path: list[bool] = []
+    for _ in range(25):
+        session.step()
+        dense_path.append(session._dense_now)
+    # 20 windows cover the 32 px map: dense every step, the windows planned once per recheck.
+    assert all(dense_path)
+    assert planned == list(range(0, 25, drag_module.DENSE_RECHECK_STEPS))
