@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from engine.atomic import atomic_path, write_text_atomic
 from engine.errors import CheckpointError
 from engine.stylegan2 import Generator, GeneratorConfig, MappingConfig
 
@@ -192,9 +193,11 @@ def save_generator(G: Generator, path: str | Path, extra: dict[str, Any] | None 
     path = Path(path).with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in G.state_dict().items()}
-    save_file(state, str(path))
+    # Both files are written whole or not at all: an interrupted export keeps the previous model.
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
     meta = {"format": OWN_FORMAT, "family": "stylegan2", "config": G.cfg.to_dict(), **(extra or {})}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
     return path
 
 

@@ -167,6 +167,7 @@ class Session:
 
     def save(self, folder: str | Path) -> SaveResult:
         """image.png, latent.npy (w+), history.json and, if there was one, last_drag.gif."""
+        from engine.atomic import write_text_atomic
         from voicedrag.dragio import save_gif, save_npy, save_png
 
         folder = Path(folder)
@@ -183,7 +184,7 @@ class Session:
         files = [save_png(self.current.image, folder / "image.png")]
         files.append(save_npy(self.current.ws, folder / "latent.npy"))
         history = folder / "history.json"
-        history.write_text(json.dumps(self.history_json(), indent=2) + "\n")
+        write_text_atomic(history, json.dumps(self.history_json(), indent=2) + "\n")
         files.append(history)
         drag = self.last_drag()
         if drag is not None and drag.frames:
