@@ -339,9 +339,8 @@ def motion_loss_many(
     # Sample positions in the whole map's [-1, 1] coordinates (align_corners=True).
     gx = (jj_t + torch.from_numpy(np.concatenate(shift_x)).to(feat.device)) / (w - 1) * 2 - 1
     gy = (ii_t + torch.from_numpy(np.concatenate(shift_y)).to(feat.device)) / (h - 1) * 2 - 1
-    grids = [torch.stack([gx, gy], dim=-1)]
+    grid = torch.stack([gx, gy], dim=-1).reshape(1, 1, -1, 2)
     weights = torch.from_numpy(np.concatenate(weight_parts)).to(feat.device)
-    grid = grids[0].reshape(1, 1, -1, 2)
     # Sampling from the bounding crop of all discs keeps the gradient small; coordinates are
     # mapped into it exactly (align_corners=True: -1 and 1 are the crop's first and last pixel).
     ys = grid[..., 1].mul(0.5).add(0.5).mul(h - 1)

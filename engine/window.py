@@ -129,18 +129,16 @@ def merge_boxes(boxes: list[Box]) -> tuple[list[Box], list[int]]:
         del groups[j], areas[j]
         owner[:] = [i if o == j else (o - 1 if o > j else o) for o in owner]
 
-    changed = -1  # the box the last merge grew: rows before it need checking against it only
-    row = 0  # rows from here on are checked in full
+    changed = 0  # the box the last merge grew: rows before it failed with all but it last pass
     while True:
         hit: tuple[int, int, tuple[int, int, int, int]] | None = None
-        # Rows before `changed` failed with every box but the grown one last pass.
-        for i in range(max(changed, 0)):
+        for i in range(changed):
             u = union(groups[i], groups[changed])
             if area(u) <= areas[i] + areas[changed]:
                 hit = (i, changed, u)
                 break
-        if hit is None:
-            for i in range(row, len(groups)):
+        if hit is None:  # rows from the grown box on are checked in full
+            for i in range(changed, len(groups)):
                 for j in range(i + 1, len(groups)):
                     u = union(groups[i], groups[j])
                     if area(u) <= areas[i] + areas[j]:
@@ -152,7 +150,7 @@ def merge_boxes(boxes: list[Box]) -> tuple[list[Box], list[int]]:
             return [Box(*g) for g in groups], owner
         i, j, u = hit
         merge(i, j, u)
-        changed, row = i, i
+        changed = i
 
 
 def merge_boxes_reference(boxes: list[Box]) -> tuple[list[Box], list[int]]:

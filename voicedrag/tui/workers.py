@@ -72,8 +72,6 @@ class TorchThread:
     def _serve(self) -> None:
         while True:
             future, fn = self._calls.get()
-            if not future.set_running_or_notify_cancel():
-                continue
             try:
                 future.set_result(fn())
             except BaseException as err:  # noqa: BLE001 - handed to the caller, which re-raises it
