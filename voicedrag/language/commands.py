@@ -73,6 +73,8 @@ class ParseResult:
     corrections: list[tuple[str, str]] = field(default_factory=list)  # (heard, used)
     matched: list[str] = field(default_factory=list)  # canonical phrasings chosen by paraphrase matching
     confidence: float = 1.0
+    # Words read past: unknown words inside an understood clause, and junk clauses after a command.
+    ignored: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -163,6 +165,7 @@ class _Reading:
     warnings: list[str]
     cost: float
     corrections: list[tuple[str, str]]
+    dropped: list[str] = field(default_factory=list)  # junk clauses read past ("and mid")
 
     def score(self) -> tuple[int, int, float]:
         # A correction must earn its place by completing the command; when
@@ -442,7 +445,7 @@ class CommandParser:
         reading = self._best_reading(words)
         corrected = _join(reading.words)
         result = ParseResult(text=text, corrected=corrected, warnings=list(reading.warnings),
-                             corrections=reading.corrections)
+                             corrections=reading.corrections, ignored=list(reading.dropped))
         if reading.control is not None:
             result.control = reading.control
             return result
@@ -455,6 +458,7 @@ class CommandParser:
                 edits.append(edit)
                 if clause.unknown:
                     result.warnings.append(f"ignored {', '.join(repr(u) for u in clause.unknown)}.")
+                    result.ignored.extend(clause.unknown)
                 continue
             failure = failures.get(id(clause))
             if failure is None:
@@ -666,6 +670,7 @@ class CommandParser:
             failure = _Failure("noise", "that does not sound like a command.", clauses[0])
             return _Reading(merged, None, [None], clauses[:1], [failure], warnings, cost, corrections)
         clauses = [c for c in clauses if not c.empty()]
+        dropped: list[str] = []
         edits: list[EditIntent | None] = []
         failures: list[_Failure] = []
         prev: EditIntent | None = None
@@ -683,6 +688,7 @@ class CommandParser:
                 if i > 0 and prev is not None:
                     # Recognisers add junk after a command ("open the eyes and mid"): drop it.
                     warnings.append(f"ignored {_clause_text(clause)!r}.")
+                    dropped.append(_clause_text(clause))
                 else:
                     failures.append(_Failure("noise", "that does not sound like an edit command.", clause))
                 continue
@@ -697,7 +703,7 @@ class CommandParser:
             else:
                 edits.append(got[0])
                 prev = got[0]
-        return _Reading(merged, None, edits, clauses, failures, warnings, cost, corrections)
+        return _Reading(merged, None, edits, clauses, failures, warnings, cost, corrections, dropped)
 
     def _clauses(self, toks: list[_Tok]) -> list[_Clause]:
         clauses: list[_Clause] = [_Clause()]
