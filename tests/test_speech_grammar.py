@@ -48,6 +48,76 @@ def test_fast_scores_equal_whisper_decoder_scores(transcriber: Transcriber) -> N
     assert np.allclose([s.total for s in fast], [s.total for s in ref], atol=1e-3)
 
 
+def test_prefix_tree_holds_each_text_as_one_path(transcriber: Transcriber) -> None:
+    from whisper.tokenizer import get_tokenizer
+
+    tokenizer = get_tokenizer(multilingual=False)
+    texts = ["open the mouth", "open the eyes", "undo", " open the mouth"]  # the same words twice
+    tree = g.prefix_tree(tokenizer, texts)
+    for text in texts[:3]:
+        seq = tokenizer.encode(" " + text) + [tokenizer.eot]
+        assert all(seq[j] in tree[tuple(seq[:j])] for j in range(len(seq)))
+        assert tree[tuple(seq[:-1])][tokenizer.eot] == text  # only the last step names the text
+        assert all(tree[tuple(seq[:j])][seq[j]] is None for j in range(len(seq) - 1))
+    ends = [t for branches in tree.values() for t in branches.values() if t is not None]
+    assert sorted(ends) == sorted(texts[:3])
+
+
+def test_grammar_search_finds_the_likeliest_texts_with_exact_scores(transcriber: Transcriber,
+                                                                    parser: CommandParser) -> None:
+    import torch
+    from whisper.decoding import DecodingOptions, DecodingTask
+
+    task = DecodingTask(transcriber.whisper, DecodingOptions(language="en", without_timestamps=True,
+                                                             prompt=transcriber.prompt, fp16=False))
+    texts = sorted(g.command_phrases(parser))[:60]
+    tree = g.prefix_tree(task.tokenizer, texts)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        features = transcriber.whisper.embed_audio(torch.randn(1, 80, 600) * 0.5)
+        exact = sorted(g.score_texts(transcriber.whisper, task.tokenizer, task.initial_tokens, features, texts),
+                       key=lambda s: -s.total)
+        # A beam as wide as the grammar loses nothing: the same texts, in order, with the same scores.
+        wide = g.decode_in_grammar(transcriber.whisper, task.initial_tokens, features, tree, beam=len(texts), best=5)
+        assert [s.text for s in wide] == [s.text for s in exact[:5]]
+        assert np.allclose([s.total for s in wide], [s.total for s in exact[:5]], atol=1e-3)
+        # A narrow one may miss some, but what it returns is scored exactly, best first.
+        by_text = {s.text: s for s in exact}
+        narrow = g.decode_in_grammar(transcriber.whisper, task.initial_tokens, features, tree, beam=2, best=3)
+        assert 1 <= len(narrow) <= 3 and [s.total for s in narrow] == sorted((s.total for s in narrow), reverse=True)
+        assert all(abs(s.total - by_text[s.text].total) < 1e-3 and s.tokens == by_text[s.text].tokens for s in narrow)
+
+
+def test_grammar_search_joins_commands_with_and(transcriber: Transcriber, parser: CommandParser) -> None:
+    import torch
+    from whisper.decoding import DecodingOptions, DecodingTask
+
+    task = DecodingTask(transcriber.whisper, DecodingOptions(language="en", without_timestamps=True,
+                                                             prompt=transcriber.prompt, fp16=False))
+    texts = ["open the mouth", "close the eyes", "raise the ears", "smile", "undo", "turn the head left"]
+    joined = texts + [f"{a} and {b}" for a in texts for b in texts]
+    tree = g.prefix_tree(task.tokenizer, texts)
+    join = task.tokenizer.encode(" and")[0]
+    torch.manual_seed(3)
+    features = transcriber.whisper.embed_audio(torch.randn(1, 80, 600) * 0.5)
+    exact = sorted(g.score_texts(transcriber.whisper, task.tokenizer, task.initial_tokens, features, joined),
+                   key=lambda s: -s.total)
+    found = g.decode_in_grammar(transcriber.whisper, task.initial_tokens, features, tree, beam=len(joined), best=8,
+                                join=join, parts=2)
+    assert [s.text for s in found] == [s.text for s in exact[:8]]
+    assert np.allclose([s.total for s in found], [s.total for s in exact[:8]], atol=1e-3)
+    single = g.decode_in_grammar(transcriber.whisper, task.initial_tokens, features, tree, beam=len(joined), best=8)
+    assert all(" and " not in s.text for s in single)
+    # Each part of a joined choice is given to the parser as its canonical command.
+    choice = g.GrammarChoice("perk up the ears and shut the eyes", "grammar", "", [])
+    forms = {"perk up the ears": "raise the ears", "shut the eyes": "close the eyes"}
+    assert g.canonical(choice, forms).text == "raise the ears and close the eyes"
+    read = g.parser_reading(parser)
+    assert g.joined_plausibly("perk up the ears and shut the eyes", forms, read)
+    assert not g.joined_plausibly("turn the head left and turn the head to the left",
+                                  {"turn the head left": "turn the head to the left"}, read)  # one command twice
+
+
 def test_choices_keep_what_the_parser_reads_and_refuse_unlikely_commands() -> None:
     settings = g.GrammarSettings(min_avg_logprob=-2.0)
     scored = [g.Scored("open the mouth", -4.0, 4), g.Scored("close the eyes", -9.0, 4)]
@@ -60,12 +130,29 @@ def test_choices_keep_what_the_parser_reads_and_refuse_unlikely_commands() -> No
     assert g.choose("the weather is nice", unread, weak, settings).source == "free"
     corrected = g.Reading(True, False, "open the mouth")  # the parser's own correction is the likeliest
     assert g.choose("open the mouse", corrected, scored, settings).text == "open the mouse"
+    # Every token costs probability; the length bonus keeps a short command from winning on that alone.
+    short = [g.Scored("smile", -3.0, 3), g.Scored("close the left eye", -6.0, 6)]
+    none = g.GrammarSettings(min_avg_logprob=-2.0, length_bonus=0.0)
+    assert g.choose("flows the left high", unread, short, none).text == "smile"
+    bonus = g.GrammarSettings(min_avg_logprob=-2.0, length_bonus=1.5)
+    assert g.choose("flows the left high", unread, short, bonus).text == "close the left eye"
+
+
+def test_a_reading_that_skips_or_guesses_words_is_not_as_heard(parser: CommandParser) -> None:
+    read = g.parser_reading(parser)
+    assert read("open the mouth").as_heard
+    # "break" is read past: the parser understands "up the left ear", which is not what was said.
+    assert parser.parse("break up the left ear").ignored == ["break"]
+    reading = read("break up the left ear")
+    assert reading.understood and not reading.as_heard
+    assert not read("open the mouse").as_heard  # a corrected word
 
 
 def test_spoken_forms_stand_for_the_grammars_commands(parser: CommandParser) -> None:
     forms = g.command_phrases(parser)
     canonical = {phrase for phrase, _ in parser.templates}
     assert set(forms.values()) <= canonical and canonical <= set(forms)
+    assert all(f == " ".join(f.split()) for f in forms)  # "grin", not "grin " (a one-word command's verbs)
     assert forms["perk up the ears"] == "raise the ears" and forms["turn the head left"] == "turn the head to the left"
     assert forms["undo"] == "undo the last edit" and forms["start over"] == "reset the image to the original"
     # Almost every form reads as its command; the canonical phrase is what the parser is given anyway.

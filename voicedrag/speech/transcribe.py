@@ -33,7 +33,9 @@ import numpy as np
 
 from engine.errors import CheckpointError, VoicedragError
 from voicedrag.speech.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioClip, load_audio
-from voicedrag.speech.grammar import GrammarChoice, GrammarSettings, Reading, candidates, canonical, choose, score_texts
+from voicedrag.speech.grammar import (GrammarChoice, GrammarSettings, PrefixTree, Reading, candidates, canonical,
+                                      choose, decode_in_grammar, joined_plausibly, prefix_tree, run_prompt,
+                                      score_texts)
 from voicedrag.intents import CONTROLS, PROMPT_VERBS
 from voicedrag.language.lexicon import PROMPT_WORDS
 
@@ -361,6 +363,7 @@ class Transcriber:
     prompt_words: Sequence[str] = DEFAULT_PROMPT_WORDS
     settings: DecodeSettings = field(default_factory=DecodeSettings)
     vad: VadSettings = field(default_factory=VadSettings)
+    _trees: tuple[tuple[str, ...], PrefixTree] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         started = time.perf_counter()
@@ -395,14 +398,36 @@ class Transcriber:
         # A free transcript below the confidence floor is empty, but the voice was there: the
         # grammar's commands are still scored (its own floor keeps noise from becoming one).
         reading = read(transcript.text) if transcript.text else Reading(False, False, "")
-        if reading.as_heard or not heard.strip():
+        if reading.as_heard:
             return transcript, GrammarChoice(transcript.text, "free", transcript.text)
-        texts = candidates(heard, reading, phrases, settings)
-        scored = score_texts(self.whisper, task.tokenizer, task.initial_tokens, features, texts)
+        # Two ways to candidates: spelling close to what was heard, and the audio's own choice
+        # within the grammar (which still finds the command when noise made the words unrelated,
+        # or Whisper wrote nothing). The search runs only when the spelling's candidates leave
+        # the audio unexplained, as it costs about as much as the free decoding.
+        import torch
+
+        with torch.inference_mode():
+            prompt = run_prompt(self.whisper, task.initial_tokens, features)
+        near = list(dict.fromkeys(candidates(heard, reading, phrases, settings))) if heard.strip() else []
+        scored = score_texts(self.whisper, task.tokenizer, task.initial_tokens, features, near, prompt)
+        confident = settings.search_below is not None and any(s.average >= settings.search_below for s in scored)
+        if settings.beam_best > 0 and not confident:
+            found = decode_in_grammar(self.whisper, task.initial_tokens, features, self._tree(phrases, task.tokenizer),
+                                      settings.beam, settings.beam_best, prompt,
+                                      join=task.tokenizer.encode(" and")[0], parts=settings.beam_parts)
+            forms = phrases if isinstance(phrases, dict) else {}
+            scored += [f for f in found if f.text not in near and joined_plausibly(f.text, forms, read)]
         choice = choose(transcript.text, reading, scored, settings)
         if isinstance(phrases, dict):  # spoken forms -> the canonical commands they stand for
             choice = canonical(choice, phrases)
         return replace(transcript, elapsed=time.perf_counter() - started), choice
+
+    def _tree(self, phrases: Sequence[str] | dict[str, str], tokenizer: Any) -> PrefixTree:
+        """The phrases' prefix tree, built once per set of phrases (the same set comes with every command)."""
+        key = tuple(phrases)
+        if self._trees is None or self._trees[0] != key:
+            self._trees = (key, prefix_tree(tokenizer, key))
+        return self._trees[1]
 
     def _decode(self, samples: np.ndarray, use_prompt: bool | None) -> tuple[Transcript, tuple[Any, Any, str] | None]:
         import torch
