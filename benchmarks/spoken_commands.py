@@ -10,7 +10,10 @@ typed command means (the same actions, parts, sides and directions, or the same 
 
 Free: greedy Whisper tiny.en with the vocabulary prompt (what `voicedrag transcribe` does).
 Grammar: the same, and when the parser cannot read the free transcript, the grammar's commands
-closest to it are scored by Whisper's decoder on the audio (voicedrag/speech/grammar.py).
+closest to it, and those a grammar-restricted beam search finds on the audio, are scored by
+Whisper's decoder (voicedrag/speech/grammar.py). Non-commands are spoken in the same conditions:
+none should become a command. `--held-out` swaps in five other voices, other phrasings of the
+commands and other non-commands, on which no setting was chosen.
 
 Needs espeak-ng and sox. Prints a table, the misses, then one JSON object.
 """
@@ -46,6 +49,21 @@ NON_COMMANDS = (
     "what time is it", "this is a test recording", "thank you very much", "my phone is ringing",
 )
 VOICES = (("en-us", 150), ("en-gb", 175), ("en-us+f3", 130), ("en-gb-scotland", 160), ("en-029", 165))
+# --held-out: voices, phrasings and non-commands that no setting of voicedrag.speech was chosen
+# on, to check that a setting measured on the set above holds on speech it has not seen.
+HELD_OUT_COMMANDS = (
+    "open your mouth", "shut the left eye", "shut your eyes", "lift both ears", "drop the right ear",
+    "turn the head to the right", "tilt the head right", "move the mouth down by 3 pixels", "make the nose shorter",
+    "grin", "close the mouth", "raise the ears and close the eyes", "lower the jaw", "go back", "start over",
+    "save", "perk up the left ear", "lower the left ear", "open the left eye", "open the eyes",
+    "tilt the head to the left", "widen the eyes", "stretch the nose", "turn the head left",
+)
+HELD_OUT_NON_COMMANDS = (
+    "open the door please", "turn off the lights in the kitchen", "close the window", "raise your hand",
+    "I have to leave early", "it is raining again", "see you tomorrow", "where did I put my keys",
+)
+HELD_OUT_VOICES = (("en-gb-x-rp", 160), ("en-us-nyc", 150), ("en-gb-x-gbclan", 170), ("en-us+m3", 140),
+                   ("en-us+Annie", 155))
 CONDITIONS = ("clean", "noise20", "noise10", "reverb", "slow", "fast")
 
 
@@ -81,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conditions", nargs="*", default=list(CONDITIONS), choices=CONDITIONS)
     ap.add_argument("--floor", type=float, default=None, help="GrammarSettings.min_avg_logprob to try")
     ap.add_argument("--candidates", type=int, default=None, help="GrammarSettings.max_candidates to try")
+    ap.add_argument("--length-bonus", type=float, default=None, help="GrammarSettings.length_bonus to try")
+    ap.add_argument("--beam-best", type=int, default=None, help="GrammarSettings.beam_best to try (0: no search)")
+    ap.add_argument("--beam-parts", type=int, default=None, help="GrammarSettings.beam_parts to try")
+    ap.add_argument("--search-below", type=float, default=None, help="GrammarSettings.search_below to try")
+    ap.add_argument("--vad-db", type=float, default=None, help="VadSettings.above_floor_db to try")
+    ap.add_argument("--held-out", action="store_true",
+                    help="the held-out voices, phrasings and non-commands instead of the usual set")
     ap.add_argument("--rows", type=Path, default=None, help="also write every clip's result to this JSON file")
     args = ap.parse_args(argv)
     if not (shutil.which("espeak-ng") and shutil.which("sox")):
@@ -93,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from voicedrag.planning.rules import default_rules
     from voicedrag.speech.audio import load_audio
     from voicedrag.speech.grammar import GrammarSettings, command_phrases, parser_reading
-    from voicedrag.speech.transcribe import Transcriber
+    from voicedrag.speech.transcribe import Transcriber, VadSettings
 
     parser = CommandParser(default_rules())
     parser.load()
@@ -110,16 +135,24 @@ def main(argv: list[str] | None = None) -> int:
     read = parser_reading(parser)
     defaults = GrammarSettings()
     grammar = GrammarSettings(max_candidates=args.candidates or defaults.max_candidates,
-                              min_avg_logprob=defaults.min_avg_logprob if args.floor is None else args.floor)
+                              min_avg_logprob=defaults.min_avg_logprob if args.floor is None else args.floor,
+                              length_bonus=defaults.length_bonus if args.length_bonus is None else args.length_bonus,
+                              beam_best=defaults.beam_best if args.beam_best is None else args.beam_best,
+                              beam_parts=args.beam_parts or defaults.beam_parts,
+                              search_below=defaults.search_below if args.search_below is None else args.search_below)
+    voices, commands, non_commands = ((HELD_OUT_VOICES, HELD_OUT_COMMANDS, HELD_OUT_NON_COMMANDS) if args.held_out
+                                      else (VOICES, COMMANDS, NON_COMMANDS))
+    voices = voices[:args.voices]
 
-    typed = {c: meaning(c) for c in COMMANDS}
+    typed = {c: meaning(c) for c in commands}
     assert all(typed.values()), f"typed commands not understood: {[c for c, m in typed.items() if not m]}"
-    transcriber = Transcriber(prompt_words=parser.vocabulary())
+    vad = VadSettings() if args.vad_db is None else VadSettings(above_floor_db=args.vad_db)
+    transcriber = Transcriber(prompt_words=parser.vocabulary(), vad=vad)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for v, (voice, speed) in enumerate(VOICES[:args.voices]):
-            for i, command in enumerate(COMMANDS):
+        for v, (voice, speed) in enumerate(voices):
+            for i, command in enumerate(commands):
                 clean = load_audio(speak(command, folder / "c.wav", voice, speed)).samples
                 for condition in args.conditions:
                     samples = degrade(clean, condition, folder, seed=1000 * v + i)
@@ -133,19 +166,28 @@ def main(argv: list[str] | None = None) -> int:
                                      free_ok=meaning(free.text) == typed[command],
                                      grammar_ok=meaning(choice.text) == typed[command],
                                      free_s=t1 - t0, grammar_s=t2 - t1))
-        false = {"free": 0, "grammar": 0, "clips": 0}
-        for voice, speed in VOICES[:args.voices]:
-            for sentence in NON_COMMANDS:
-                samples = load_audio(speak(sentence, folder / "n.wav", voice, speed)).samples
-                free = transcriber.transcribe(samples)
-                _, choice = transcriber.transcribe_command(samples, phrases, read, grammar)
-                false["clips"] += 1
-                false["free"] += meaning(free.text) is not None
-                false["grammar"] += meaning(choice.text) is not None
-                if choice.source == "grammar":
-                    print(f"  non-command {sentence!r} ({voice}) heard {free.text!r} -> {choice.text!r}")
-    summary: dict = {"voices": [v for v, _ in VOICES[:args.voices]], "commands": len(COMMANDS), "conditions": {},
-                     "grammar": {"max_candidates": grammar.max_candidates, "min_avg_logprob": grammar.min_avg_logprob}}
+        # Speech that is not a command, in the same conditions: noise must not make one of it.
+        false = {c: {"free": 0, "grammar": 0, "clips": 0} for c in args.conditions}
+        for v, (voice, speed) in enumerate(voices):
+            for i, sentence in enumerate(non_commands):
+                clean = load_audio(speak(sentence, folder / "n.wav", voice, speed)).samples
+                for condition in args.conditions:
+                    samples = degrade(clean, condition, folder, seed=500 + 1000 * v + i)
+                    free = transcriber.transcribe(samples)
+                    _, choice = transcriber.transcribe_command(samples, phrases, read, grammar)
+                    tally = false[condition]
+                    tally["clips"] += 1
+                    tally["free"] += meaning(free.text) is not None
+                    tally["grammar"] += meaning(choice.text) is not None
+                    if meaning(choice.text) is not None:
+                        print(f"  non-command {sentence!r} ({voice}, {condition}) heard {free.text!r}"
+                              + (f" -> {choice.text!r}" if choice.source == "grammar" else ""))
+    summary: dict = {"voices": [v for v, _ in voices], "commands": len(commands), "held_out": args.held_out,
+                     "conditions": {},
+                     "grammar": {"max_candidates": grammar.max_candidates, "min_avg_logprob": grammar.min_avg_logprob,
+                                 "length_bonus": grammar.length_bonus, "beam_best": grammar.beam_best, "beam_parts": grammar.beam_parts,
+                                 "search_below": grammar.search_below},
+                     "vad_above_floor_db": vad.above_floor_db}
     print(f"{'condition':10s} {'clips':>5s} {'free':>7s} {'grammar':>8s} {'rescored':>8s} {'free s':>7s} {'grammar s':>9s}")
     for condition in args.conditions:
         sel = [r for r in rows if r["condition"] == condition]
@@ -159,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                                                 median_grammar_s=round(gs, 3))
         print(f"{condition:10s} {len(sel):5d} {fr:7.1%} {gr:8.1%} {used:8d} {fs:7.3f} {gs:9.3f}")
     print(f"{'voice':15s} " + " ".join(f"{c:>16s}" for c in args.conditions) + "   (free -> grammar)")
-    for voice, _ in VOICES[:args.voices]:
+    for voice, _ in voices:
         cells = []
         for condition in args.conditions:
             sel = [r for r in rows if r["condition"] == condition and r["voice"] == voice]
@@ -168,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows:
         args.rows.write_text(json.dumps(rows, indent=1))
     summary["non_commands"] = false
-    print(f"non-commands read as commands: free {false['free']}/{false['clips']}, grammar {false['grammar']}/{false['clips']}")
+    for condition, tally in false.items():
+        print(f"non-commands read as commands ({condition}): free {tally['free']}/{tally['clips']}, "
+              f"grammar {tally['grammar']}/{tally['clips']}")
     print("misses (grammar):")
     for r in rows:
         if not r["grammar_ok"]:
