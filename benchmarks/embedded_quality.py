@@ -186,12 +186,12 @@ def print_table(title: str, table: dict[str, dict[str, float]]) -> None:
 
 def run_drags(G: Generator, detector: EmbeddedDetector, seeds: int, config: DragConfig,
               skipped: dict[str, list[int]] | None = None, template: KeypointTemplate | None = None,
-              commands: tuple[str, ...] = COMMANDS) -> list[DragCase]:
+              commands: tuple[str, ...] = COMMANDS, first_seed: int = 0) -> list[DragCase]:
     """`seeds` drags per command. A face already as the command would leave it (eyes already
     closed) has nothing to drag: its seed is recorded in `skipped` and the next seed taken."""
     cases = []
     for command in commands:
-        seed, done = 0, 0
+        seed, done = first_seed, 0
         while done < seeds:
             try:
                 cases.append(drag_case(G, detector, command, seed, config, template))
@@ -221,6 +221,8 @@ def main() -> None:
     ap.add_argument("--model", default="embedded")
     ap.add_argument("--parts", nargs="+", default=["detector", "drags"], choices=["detector", "drags", "blocks"])
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="drag seeds from this one on (settings chosen on seeds 0-19 can be checked on others)")
     ap.add_argument("--renders", type=int, default=500)
     ap.add_argument("--feature-block", type=int, default=None, help="override the model's drag feature block")
     ap.add_argument("--max-steps", type=int, default=300)
@@ -247,13 +249,14 @@ def main() -> None:
     if "drags" in args.parts:
         config = drag_config(G, args, args.feature_block)
         shown = ("lr", "r1", "r2", "space", "num_optimized_ws", "stop_distance", "lambda_mask", "max_steps",
-                 "grid_scale", "tracking_block", "tracking_recent")
+                 "grid_scale", "tracking_block", "tracking_recent", "tracking_line")
         report["drag_settings"] = {k: getattr(config, k) for k in shown}
         print("drag settings: " + json.dumps(report["drag_settings"]))
         skipped: dict[str, list[int]] = {}
         template = KeypointTemplate.load(args.template) if args.template else None
         report["keypoints_from"] = str(args.template) if args.template else "detector"
-        cases = run_drags(G, detector, args.seeds, config, skipped, template, tuple(args.commands))
+        cases = run_drags(G, detector, args.seeds, config, skipped, template, tuple(args.commands),
+                          args.first_seed)
         table = summarise(cases)
         print_table(f"drags over {args.seeds} seeds (feature block {report['feature_block']})", table)
         for command, seeds in skipped.items():

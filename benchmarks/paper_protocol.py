@@ -195,7 +195,8 @@ def main() -> None:
     # The model's own drag settings; previews off, because only the final image is measured.
     config = DragConfig.for_generator(G, max_steps=args.steps, preview_every=0)
     settings = {k: getattr(config, k) for k in ("lr", "r1", "r2", "space", "num_optimized_ws", "feature_block",
-                                                "stop_distance", "lambda_mask", "max_steps")}
+                                                "stop_distance", "lambda_mask", "max_steps", "grid_scale",
+                                                "tracking_block", "tracking_recent", "tracking_line")}
     stops = {s: config.stop_px(c or len(detector.names)) for s, c in SETTINGS}
     print(f"model {args.model}: {res} px, device {G.device}, threads {torch.get_num_threads()}; "
           f"{args.pairs} seed pairs from {args.seed_base}; psi {PSI}")

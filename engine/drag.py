@@ -96,6 +96,13 @@ class DragConfig:
     # (an eyelid closing: open-lid edge at the start, lash line at the end) drifts away from its
     # start feature; the last step's feature follows it, the start's keeps it from wandering.
     tracking_recent: float = 0.0
+    # Track each handle only among the pixels within this many image pixels of the line through
+    # its start and its target (None: the whole square window, as the paper). A part whose edge
+    # becomes a uniform line as it moves (a closing eyelid's lash line) offers the tracker equally
+    # good matches all along that line, and the handle slides sideways off the move asked for; the
+    # band keeps it on the move, as FreeDrag's line search does, but loosely, so a part that
+    # bends away from the straight move can still be followed within the band.
+    tracking_line: float | None = None
 
     @classmethod
     def for_generator(cls, generator: Generator, **overrides: Any) -> DragConfig:
@@ -145,6 +152,7 @@ class DragConfig:
         number("preview_seconds", 0.0, 1e6, optional=True)
         number("grid_scale", 1, 8, whole=True)
         number("tracking_recent", 0.0, 1.0)
+        number("tracking_line", 0.0, 512.0, optional=True)
         number("feature_block", 0, 64, whole=True, optional=True)
         if self.space not in ("w+", "w"):
             raise ValueError(f"the drag setting space must be 'w+' or 'w', not {self.space!r}")
@@ -243,10 +251,12 @@ def track_points_blocks(
     r2: int,
     size: tuple[int, int],  # (W, H) of the full grid
     weights: list[float] | None = None,  # per term; default 1 each
+    line: tuple[tuple[float, float], tuple[float, float], float] | None = None,  # (start, target, half-width)
 ) -> tuple[int, int]:
     """Nearest neighbour of one handle in several blocks at once: the candidate whose summed
     relative distance (w_b |f_b - ref_b| / |ref_b| over the terms) is least. Ties go to the first
-    pixel in row-major order, as in `track_points`."""
+    pixel in row-major order, as in `track_points`. With `line`, only candidates within the
+    half-width of the line through start and target count (the nearest of them when none is)."""
     x, y = point
     w, h = size
     top, bottom = max(y - r2, 0), min(y + r2 + 1, h)
@@ -260,9 +270,30 @@ def track_points_blocks(
         dist = dist if weight == 1.0 else dist * weight
         total = dist if total is None else total + dist
     assert total is not None
+    if line is not None:
+        total = total + line_band_penalty(line, (left, top), total.shape, total.device)
     idx = int(torch.argmin(total.reshape(-1)))
     width = right - left
     return idx % width + left, idx // width + top
+
+
+def line_band_penalty(line: tuple[tuple[float, float], tuple[float, float], float], origin: tuple[int, int],
+                      shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """[h, w] additive cost for a window at `origin`: 0 within the half-width of the line through
+    start and target, a large cost growing with the distance outside it (so that a window lying
+    wholly outside the band still picks its pixel nearest the line)."""
+    (sx, sy), (tx, ty), half = line
+    h, w = shape[-2], shape[-1]
+    ys = torch.arange(origin[1], origin[1] + h, device=device, dtype=torch.float32).reshape(-1, 1)
+    xs = torch.arange(origin[0], origin[0] + w, device=device, dtype=torch.float32).reshape(1, -1)
+    dx, dy = tx - sx, ty - sy
+    length = math.hypot(dx, dy)
+    if length < 1e-6:  # no direction: the band is a disc around the start
+        off = torch.sqrt((xs - sx) ** 2 + (ys - sy) ** 2)
+    else:
+        off = torch.abs((xs - sx) * dy - (ys - sy) * dx) / length
+    outside = torch.clamp(off - half, min=0.0)
+    return torch.where(outside > 0, 1e6 + outside, torch.zeros_like(outside))
 
 
 def motion_loss(
@@ -422,6 +453,7 @@ class DragSession:
         # unchanged; reported points carry the offset back.
         self._offsets = [(h.x - x, h.y - y) for h, (x, y) in zip(grid_handles, self.points)]
         self._aims = [Point(t.x - ox, t.y - oy) for t, (ox, oy) in zip(grid_targets, self._offsets)]
+        self._starts = [(float(x), float(y)) for x, y in self.points]  # grid pixels, for tracking_line
         self.fixed = self._fixed_region(mask, device)
         self.step_index = 0
         self.converged = False
@@ -629,7 +661,8 @@ class DragSession:
             self._refs = at_points()
         size = (self.grid, self.grid)
         recent = self.config.tracking_recent
-        if len(per_block) == 1 and recent == 0.0:  # the paper's tracking, exactly
+        line = self.config.tracking_line
+        if len(per_block) == 1 and recent == 0.0 and line is None:  # the paper's tracking, exactly
             bviews, refs = per_block[0], self._refs[0]
             self.points = [track_points(v, refs[i : i + 1], [p], self.r2, origin=o, size=size)[0]
                            for i, (p, (v, o)) in enumerate(zip(self.points, bviews))]
@@ -639,9 +672,11 @@ class DragSession:
         terms = [(bv, refs, 1.0 - recent) for bv, refs in zip(per_block, self._refs)]
         if recent > 0.0:
             terms += [(bv, refs, recent) for bv, refs in zip(per_block, recent_refs)]
+        bands = [None if line is None else (start, (aim.x, aim.y), line * self.k)
+                 for start, aim in zip(self._starts, self._aims)]
         self.points = [
             track_points_blocks([t[0][i] for t in terms], [t[1][i] for t in terms], p, self.r2, size,
-                                weights=[t[2] for t in terms])
+                                weights=[t[2] for t in terms], line=bands[i])
             for i, p in enumerate(self.points)
         ]
         if recent > 0.0:

@@ -315,6 +315,53 @@ def test_tracking_against_the_last_step_follows_a_changing_part(tiny_generator):
     assert track_points_blocks(views, [start, last], (4, 4), 3, (10, 10), weights=[0.0, 1.0]) == (6, 5)
 
 
+def test_tracking_within_a_band_along_the_move(tiny_generator):
+    """tracking_line = b: only candidates within b px of the line through the handle's start and
+    its target count; a better match off the band loses to the best one on it. Windowed equals
+    the reference path, tracked points stay in the band, and None is the paper."""
+    import torch
+
+    from engine.drag import DragConfig, DragSession, line_band_penalty, track_points_blocks
+    from engine.types import DragPair, Point
+
+    # A vertical move from (4, 2) to (4, 8): the exact match at (7, 5) lies 3 px off the line,
+    # a weaker one at (4, 6) lies on it.
+    feat = torch.zeros(1, 1, 12, 12)
+    feat[0, 0, 5, 7] = 1.0
+    feat[0, 0, 6, 4] = 0.8
+    ref = torch.tensor([1.0])
+    views = [(feat, (0, 0))]
+    assert track_points_blocks(views, [ref], (4, 4), 4, (12, 12)) == (7, 5)
+    assert track_points_blocks(views, [ref], (4, 4), 4, (12, 12), line=((4.0, 2.0), (4.0, 8.0), 0.5)) == (4, 6)
+    assert track_points_blocks(views, [ref], (4, 4), 4, (12, 12), line=((4.0, 2.0), (4.0, 8.0), 3.0)) == (7, 5)
+    # A window wholly off the band picks its pixel nearest the line, whatever the features say.
+    pen = line_band_penalty(((0.0, 0.0), (0.0, 10.0), 0.5), (3, 0), (4, 4), torch.device("cpu"))
+    assert int(torch.argmin(pen[0])) == 0 and float(pen.min()) > 1e5
+    # A diagonal line: the band's distance is perpendicular to it.
+    pen = line_band_penalty(((0.0, 0.0), (4.0, 4.0), 0.8), (0, 0), (5, 5), torch.device("cpu"))
+    assert float(pen[2, 2]) == 0.0 and float(pen[1, 2]) == 0.0 and float(pen[0, 2]) > 1e5
+
+    ws = tiny_generator.ws_from_seed(6)
+    pairs = [DragPair(Point(10, 12), Point(15, 12)), DragPair(Point(22, 20), Point(20, 24))]
+    runs = {}
+    for windowed in (True, False):
+        cfg = DragConfig(max_steps=6, preview_every=0, stop_distance=0.0, windowed=windowed,
+                         tracking_line=0.5, lr=0.02)
+        s = DragSession(tiny_generator, ws, pairs, config=cfg)
+        runs[windowed] = [(r.points, r.loss) for r in s.steps()], s.ws.detach()
+        for points, _ in runs[windowed][0]:
+            for p, pair in zip(points, pairs):
+                (sx, sy), (tx, ty) = (pair.handle.x, pair.handle.y), (pair.target.x, pair.target.y)
+                off = abs((p.x - sx) * (ty - sy) - (p.y - sy) * (tx - sx)) / ((tx - sx) ** 2 + (ty - sy) ** 2) ** 0.5
+                assert off <= 0.5 + 1e-6
+    assert_same_drag(runs[True], runs[False])
+    paper = DragSession(tiny_generator, ws, pairs, config=DragConfig(max_steps=4, preview_every=0))
+    none = DragSession(tiny_generator, ws, pairs, config=DragConfig(max_steps=4, preview_every=0, tracking_line=None))
+    assert [r.points for r in none.steps()] == [r.points for r in paper.steps()]
+    with pytest.raises(ValueError, match="tracking_line"):
+        DragConfig(tracking_line=-1.0).check()
+
+
 def test_many_handle_motion_loss_is_the_sum_of_the_plain_one():
     from engine.drag import motion_loss, motion_loss_many
 
