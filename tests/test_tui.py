@@ -18,6 +18,14 @@ def model(tiny_generator, tmp_path_factory) -> Path:
     return save_tiny(tiny_generator, tmp_path_factory.mktemp("tui-model"))
 
 
+@pytest.fixture(scope="module")
+def slow_model(tiny_generator, tmp_path_factory) -> Path:
+    """A model whose drags crawl (a tiny learning rate), for tests that act while a drag runs: each
+    key a Pilot presses waits until the busy process looks idle (up to a second or two), and a
+    drag at the usual rate could converge before the key arrives."""
+    return save_tiny(tiny_generator, tmp_path_factory.mktemp("tui-slow"), drag={"lr": 1e-7})
+
+
 def run(coro: object) -> None:
     asyncio.run(coro)  # type: ignore[arg-type]
 
@@ -152,9 +160,9 @@ def test_undo_redo_reset_by_keys_and_words(model: Path) -> None:
     run(scenario())
 
 
-def test_escape_stops_a_drag_and_keeps_the_last_frame(model: Path) -> None:
+def test_escape_stops_a_drag_and_keeps_the_last_frame(slow_model: Path) -> None:
     async def scenario() -> None:
-        app = make_app(model, steps=5000)
+        app = make_app(slow_model, steps=5000)
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
             await type_command(pilot, "drag 4,4 to 28,28")
@@ -174,9 +182,9 @@ def test_escape_stops_a_drag_and_keeps_the_last_frame(model: Path) -> None:
     run(scenario())
 
 
-def test_unknown_command_says_what_to_do_at_once(model: Path) -> None:
+def test_unknown_command_says_what_to_do_at_once(slow_model: Path) -> None:
     async def scenario() -> None:
-        app = make_app(model)
+        app = make_app(slow_model)
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
             await type_command(pilot, "xyzzy")

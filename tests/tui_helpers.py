@@ -10,12 +10,21 @@ from textual.pilot import Pilot
 from voicedrag.tui.app import TuiOptions, VoiceDragApp
 
 
-def save_tiny(generator: object, folder: Path) -> Path:
+def save_tiny(generator: object, folder: Path, drag: dict[str, object] | None = None) -> Path:
+    """The tiny generator as a voicedrag model file; `drag` replaces its drag settings."""
+    import json
+
     from engine import save_generator
 
     # Named a face-world kit, as the embedded model is, so that words are planned on it.
-    return save_generator(generator, folder / "tiny32.safetensors",  # type: ignore[arg-type]
+    path = save_generator(generator, folder / "tiny32.safetensors",  # type: ignore[arg-type]
                           extra={"kit": {"rules": "face", "detector": "faceworld"}})
+    if drag is not None:
+        config = path.with_suffix(".json")
+        meta = json.loads(config.read_text())
+        meta["config"]["drag"] = drag
+        config.write_text(json.dumps(meta))
+    return path
 
 
 def make_app(model: Path | str, **overrides: object) -> VoiceDragApp:
