@@ -56,7 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 VERDICTS = ("ok", "traceback", "crash", "hang", "lost", "ran-code", "wrong-exit", "wrong-output")
 MARKER = "PWNED"  # a model file that runs code makes this file in the probe's folder
-SIZE = 64  # the embedded model's image size, which the point probes are written for
+SIZE = 128  # the embedded model's image size, which the point probes are written for
 
 
 @dataclass
@@ -477,7 +477,7 @@ def _set(argv: list[str], flag: str, value: str) -> list[str]:
 
 
 BAD_POINTS = ["", "1,2", "1,2>3", "a,b>c,d", ";", ">", "1,2,3>4,5", "-1,2>3,4", "1,2>-3,4",
-              "nan,1>2,3", "1,inf>2,3", "1e400,1>2,3", "900,900>10,10", "10,10>900,900", "64,64>1,1",
+              "nan,1>2,3", "1,inf>2,3", "1e400,1>2,3", "900,900>10,10", "10,10>900,900", f"{SIZE},{SIZE}>1,1",
               "1,2>>3,4", "1 2>3 4", "1,2>3,4;5,6", "0x10,2>3,4", "\x00", "1e2,1>2,3", "1.,2>3,4"]
 # A trailing ';', a pair given many times, digits of other scripts and a handle on its target are read.
 GOOD_POINTS = ["30,40>32,42", "30,40>32,42;20,20>21,21", " 30 , 40 > 32 , 42 ", "30.5,40.25>32,42", "0,0>1,1",

@@ -25,8 +25,8 @@ def G():
 def test_the_shipped_files_and_their_record(G) -> None:
     meta = json.loads(MODEL.with_suffix(".json").read_text())
     assert MODEL.stat().st_size <= 30 * 2**20
-    assert G.img_resolution == 64
-    # The drag block is part of the model (below 128 px there is no 6th block).
+    assert G.img_resolution == 128 and meta["config"]["img_resolution"] == 128
+    # The drag block is part of the model (at 128 px the 6th block is the last one).
     assert meta["config"]["feature_block"] == G.cfg.drag_feature_block < len(G.synthesis.block_resolutions)
     training = meta["training"]
     assert training["steps"] > 0 and training["images_seen"] == training["steps"] * training["config"]["batch"]
@@ -38,15 +38,16 @@ def test_samples_draw_the_world_where_the_latent_says(G) -> None:
     generator has learnt the world's geometry, not a blur of it."""
     from keypoints.detector import EmbeddedDetector
     from keypoints.faceworld import KEYPOINT_NAMES, render
-    from training.train_generator import params_from_z
+    from training.train_generator import params_from_z, trained_latent_map
 
     detector = EmbeddedDetector.load()
     errors = []
+    latent_map = trained_latent_map("embedded")
     for seed in range(8):
         z = G.z_from_seed(seed)
         with torch.no_grad():
             img = to_uint8(G.synthesis(G.mapping(z, None, truncation_psi=1.0)).image)
-        truth = render(params_from_z(z[0].numpy()), 64).keypoints
+        truth = render(params_from_z(z[0].numpy(), latent_map), G.img_resolution).keypoints
         found = detector.detect(img)
         errors.append(np.mean([np.hypot(found[n].x - truth[n].x, found[n].y - truth[n].y) for n in KEYPOINT_NAMES]))
     assert float(np.mean(errors)) < 1.5, errors
