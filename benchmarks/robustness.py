@@ -786,12 +786,21 @@ def _config_changes() -> list[tuple[str, Callable[[dict], None]]]:
     return changes
 
 
+def _replaced(meta: dict, old: str, new: str) -> bytes:
+    """The config as JSON text with one value's text replaced (which must be there: a probe that
+    changed nothing would test the plain config)."""
+    text = json.dumps(meta)
+    assert old in text, f"{old!r} is not in the model's config"
+    return text.replace(old, new, 1).encode()
+
+
 def model_file_probes() -> list[Probe]:
     # Byte-level config files: not JSON, deep nesting, huge numbers, a BOM.
     weights, meta = _own_format()
     texts = {"not JSON": b"{", "empty": b"", "deep nesting": b"[" * 100_000 + b"]" * 100_000,
-             "a huge number": json.dumps(meta).replace('"img_resolution": 64', '"img_resolution": ' + "9" * 5000).encode(),
-             "NaN literal": json.dumps(meta).replace('"z_dim": 32', '"z_dim": NaN').encode(),
+             "a huge number": _replaced(meta, f'"img_resolution": {meta["config"]["img_resolution"]}',
+                                        '"img_resolution": ' + "9" * 5000),
+             "NaN literal": _replaced(meta, f'"z_dim": {meta["config"]["z_dim"]}', '"z_dim": NaN'),
              "a list": b"[]", "a string": b'"hello"', "invalid UTF-8": b'{"format": "\xff"}', "null": b"null",
              "UTF-8 BOM": b"\xef\xbb\xbf" + json.dumps(meta).encode()}
     probes = [Probe("configs", f"config file {name}", ["render", "--out", "o.png", "--model", "m.safetensors"],
