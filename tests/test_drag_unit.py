@@ -241,24 +241,33 @@ def test_tracking_on_another_block_follows_the_reference_path(tiny_generator) ->
             DragSession(tiny_generator, ws, pairs, config=DragConfig(tracking_block=bad))
 
 
+def _both_paths(generator, seed: int, **settings) -> tuple[dict, dict, list]:
+    """The same six-step drag of two handles on the windowed and on the reference path: per path,
+    its (steps, ws) and its session, and the pairs dragged."""
+    from engine.drag import DragConfig, DragSession
+    from engine.types import DragPair, Point
+
+    ws = generator.ws_from_seed(seed)
+    pairs = [DragPair(Point(10, 12), Point(15, 12)), DragPair(Point(22, 20), Point(20, 24))]
+    runs, sessions = {}, {}
+    for windowed in (True, False):
+        cfg = DragConfig(max_steps=6, preview_every=0, stop_distance=0.0, windowed=windowed, **settings)
+        sessions[windowed] = s = DragSession(generator, ws, pairs, config=cfg)
+        runs[windowed] = [(r.points, r.loss) for r in s.steps()], s.ws.detach()
+    return runs, sessions, pairs
+
+
 def test_tracking_on_several_blocks_sums_relative_distances(tiny_generator):
     """Tracking on blocks [2, 3]: windowed equals the reference path, and the tracker picks the
     candidate with the least summed relative distance (checked against a brute-force search)."""
     import torch
     import torch.nn.functional as F
 
-    from engine.drag import DragConfig, DragSession, track_points_blocks
-    from engine.types import DragPair, Point
+    from engine.drag import track_points_blocks
 
-    ws = tiny_generator.ws_from_seed(4)
-    pairs = [DragPair(Point(10, 12), Point(15, 12)), DragPair(Point(22, 20), Point(20, 24))]
-    runs = {}
-    for windowed in (True, False):
-        cfg = DragConfig(max_steps=6, preview_every=0, stop_distance=0.0, windowed=windowed,
-                         tracking_block=[2, 3], lr=0.01)
-        s = DragSession(tiny_generator, ws, pairs, config=cfg)
-        runs[windowed] = [(r.points, r.loss) for r in s.steps()], s.ws.detach()
+    runs, _, _ = _both_paths(tiny_generator, 4, tracking_block=[2, 3], lr=0.01)
     assert_same_drag(runs[True], runs[False])
+    ws = tiny_generator.ws_from_seed(4)
 
     res = tiny_generator.img_resolution
     out = tiny_generator.synthesis(ws, stop_after=3)
@@ -283,20 +292,14 @@ def test_tracking_against_the_last_step_follows_a_changing_part(tiny_generator):
     import torch
 
     from engine.drag import DragConfig, DragSession, track_points_blocks
-    from engine.types import DragPair, Point
 
-    ws = tiny_generator.ws_from_seed(5)
-    pairs = [DragPair(Point(10, 12), Point(15, 12)), DragPair(Point(22, 20), Point(20, 24))]
-    runs = {}
-    for windowed in (True, False):
-        cfg = DragConfig(max_steps=6, preview_every=0, stop_distance=0.0, windowed=windowed,
-                         tracking_recent=0.5, lr=0.01)
-        s = DragSession(tiny_generator, ws, pairs, config=cfg)
-        runs[windowed] = [(r.points, r.loss) for r in s.steps()], s.ws.detach()
+    runs, sessions, pairs = _both_paths(tiny_generator, 5, tracking_recent=0.5, lr=0.01)
+    for s in sessions.values():
         assert s._recent is not None and s._refs is not None
         # The last step's reference is the feature at the handle's last tracked point, not the start's.
         assert not all(torch.equal(a, b) for a, b in zip(s._recent, s._refs))
     assert_same_drag(runs[True], runs[False])
+    ws = tiny_generator.ws_from_seed(5)
     paper = DragSession(tiny_generator, ws, pairs, config=DragConfig(max_steps=4, preview_every=0))
     zero = DragSession(tiny_generator, ws, pairs, config=DragConfig(max_steps=4, preview_every=0, tracking_recent=0.0))
     assert [r.points for r in zero.steps()] == [r.points for r in paper.steps()]
@@ -322,7 +325,6 @@ def test_tracking_within_a_band_along_the_move(tiny_generator):
     import torch
 
     from engine.drag import DragConfig, DragSession, line_band_penalty, track_points_blocks
-    from engine.types import DragPair, Point
 
     # A vertical move from (4, 2) to (4, 8): the exact match at (7, 5) lies 3 px off the line,
     # a weaker one at (4, 6) lies on it.
@@ -341,15 +343,10 @@ def test_tracking_within_a_band_along_the_move(tiny_generator):
     pen = line_band_penalty(((0.0, 0.0), (4.0, 4.0), 0.8), (0, 0), (5, 5), torch.device("cpu"))
     assert float(pen[2, 2]) == 0.0 and float(pen[1, 2]) == 0.0 and float(pen[0, 2]) > 1e5
 
+    runs, _, pairs = _both_paths(tiny_generator, 6, tracking_line=0.5, lr=0.02)
     ws = tiny_generator.ws_from_seed(6)
-    pairs = [DragPair(Point(10, 12), Point(15, 12)), DragPair(Point(22, 20), Point(20, 24))]
-    runs = {}
-    for windowed in (True, False):
-        cfg = DragConfig(max_steps=6, preview_every=0, stop_distance=0.0, windowed=windowed,
-                         tracking_line=0.5, lr=0.02)
-        s = DragSession(tiny_generator, ws, pairs, config=cfg)
-        runs[windowed] = [(r.points, r.loss) for r in s.steps()], s.ws.detach()
-        for points, _ in runs[windowed][0]:
+    for steps, _ in runs.values():
+        for points, _ in steps:
             for p, pair in zip(points, pairs):
                 (sx, sy), (tx, ty) = (pair.handle.x, pair.handle.y), (pair.target.x, pair.target.y)
                 off = abs((p.x - sx) * (ty - sy) - (p.y - sy) * (tx - sx)) / ((tx - sx) ** 2 + (ty - sy) ** 2) ** 0.5
