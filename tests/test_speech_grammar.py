@@ -145,7 +145,13 @@ def test_a_reading_that_skips_or_guesses_words_is_not_as_heard(parser: CommandPa
     assert parser.parse("break up the left ear").ignored == ["break"]
     reading = read("break up the left ear")
     assert reading.understood and not reading.as_heard
+    # The reading scored on the audio is what the parser read, without the word it skipped: the
+    # free transcript itself would always be the likeliest text and so keep the mishearing.
+    assert reading.text == "up the left ear"
     assert not read("open the mouse").as_heard  # a corrected word
+    assert read("open the mouth").text == "open the mouth"
+    assert g._without("open the mouth, then blah blah", ["blah blah"]) == "open the mouth, then"
+    assert g._without("up the ears", ["left"]) == "up the ears"  # a word not there changes nothing
 
 
 def test_spoken_forms_stand_for_the_grammars_commands(parser: CommandParser) -> None:

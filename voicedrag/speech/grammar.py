@@ -302,8 +302,23 @@ def parser_reading(parser: Any) -> Callable[[str], Reading]:
         # As heard: no word corrected, none read past ("break up the left ear" is read as "up the
         # left ear" without "break"), and no paraphrase guessed; anything less is checked on the audio.
         as_heard = understood and not (result.corrections or result.ignored or result.matched) and said == plain
-        return Reading(understood, as_heard, result.corrected)
+        return Reading(understood, as_heard, _without(result.corrected, result.ignored))
     return read
+
+
+def _without(text: str, skipped: Sequence[str]) -> str:
+    """The text less the words the parser read past, each once: what it actually read. Scored on
+    the audio, the reading must not keep a misheard word it ignored ("burak up the ears" is the
+    free transcript itself, and as such always the likeliest; "up the ears" is not)."""
+    words = text.split()
+    for item in skipped:
+        run = item.lower().split()
+        low = [w.lower().strip(",.") for w in words]
+        for i in range(len(low) - len(run) + 1):
+            if run and low[i : i + len(run)] == run:
+                del words[i : i + len(run)]
+                break
+    return " ".join(words)
 
 
 def command_phrases(parser: Any) -> dict[str, str]:
