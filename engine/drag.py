@@ -453,7 +453,10 @@ class DragSession:
         # unchanged; reported points carry the offset back.
         self._offsets = [(h.x - x, h.y - y) for h, (x, y) in zip(grid_handles, self.points)]
         self._aims = [Point(t.x - ox, t.y - oy) for t, (ox, oy) in zip(grid_targets, self._offsets)]
-        self._starts = [(float(x), float(y)) for x, y in self.points]  # grid pixels, for tracking_line
+        # tracking_line's band per handle, in grid pixels: (start, aim, half-width), or None.
+        line = self.config.tracking_line
+        self._bands = [None if line is None else ((float(x), float(y)), (aim.x, aim.y), line * self.k)
+                       for (x, y), aim in zip(self.points, self._aims)]
         self.fixed = self._fixed_region(mask, device)
         self.step_index = 0
         self.converged = False
@@ -661,8 +664,7 @@ class DragSession:
             self._refs = at_points()
         size = (self.grid, self.grid)
         recent = self.config.tracking_recent
-        line = self.config.tracking_line
-        if len(per_block) == 1 and recent == 0.0 and line is None:  # the paper's tracking, exactly
+        if len(per_block) == 1 and recent == 0.0 and self.config.tracking_line is None:  # the paper's, exactly
             bviews, refs = per_block[0], self._refs[0]
             self.points = [track_points(v, refs[i : i + 1], [p], self.r2, origin=o, size=size)[0]
                            for i, (p, (v, o)) in enumerate(zip(self.points, bviews))]
@@ -672,11 +674,9 @@ class DragSession:
         terms = [(bv, refs, 1.0 - recent) for bv, refs in zip(per_block, self._refs)]
         if recent > 0.0:
             terms += [(bv, refs, recent) for bv, refs in zip(per_block, recent_refs)]
-        bands = [None if line is None else (start, (aim.x, aim.y), line * self.k)
-                 for start, aim in zip(self._starts, self._aims)]
         self.points = [
             track_points_blocks([t[0][i] for t in terms], [t[1][i] for t in terms], p, self.r2, size,
-                                weights=[t[2] for t in terms], line=bands[i])
+                                weights=[t[2] for t in terms], line=self._bands[i])
             for i, p in enumerate(self.points)
         ]
         if recent > 0.0:
