@@ -8,7 +8,8 @@ the voiced part); a room reverb (`sox reverb 50 50 100`); and spoken 0.8x and 1.
 (`sox tempo`). A command counts as understood when the parse of what was heard means what the
 typed command means (the same actions, parts, sides and directions, or the same control word).
 
-Free: greedy Whisper tiny.en with the vocabulary prompt (what `voicedrag transcribe` does).
+Free: greedy Whisper tiny.en with the vocabulary prompt (what `voicedrag transcribe` does), after
+the steady noise is turned down (voicedrag/speech/denoise.py; `--no-denoise` measures without).
 Grammar: the same, and when the parser cannot read the free transcript, the grammar's commands
 closest to it, and those a grammar-restricted beam search finds on the audio, are scored by
 Whisper's decoder (voicedrag/speech/grammar.py). Non-commands are spoken in the same conditions:
@@ -104,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--beam-parts", type=int, default=None, help="GrammarSettings.beam_parts to try")
     ap.add_argument("--search-below", type=float, default=None, help="GrammarSettings.search_below to try")
     ap.add_argument("--vad-db", type=float, default=None, help="VadSettings.above_floor_db to try")
+    ap.add_argument("--no-denoise", action="store_true", help="no noise suppression before the model")
+    ap.add_argument("--denoise-floor-gain", type=float, default=None, help="NoiseSuppression.floor_gain to try")
+    ap.add_argument("--denoise-percentile", type=float, default=None, help="NoiseSuppression.percentile to try")
     ap.add_argument("--held-out", action="store_true",
                     help="the held-out voices, phrasings and non-commands instead of the usual set")
     ap.add_argument("--rows", type=Path, default=None, help="also write every clip's result to this JSON file")
@@ -118,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     from voicedrag.planning.rules import default_rules
     from voicedrag.speech.audio import load_audio
     from voicedrag.speech.grammar import GrammarSettings, command_phrases, parser_reading
-    from voicedrag.speech.transcribe import Transcriber, VadSettings
+    from voicedrag.speech.denoise import NoiseSuppression
+    from voicedrag.speech.transcribe import DecodeSettings, Transcriber, VadSettings
 
     parser = CommandParser(default_rules())
     parser.load()
@@ -147,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     typed = {c: meaning(c) for c in commands}
     assert all(typed.values()), f"typed commands not understood: {[c for c, m in typed.items() if not m]}"
     vad = VadSettings() if args.vad_db is None else VadSettings(above_floor_db=args.vad_db)
-    transcriber = Transcriber(prompt_words=parser.vocabulary(), vad=vad)
+    quiet = NoiseSuppression()
+    noise = None if args.no_denoise else NoiseSuppression(
+        floor_gain=quiet.floor_gain if args.denoise_floor_gain is None else args.denoise_floor_gain,
+        percentile=quiet.percentile if args.denoise_percentile is None else args.denoise_percentile)
+    transcriber = Transcriber(prompt_words=parser.vocabulary(), vad=vad, settings=DecodeSettings(noise=noise))
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -187,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
                      "grammar": {"max_candidates": grammar.max_candidates, "min_avg_logprob": grammar.min_avg_logprob,
                                  "length_bonus": grammar.length_bonus, "beam_best": grammar.beam_best, "beam_parts": grammar.beam_parts,
                                  "search_below": grammar.search_below},
-                     "vad_above_floor_db": vad.above_floor_db}
+                     "vad_above_floor_db": vad.above_floor_db,
+                     "denoise": None if noise is None else {"floor_gain": noise.floor_gain, "percentile": noise.percentile}}
     print(f"{'condition':10s} {'clips':>5s} {'free':>7s} {'grammar':>8s} {'rescored':>8s} {'free s':>7s} {'grammar s':>9s}")
     for condition in args.conditions:
         sel = [r for r in rows if r["condition"] == condition]

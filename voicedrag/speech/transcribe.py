@@ -33,6 +33,7 @@ import numpy as np
 
 from engine.errors import CheckpointError, VoicedragError
 from voicedrag.speech.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioClip, load_audio
+from voicedrag.speech.denoise import NoiseSuppression, suppress_noise
 from voicedrag.speech.grammar import (GrammarChoice, GrammarSettings, PrefixTree, Reading, candidates, canonical,
                                       choose, decode_in_grammar, joined_plausibly, prefix_tree, run_prompt,
                                       score_texts)
@@ -309,6 +310,10 @@ class DecodeSettings:
     use_prompt: bool = True
     # Audio kept around the voiced part, so word onsets and endings are not clipped.
     margin_seconds: float = 0.3
+    # Steady background noise turned down before the energy check and the model (None: off).
+    # Measured with benchmarks/spoken_commands.py: at 10 dB SNR it took the commands understood
+    # from 72.5% to 84% (held out: 80% to 86%), and clean audio passes almost unchanged.
+    noise: NoiseSuppression | None = NoiseSuppression()
 
 
 @dataclass(frozen=True)
@@ -438,10 +443,12 @@ class Transcriber:
         seconds = audio.size / SAMPLE_RATE
         if not np.all(np.isfinite(audio)):
             raise VoicedragError("The audio contains invalid (NaN or infinite) samples; record the command again.")
+        s = self.settings
+        if s.noise is not None:
+            audio = suppress_noise(audio, s.noise)
         activity = detect_voice(audio, self.vad)
         if not activity.speech:
             return Transcript("", seconds, time.perf_counter() - started, False), None
-        s = self.settings
         lo = max(0, int((activity.start - s.margin_seconds) * SAMPLE_RATE))
         hi = min(audio.size, int((activity.end + s.margin_seconds) * SAMPLE_RATE))
         audio = audio[lo:hi][: whisper.audio.N_SAMPLES]
