@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--beam-parts", type=int, default=None, help="GrammarSettings.beam_parts to try")
     ap.add_argument("--search-below", type=float, default=None, help="GrammarSettings.search_below to try")
     ap.add_argument("--vad-db", type=float, default=None, help="VadSettings.above_floor_db to try")
+    ap.add_argument("--unsure-below", type=float, default=None,
+                    help="GrammarSettings.unsure_below to try (a value below -100 turns the rule off)")
+    ap.add_argument("--unsure-floor", type=float, default=None, help="GrammarSettings.unsure_min_avg_logprob to try")
     ap.add_argument("--no-denoise", action="store_true", help="no noise suppression before the model")
     ap.add_argument("--denoise-floor-gain", type=float, default=None, help="NoiseSuppression.floor_gain to try")
     ap.add_argument("--denoise-percentile", type=float, default=None, help="NoiseSuppression.percentile to try")
@@ -144,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
                               length_bonus=defaults.length_bonus if args.length_bonus is None else args.length_bonus,
                               beam_best=defaults.beam_best if args.beam_best is None else args.beam_best,
                               beam_parts=args.beam_parts or defaults.beam_parts,
-                              search_below=defaults.search_below if args.search_below is None else args.search_below)
+                              search_below=defaults.search_below if args.search_below is None else args.search_below,
+                              unsure_below=defaults.unsure_below if args.unsure_below is None
+                              else None if args.unsure_below < -100 else args.unsure_below,
+                              unsure_min_avg_logprob=defaults.unsure_min_avg_logprob if args.unsure_floor is None
+                              else args.unsure_floor)
     voices, commands, non_commands = ((HELD_OUT_VOICES, HELD_OUT_COMMANDS, HELD_OUT_NON_COMMANDS) if args.held_out
                                       else (VOICES, COMMANDS, NON_COMMANDS))
     voices = voices[:args.voices]
@@ -195,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                      "conditions": {},
                      "grammar": {"max_candidates": grammar.max_candidates, "min_avg_logprob": grammar.min_avg_logprob,
                                  "length_bonus": grammar.length_bonus, "beam_best": grammar.beam_best, "beam_parts": grammar.beam_parts,
-                                 "search_below": grammar.search_below},
+                                 "search_below": grammar.search_below, "unsure_below": grammar.unsure_below,
+                                 "unsure_min_avg_logprob": grammar.unsure_min_avg_logprob},
                      "vad_above_floor_db": vad.above_floor_db,
                      "denoise": None if noise is None else {"floor_gain": noise.floor_gain, "percentile": noise.percentile}}
     print(f"{'condition':10s} {'clips':>5s} {'free':>7s} {'grammar':>8s} {'rescored':>8s} {'free s':>7s} {'grammar s':>9s}")

@@ -138,6 +138,23 @@ def test_choices_keep_what_the_parser_reads_and_refuse_unlikely_commands() -> No
     assert g.choose("flows the left high", unread, short, bonus).text == "close the left eye"
 
 
+def test_a_command_needs_less_support_where_whisper_was_unsure_of_what_it_heard() -> None:
+    settings = g.GrammarSettings(min_avg_logprob=-2.0, unsure_below=-1.0, unsure_min_avg_logprob=-3.0)
+    unread = g.Reading(False, False, "")
+    garbled = [g.Scored("raise both ears", -10.0, 4)]  # -2.5 a token: below the usual floor
+    # A clear sentence that is no command keeps the usual floor ...
+    assert not g.unsure(g.Scored("the weather is nice today", -1.5, 6), settings)
+    assert g.choose("the weather is nice today", unread, garbled, settings, heard_unsure=False).source == "free"
+    # ... while words Whisper itself doubted (or none at all) let the command through.
+    assert g.unsure(g.Scored("rainbout", -6.0, 4), settings) and g.unsure(None, settings)
+    chosen = g.choose("rainbout", unread, garbled, settings, heard_unsure=True)
+    assert (chosen.source, chosen.text) == ("grammar", "raise both ears")
+    # Still not on any support: -5 a token is below the unsure floor too.
+    assert g.choose("rainbout", unread, [g.Scored("raise both ears", -20.0, 4)], settings, True).source == "free"
+    # None turns the rule off.
+    assert not g.unsure(None, g.GrammarSettings(unsure_below=None))
+
+
 def test_a_reading_that_skips_or_guesses_words_is_not_as_heard(parser: CommandParser) -> None:
     read = g.parser_reading(parser)
     assert read("open the mouth").as_heard

@@ -36,7 +36,7 @@ from voicedrag.speech.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioClip, 
 from voicedrag.speech.denoise import NoiseSuppression, suppress_noise
 from voicedrag.speech.grammar import (GrammarChoice, GrammarSettings, PrefixTree, Reading, candidates, canonical,
                                       choose, decode_in_grammar, joined_plausibly, prefix_tree, run_prompt,
-                                      score_texts)
+                                      score_texts, unsure)
 from voicedrag.intents import CONTROLS, PROMPT_VERBS
 from voicedrag.language.lexicon import PROMPT_WORDS
 
@@ -414,7 +414,11 @@ class Transcriber:
         with torch.inference_mode():
             prompt = run_prompt(self.whisper, task.initial_tokens, features)
         near = list(dict.fromkeys(candidates(heard, reading, phrases, settings))) if heard.strip() else []
-        scored = score_texts(self.whisper, task.tokenizer, task.initial_tokens, features, near, prompt)
+        # The free transcript is scored in the same batch: how sure Whisper was of it sets the floor.
+        own = [heard] if heard.strip() and heard not in near else []
+        scored = score_texts(self.whisper, task.tokenizer, task.initial_tokens, features, near + own, prompt)
+        heard_score = next((x for x in scored if x.text == heard), None) if heard.strip() else None
+        scored = scored[:len(near)]
         confident = settings.search_below is not None and any(s.average >= settings.search_below for s in scored)
         if settings.beam_best > 0 and not confident:
             found = decode_in_grammar(self.whisper, task.initial_tokens, features, self._tree(phrases, task.tokenizer),
@@ -422,7 +426,7 @@ class Transcriber:
                                       join=task.tokenizer.encode(" and")[0], parts=settings.beam_parts)
             forms = phrases if isinstance(phrases, dict) else {}
             scored += [f for f in found if f.text not in near and joined_plausibly(f.text, forms, read)]
-        choice = choose(transcript.text, reading, scored, settings)
+        choice = choose(transcript.text, reading, scored, settings, unsure(heard_score, settings))
         if isinstance(phrases, dict):  # spoken forms -> the canonical commands they stand for
             choice = canonical(choice, phrases)
         return replace(transcript, elapsed=time.perf_counter() - started), choice
