@@ -1,1 +1,2 @@
-"""Speech to text, offline: Whisper model lookup and conversion, transcription, noise suppression, grammar scoring, audio and voice activity."""
+"""Speech to text, offline: Whisper model lookup and conversion, transcription, noise suppression,
+grammar scoring, audio and voice activity."""
