@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from voicedrag.speech.audio import SAMPLE_RATE
+
 
 @dataclass(frozen=True)
 class NoiseSuppression:
@@ -30,7 +32,7 @@ class NoiseSuppression:
     smoothing: float = 0.95
     # The least gain of a bin (0.05: -26 dB; 0.1 understood 2 fewer of 120 at 10 dB SNR).
     floor_gain: float = 0.05
-    # 32 ms frames, 8 ms apart, at 16 kHz.
+    # 32 ms frames, 8 ms apart, at SAMPLE_RATE (16 kHz).
     n_fft: int = 512
     hop: int = 128
 
@@ -56,7 +58,7 @@ def wiener_gains(power: np.ndarray, noise: np.ndarray, smoothing: float, floor_g
 
 
 def suppress_noise(samples: np.ndarray, settings: NoiseSuppression = NoiseSuppression(),
-                   sample_rate: int = 16000) -> np.ndarray:
+                   sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The audio with its steady noise turned down: float32, the same length."""
     from scipy.signal import istft, stft
 

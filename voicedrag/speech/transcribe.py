@@ -417,7 +417,7 @@ class Transcriber:
         # The free transcript is scored in the same batch: how sure Whisper was of it sets the floor.
         own = [heard] if heard.strip() and heard not in near else []
         scored = score_texts(self.whisper, task.tokenizer, task.initial_tokens, features, near + own, prompt)
-        heard_score = next((x for x in scored if x.text == heard), None) if heard.strip() else None
+        heard_score = next((x for x in scored if x.text == heard), None)  # None: Whisper wrote nothing
         scored = scored[:len(near)]
         confident = settings.search_below is not None and any(s.average >= settings.search_below for s in scored)
         if settings.beam_best > 0 and not confident:
