@@ -230,9 +230,9 @@ def many_handles(model: str, iters: int, fig: dict[str, float | int | None]) -> 
     if model.isdigit():
         G, tag = make_generator(int(model)), model
     else:
-        from engine.loading import load_generator
+        from voicedrag.models import load_model_file
 
-        G, tag = load_generator(model, device="cpu"), Path(model).stem
+        G, tag = load_model_file(model, device="cpu"), Path(model).stem
     res = G.img_resolution
     ws0 = G.ws_from_seed(0)
     rng = np.random.default_rng(0)

@@ -45,11 +45,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import DragConfig, DragSession, Point, load_generator, to_uint8  # noqa: E402
-from engine.loading import resolve_model_path  # noqa: E402
+from engine import DragConfig, DragSession, Point, to_uint8  # noqa: E402
+from voicedrag.models import load_model_file, resolve_model_path  # noqa: E402
 from engine.stylegan2 import Generator  # noqa: E402
 from keypoints.detector import EmbeddedDetector  # noqa: E402
-from keypoints.faceworld import KEYPOINT_NAMES, render  # noqa: E402
+from faceworld.render import KEYPOINT_NAMES, render  # noqa: E402
 from keypoints.template import KeypointTemplate, find  # noqa: E402
 from training.train_detector import heldout  # noqa: E402
 from training.train_generator import trained_latent_map  # noqa: E402
@@ -239,7 +239,7 @@ def main() -> None:
                     help="drag settings over the model's own, as JSON (e.g. '{\"lr\": 0.002}')")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    G = load_generator(args.model, device="cpu")
+    G = load_model_file(args.model, device="cpu")
     detector = EmbeddedDetector.load()
     report: dict[str, object] = {"model": args.model, "resolution": G.img_resolution,
                                  "feature_block": args.feature_block if args.feature_block is not None

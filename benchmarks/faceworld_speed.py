@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from keypoints.faceworld import SUPERSAMPLE, render_batch
+from faceworld.render import SUPERSAMPLE, render_batch
 
 
 def measure(size: int, n: int) -> dict[str, float]:

@@ -40,7 +40,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import DragConfig, DragPair, DragSession, Point, load_generator, pick_device, to_uint8  # noqa: E402
+from engine import DragConfig, DragPair, DragSession, Point, pick_device, to_uint8  # noqa: E402
+from voicedrag.models import load_model_file  # noqa: E402
 from engine.stylegan2 import Generator  # noqa: E402
 from keypoints.detector import EmbeddedDetector  # noqa: E402
 
@@ -189,7 +190,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
-    G = load_generator(args.model, device=pick_device(args.device))
+    G = load_model_file(args.model, device=pick_device(args.device))
     detector = EmbeddedDetector.load()
     res = G.img_resolution
     # The model's own drag settings; previews off, because only the final image is measured.

@@ -22,10 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import load_generator  # noqa: E402
+from voicedrag.models import load_model_file  # noqa: E402
 from engine.stylegan2 import Generator  # noqa: E402
 from engine.types import Point  # noqa: E402
-from keypoints.faceworld import KEYPOINT_NAMES, render  # noqa: E402
+from faceworld.render import KEYPOINT_NAMES, render  # noqa: E402
 from keypoints.template import KeypointTemplate, find, teach  # noqa: E402
 from training.train_generator import params_from_z, trained_latent_map  # noqa: E402
 
@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--write", type=Path, default=None, help="save the first --taught set's template here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    G = load_generator(args.model, device="cpu")
+    G = load_model_file(args.model, device="cpu")
     latent_map = trained_latent_map(args.model)
     blocks = [int(b) for b in args.blocks.split(",")] if args.blocks else None
     report: dict[str, object] = {"model": args.model, "resolution": G.img_resolution, "seeds": args.seeds}

@@ -96,7 +96,7 @@ def bare_once() -> float:
 def pick_model(arg: str | None) -> tuple[str, str]:
     if arg:
         return arg, Path(arg).name
-    from engine.loading import embedded_model_path
+    from voicedrag.models import embedded_model_path
 
     if embedded_model_path().is_file():
         return "embedded", f"embedded face model ({embedded_model_path().relative_to(REPO)})"

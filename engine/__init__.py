@@ -1,6 +1,6 @@
 """The DragGAN core: StyleGAN2 generators, checkpoint loading and the drag loop.
 
-Needs only torch and numpy; nothing here imports `keypoints` or `voicedrag`.
+Needs only torch and numpy; nothing here imports the layers above it.
 Names are resolved lazily so that `engine.types` and `engine.errors` can be
 imported (by the CLI, the command parser, the TUI) without loading torch.
 """
@@ -12,7 +12,7 @@ from typing import Any
 _EXPORTS = {
     "DragConfig": "engine.drag", "DragResult": "engine.drag", "DragSession": "engine.drag",
     "StepResult": "engine.drag", "to_uint8": "engine.ops",
-    "CheckpointError": "engine.errors", "VoicedragError": "engine.errors",
+    "CheckpointError": "engine.errors", "UserError": "engine.errors",
     "load_generator": "engine.loading", "pick_device": "engine.loading", "save_generator": "engine.loading",
     "Generator": "engine.stylegan2", "GeneratorConfig": "engine.stylegan2", "MappingConfig": "engine.stylegan2",
     "SynthesisOutput": "engine.stylegan2",

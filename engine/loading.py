@@ -2,12 +2,14 @@
 
 The project's own format is a safetensors file of weights with a JSON file of
 the same name beside it (`model.safetensors` + `model.json`) holding
-`{"format": "voicedrag-generator", "family": "stylegan2", "config": {...}}`.
+`{"format": "stylegan-generator", "family": "stylegan2", "config": {...}}` (files written
+under the format's earlier name are read when the caller lists that name in `formats`).
 """
 from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from engine.atomic import atomic_path, write_text_atomic
 from engine.errors import CheckpointError
 from engine.stylegan2 import Generator, GeneratorConfig, MappingConfig
 
-OWN_FORMAT = "voicedrag-generator"
+OWN_FORMAT = "stylegan-generator"
 PICKLE_OPCODES = (b"\x80",)  # every pickle of protocol >= 2 starts with PROTO
 
 # Official init arguments this implementation knows how to build; any other
@@ -37,14 +39,14 @@ def pick_device(name: str | None = None) -> torch.device:
         except RuntimeError as err:
             raise CheckpointError(f"unknown device {name!r}; use 'cpu' or 'cuda'.") from err
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise CheckpointError("CUDA was asked for but no CUDA GPU is available; use --device cpu.")
+            raise CheckpointError("CUDA was asked for but no CUDA GPU is available; use the device 'cpu'.")
         if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
             raise CheckpointError(f"there is no {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s); "
-                                  "use cuda:0 or leave --device out.")
+                                  "use cuda:0, or no device to let it be chosen.")
         if device.type == "cpu" and device.index not in (None, 0):
-            raise CheckpointError(f"there is no {name}: the CPU is one device; use --device cpu.")
+            raise CheckpointError(f"there is no {name}: the CPU is one device; use 'cpu'.")
         if device.type not in ("cpu", "cuda"):
-            raise CheckpointError(f"{name!r} is not a device voicedrag runs on; use 'cpu' or 'cuda'.")
+            raise CheckpointError(f"{name!r} is not a device models run on here; use 'cpu' or 'cuda'.")
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -76,7 +78,7 @@ def config_from_init_kwargs(init_kwargs: dict[str, Any]) -> GeneratorConfig:
                | _SYNTHESIS_KEYS | _IGNORED_KEYS | set(MappingConfig.__dataclass_fields__)]
     if unknown:
         raise CheckpointError(
-            f"this StyleGAN2 checkpoint uses arguments voicedrag cannot build yet ({', '.join(sorted(unknown))}); "
+            f"this StyleGAN2 checkpoint uses arguments that cannot be built yet ({', '.join(sorted(unknown))}); "
             "use a standard StyleGAN2 checkpoint."
         )
     for key in _IGNORED_KEYS:
@@ -148,12 +150,12 @@ def _build3(init_args: Any, init_kwargs: dict[str, Any], state_dict: dict[str, t
         cfg = config3_from_init_kwargs(init_kwargs)
         G = Generator3(cfg)
     except (ValueError, TypeError) as err:
-        raise CheckpointError(f"this StyleGAN3 checkpoint uses arguments voicedrag cannot build ({err}); "
+        raise CheckpointError(f"this StyleGAN3 checkpoint uses arguments that cannot be built ({err}); "
                               "use a standard StyleGAN3-T or -R checkpoint.") from None
     return _fill(G, state_dict, source, "the StyleGAN3 generator its init arguments describe")
 
 
-def _load_own(weights: Path, config_path: Path) -> Generator:
+def _load_own(weights: Path, config_path: Path, formats: Collection[str]) -> Generator:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -163,10 +165,10 @@ def _load_own(weights: Path, config_path: Path) -> Generator:
         meta = json.loads(config_path.read_text())
     except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON, bad UTF-8, 5000-digit numbers
         raise CheckpointError(f"{config_path.name} is not valid JSON; restore it from the model's release.") from err
-    if not isinstance(meta, dict) or meta.get("format") != OWN_FORMAT:
-        raise CheckpointError(f"{config_path.name} is not a voicedrag generator config (expected \"format\": \"{OWN_FORMAT}\").")
+    if not isinstance(meta, dict) or meta.get("format") not in formats:
+        raise CheckpointError(f"{config_path.name} is not a generator config (expected \"format\": \"{OWN_FORMAT}\").")
     if meta.get("family", "stylegan2") != "stylegan2":
-        raise CheckpointError(f"{config_path.name} describes a {meta.get('family')} generator, which voicedrag cannot build yet.")
+        raise CheckpointError(f"{config_path.name} describes a {meta.get('family')} generator, which cannot be built yet.")
     try:
         cfg = GeneratorConfig.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as err:
@@ -201,28 +203,15 @@ def save_generator(G: Generator, path: str | Path, extra: dict[str, Any] | None 
     return path
 
 
-def embedded_model_path() -> Path:
-    from voicedrag_assets import EMBEDDED_MODEL, asset_path
-
-    return asset_path(EMBEDDED_MODEL)
-
-
-def resolve_model_path(name: str | Path) -> Path:
-    if str(name) == "embedded":
-        path = embedded_model_path()
-        if not path.is_file():
-            raise CheckpointError("the embedded face model is not installed; reinstall voicedrag or pass --model PATH.")
-        return path
-    return Path(name).expanduser()
-
-
-def load_generator(path: str | Path, device: str | torch.device | None = None) -> Generator:
-    """Read a generator from an official pickle or the project's own format, onto `device`."""
-    path = resolve_model_path(path)
+def load_generator(path: str | Path, device: str | torch.device | None = None,
+                   formats: Collection[str] = (OWN_FORMAT,)) -> Generator:
+    """Read a generator from an official pickle or a .safetensors file with its JSON config (whose
+    "format" must be one of `formats`), onto `device`."""
+    path = Path(path).expanduser()
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder; pass the model file itself (.pkl or .safetensors).")
     if not path.is_file():
-        raise CheckpointError(f"no model file at {path}; check the path or pass --model embedded.")
+        raise CheckpointError(f"no model file at {path}; check the path.")
     dev = device if isinstance(device, torch.device) else pick_device(device)
     if path.suffix == ".json":
         path = path.with_suffix(".safetensors")
@@ -233,17 +222,17 @@ def load_generator(path: str | Path, device: str | torch.device | None = None) -
     if not head:
         raise CheckpointError(f"{path.name} is empty; download or copy it again.")
     if path.suffix == ".safetensors":
-        G = _load_own(path, path.with_suffix(".json"))
+        G = _load_own(path, path.with_suffix(".json"), formats)
     elif head.startswith(PICKLE_OPCODES):
         G = _load_pickle(path)
     elif zipfile.is_zipfile(path):
         raise CheckpointError(
-            f"{path.name} is a torch.save archive, not an NVlabs network pickle; voicedrag reads official .pkl "
-            "snapshots and its own .safetensors models."
+            f"{path.name} is a torch.save archive, not an NVlabs network pickle; give an official .pkl "
+            "snapshot or a .safetensors generator with its JSON config."
         )
     else:
         raise CheckpointError(
-            f"{path.name} is neither an NVlabs network pickle nor a voicedrag .safetensors model; "
+            f"{path.name} is neither an NVlabs network pickle nor a .safetensors generator; "
             "pass one of those."
         )
     return G.to(dev)

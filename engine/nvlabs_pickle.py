@@ -326,7 +326,7 @@ def read_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> PickledNetwork:
             if len(head) < 2 or head[0] != 0x80:
                 raise CheckpointError(
                     f"{path} is not a pickle (empty, or starts with {head!r}); "
-                    "give an official NVlabs StyleGAN .pkl or a voicedrag model.")
+                    "give an official NVlabs StyleGAN .pkl or a .safetensors generator.")
             f.seek(0)
             top = _RestrictedUnpickler(f).load()
     except CheckpointError:

@@ -19,13 +19,14 @@ from torch import nn
 from engine.ops import (
     activation_gain,
     bias_act,
+    conv2d_resample,
     modulated_conv2d,
     normalize_2nd_moment,
     setup_filter,
-    upsample2d,
-    conv2d_resample,
     to_uint8,
+    upsample2d,
 )
+from engine.types import DEFAULT_PSI
 
 NOISE_MODES = ("const", "random", "none")
 # The largest network a config may describe: official 1024 px models have about 30 million
@@ -150,7 +151,7 @@ class GeneratorConfig:
             raise ValueError(f"drag must be a JSON object of drag settings, not {self.drag!r}")
         if self.parameter_estimate() > MAX_PARAMETERS:
             raise ValueError(f"its layers would hold about {self.parameter_estimate() / 1e9:.1f} billion weights, "
-                             f"more than the {MAX_PARAMETERS / 1e9:g} billion voicedrag builds")
+                             f"more than the {MAX_PARAMETERS / 1e9:g} billion that may be built")
 
     def parameter_estimate(self) -> int:
         """About how many weights the synthesis network has (two convolutions and their affines per block)."""
@@ -479,7 +480,7 @@ class GeneratorBase(nn.Module):
         z = np.random.RandomState(seed).randn(1, self.cfg.z_dim)
         return torch.from_numpy(z).to(self.device)
 
-    def ws_from_seed(self, seed: int, truncation_psi: float = 0.7) -> torch.Tensor:
+    def ws_from_seed(self, seed: int, truncation_psi: float = DEFAULT_PSI) -> torch.Tensor:
         with torch.no_grad():
             c = torch.zeros([1, self.cfg.c_dim], device=self.device)
             return self.mapping(self.z_from_seed(seed), c, truncation_psi=truncation_psi)

@@ -1,4 +1,4 @@
-"""Plain value types shared by every layer of voicedrag.
+"""Plain value types shared by every layer (engine, keypoints and the application).
 
 Coordinates follow one contract (DESIGN.md): pixels of the generator's output
 image, origin top-left, x to the right, y down.
@@ -6,6 +6,9 @@ image, origin top-left, x to the right, y down.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# DragGAN samples its faces at truncation psi 0.7: the one default every front end shares.
+DEFAULT_PSI = 0.7
 
 
 @dataclass(frozen=True)

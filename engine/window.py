@@ -27,7 +27,7 @@ MAX_CROP_FRACTION = 0.5
 # The fixed cost of running one block on one crop (the style affines, weight demodulation and
 # the kernel launches of its two layers), in multiply-adds of convolution work. Measured on
 # this project's CPU: a block on a 1-pixel crop costs about as much as 4e5 multiply-adds, on
-# the embedded 64 px model and on the official 512 px configuration alike.
+# a small 64 px model and on the official 512 px configuration alike.
 CALL_OVERHEAD_MACS = 4e5
 
 

@@ -2,7 +2,7 @@
 
 `Detector` is what the planner and the CLI call; `EmbeddedDetector` is the
 small heatmap network shipped in `assets/keypoints/`, trained on the
-procedural face world (`keypoints.faceworld`). Other detectors (real face
+procedural face world (`faceworld.render`). Other detectors (real face
 landmarks, feature templates) implement the same protocol.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 from PIL import Image
 
-from engine.errors import VoicedragError
+from engine.errors import UserError
 from engine.types import Point
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def as_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise VoicedragError(f"Expected an RGB image of shape [H, W, 3], got an array of shape {tuple(arr.shape)}.")
+        raise UserError(f"Expected an RGB image of shape [H, W, 3], got an array of shape {tuple(arr.shape)}.")
     arr = arr[:, :, :3]
     if arr.dtype != np.uint8:
         arr = (np.clip(arr.astype(np.float64), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
@@ -97,7 +97,7 @@ class EmbeddedDetector:
         weights = weights or embedded_weights()
         config = config or weights.with_suffix(".json")
         if not weights.is_file() or not config.is_file():
-            raise VoicedragError(
+            raise UserError(
                 f"The embedded keypoint model is missing ({weights}); train it with "
                 "`python -m training.train_detector --out DIR` and export it, or reinstall voicedrag."
             )
@@ -106,13 +106,13 @@ class EmbeddedDetector:
             net_config = HeatmapNetConfig(**meta["config"])
             names = tuple(meta["keypoint_names"])
         except (ValueError, KeyError, TypeError) as err:
-            raise VoicedragError(f"{config} is not a keypoint model config ({err}); reinstall voicedrag.") from err
+            raise UserError(f"{config} is not a keypoint model config ({err}); reinstall voicedrag.") from err
         model = HeatmapNet(net_config)
         state = load_file(str(weights))
         try:
             model.load_state_dict(state)
         except RuntimeError as err:
-            raise VoicedragError(f"{weights} does not match its config {config}; reinstall voicedrag.") from err
+            raise UserError(f"{weights} does not match its config {config}; reinstall voicedrag.") from err
         model.eval()
         model.to(memory_format=torch.channels_last)
         return cls(model=model, names=names, metadata=meta)

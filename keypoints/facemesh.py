@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from engine.errors import VoicedragError
+from engine.errors import UserError
 from engine.types import Point
 from keypoints.detector import as_rgb_array
 
@@ -178,12 +178,12 @@ def _interpreter(relative: str) -> Any:
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ModuleNotFoundError as err:
-        raise VoicedragError(NO_RUNTIME) from err
+        raise UserError(NO_RUNTIME) from err
     from voicedrag_assets import asset_path
 
     path = asset_path(relative)
     if not path.is_file():
-        raise VoicedragError(f"the face landmark model {path.name} is not in this installation; reinstall voicedrag.")
+        raise UserError(f"the face landmark model {path.name} is not in this installation; reinstall voicedrag.")
     with _quiet_stderr():
         interp = Interpreter(model_path=str(path), num_threads=1)
         interp.allocate_tensors()
@@ -257,18 +257,18 @@ class FaceMeshDetector:
         return roi.to_image(lm[:, :2] / MESH_SIZE), 1.0 / (1.0 + math.exp(-max(-100.0, min(100.0, flag))))
 
     def landmarks(self, image: Image.Image | np.ndarray) -> np.ndarray:
-        """All 468 mesh points [468, 2], pixel centres at integers; VoicedragError if no face."""
+        """All 468 mesh points [468, 2], pixel centres at integers; UserError if no face."""
         pil = Image.fromarray(as_rgb_array(image))
         face = self.find_face(pil)
         if face is None:
-            raise VoicedragError(NO_FACE)
+            raise UserError(NO_FACE)
         roi = roi_from_points(face.box, face.keypoints[0], face.keypoints[1])
         pts, score = self.mesh_points(pil, roi)
         for _ in range(REFINE_PASSES):
             box = (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max()))
             pts, score = self.mesh_points(pil, roi_from_points(box, pts[33], pts[263]))
         if score < MIN_MESH_SCORE:
-            raise VoicedragError(NO_FACE)
+            raise UserError(NO_FACE)
         return pts - 0.5
 
     def detect(self, image: Image.Image | np.ndarray) -> dict[str, Point]:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.atomic import write_text_atomic
-from engine.errors import VoicedragError
+from engine.errors import UserError
 from engine.types import Point
 
 if TYPE_CHECKING:
@@ -94,12 +94,12 @@ class KeypointTemplate:
         try:
             write_text_atomic(path, json.dumps(self.to_json(), separators=(",", ":")) + "\n")
         except OSError as err:
-            raise VoicedragError(f"cannot write {path} ({err.strerror or err}); choose another --out path.") from None
+            raise UserError(f"cannot write {path} ({err.strerror or err}); choose another --out path.") from None
 
     @classmethod
     def from_json(cls, data: Any, source: str = "the template") -> KeypointTemplate:
-        def bad(why: str) -> VoicedragError:
-            return VoicedragError(f"{source} is not a keypoint template ({why}); "
+        def bad(why: str) -> UserError:
+            return UserError(f"{source} is not a keypoint template ({why}); "
                                   "teach one with `voicedrag keypoints teach`.")
 
         if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -146,20 +146,20 @@ class KeypointTemplate:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise VoicedragError(f"no keypoint template at {path}; check the path or teach one with "
+            raise UserError(f"no keypoint template at {path}; check the path or teach one with "
                                  "`voicedrag keypoints teach`.") from None
         except (OSError, UnicodeDecodeError) as err:
-            raise VoicedragError(f"cannot read {path} ({err}); pass a template JSON file.") from None
+            raise UserError(f"cannot read {path} ({err}); pass a template JSON file.") from None
         try:
             data = json.loads(text)
         except (ValueError, RecursionError):
-            raise VoicedragError(f"{path} is not JSON; pass a template written by `voicedrag keypoints teach`.") from None
+            raise UserError(f"{path} is not JSON; pass a template written by `voicedrag keypoints teach`.") from None
         return cls.from_json(data, source=str(path))
 
     def merged(self, other: KeypointTemplate) -> KeypointTemplate:
         """This template with another's samples (taught on the same model and blocks)."""
         if other.model.get("fingerprint") != self.model.get("fingerprint") or other.blocks != self.blocks:
-            raise VoicedragError("the templates were taught on different models or blocks; combine templates "
+            raise UserError("the templates were taught on different models or blocks; combine templates "
                                  "of one model only.")
         return KeypointTemplate(model=self.model, blocks=self.blocks, samples=self.samples + other.samples,
                                 search=self.search, min_confidence=self.min_confidence,
@@ -227,12 +227,12 @@ def teach(generator: Generator, ws: torch.Tensor, points: dict[str, Point], seed
     res = generator.img_resolution
     for b in blocks:
         if not 0 <= b < len(generator.synthesis.block_resolutions):
-            raise VoicedragError(f"block {b} is not one of the model's {len(generator.synthesis.block_resolutions)}.")
+            raise UserError(f"block {b} is not one of the model's {len(generator.synthesis.block_resolutions)}.")
     if not points:
-        raise VoicedragError('name at least one point to teach, as in --points "nose=30,40".')
+        raise UserError('name at least one point to teach, as in --points "nose=30,40".')
     for name, p in points.items():
         if not (0 <= p.x <= res - 1 and 0 <= p.y <= res - 1):
-            raise VoicedragError(f"{name} at ({p.x:g}, {p.y:g}) is outside the {res}x{res} image; "
+            raise UserError(f"{name} at ({p.x:g}, {p.y:g}) is outside the {res}x{res} image; "
                                  "give points inside it.")
     maps = feature_maps(generator, ws, blocks)
     xs = torch.tensor([p.x for p in points.values()], dtype=torch.float32)
@@ -258,10 +258,10 @@ def check_model(template: KeypointTemplate, generator: Generator) -> None:
         generator.synthesis.block_resolutions) else {}
     if sig.get("resolution") != template.model.get("resolution") or sig.get("channels") != template.model.get(
             "channels"):
-        raise VoicedragError("this template was taught on a model of another size or architecture; teach it again "
+        raise UserError("this template was taught on a model of another size or architecture; teach it again "
                              "on this model with `voicedrag keypoints teach`.")
     if sig.get("fingerprint") != template.model.get("fingerprint"):
-        raise VoicedragError("this template was taught on another model (its weights differ); teach it again on "
+        raise UserError("this template was taught on another model (its weights differ); teach it again on "
                              "this model with `voicedrag keypoints teach`.")
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import engine.loading
+import voicedrag.models
 from engine.loading import save_generator
 from engine.stylegan2 import Generator
 from tests.conftest import fixture_path
@@ -20,7 +20,7 @@ def test_demo_says_open_the_mouth_to_the_embedded_model(tmp_path: Path, monkeypa
     # A face-world model names its rules and detector in its config, as the shipped one does.
     model = save_generator(Generator(generator_config(32)), tmp_path / "faces.safetensors",
                            extra={"kit": {"rules": "face", "detector": "faceworld"}})
-    monkeypatch.setattr(engine.loading, "embedded_model_path", lambda: model)
+    monkeypatch.setattr(voicedrag.models, "embedded_model_path", lambda: model)
     assert main(["demo", "--out-dir", str(tmp_path / "out"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["command"] == "open the mouth" and report["model"] == str(model)
@@ -31,7 +31,7 @@ def test_demo_says_open_the_mouth_to_the_embedded_model(tmp_path: Path, monkeypa
 
 def test_demo_on_a_model_without_keypoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     fixture = fixture_path("sg2_64_flat.pkl")
-    monkeypatch.setattr(engine.loading, "embedded_model_path", lambda: tmp_path / "absent.safetensors")
+    monkeypatch.setattr(voicedrag.models, "embedded_model_path", lambda: tmp_path / "absent.safetensors")
     monkeypatch.setenv("VOICEDRAG_FIXTURES", str(fixture.parent))
     monkeypatch.setattr("voicedrag.cli.demo._FIXTURE_MODEL", fixture)
     assert main(["demo", "--out-dir", str(tmp_path / "out"), "--json"]) == 0

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.errors import VoicedragError
+from engine.errors import UserError
 from engine.types import Point
 from keypoints.detector import (
     embedded_weights,
@@ -18,7 +18,7 @@ from keypoints.detector import (
     from_input_coords,
     to_input_tensor,
 )
-from keypoints.faceworld import KEYPOINT_NAMES, render, render_seed, sample_params
+from faceworld.render import KEYPOINT_NAMES, render, render_seed, sample_params
 from keypoints.heatmap_net import HeatmapNet, HeatmapNetConfig, soft_argmax, soft_argmax_reference
 from training.train_detector import (
     HELDOUT_SEED_BASE,
@@ -83,12 +83,12 @@ def test_as_rgb_array_accepts_common_inputs_and_rejects_others() -> None:
     assert as_rgb_array(rgba)[0, 0].tolist() == [10, 20, 30]
     floats = np.full((2, 2, 3), 0.5)
     assert as_rgb_array(floats)[0, 0, 0] == 128
-    with pytest.raises(VoicedragError):
+    with pytest.raises(UserError):
         as_rgb_array(np.zeros((3, 3, 5)))
 
 
 def test_missing_weights_give_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(VoicedragError, match="missing"):
+    with pytest.raises(UserError, match="missing"):
         EmbeddedDetector.load(tmp_path / "nothing.safetensors")
 
 
@@ -181,7 +181,7 @@ def test_training_command_runs_resumes_and_exports(tmp_path: Path) -> None:
 
 def test_cli_render_seed_json_and_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     if not SHIPPED:
-        with pytest.raises(VoicedragError):
+        with pytest.raises(UserError):
             EmbeddedDetector.load()
         assert cli_main(["keypoints", "--render-seed", "3", "--json"]) == 2
         return
@@ -237,11 +237,11 @@ def test_shipped_detector_meets_its_error_target_on_heldout_renders() -> None:
 def test_model_image_without_shipped_generator_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engine.loading
+    import voicedrag.models
     from voicedrag.cli.keypoints import _render_model_image
 
-    monkeypatch.setattr(engine.loading, "embedded_model_path", lambda: tmp_path / "faces.safetensors")
-    with pytest.raises(VoicedragError, match="--image"):
+    monkeypatch.setattr(voicedrag.models, "embedded_model_path", lambda: tmp_path / "faces.safetensors")
+    with pytest.raises(UserError, match="--image"):
         _render_model_image("embedded", 0)
-    with pytest.raises(VoicedragError):
+    with pytest.raises(UserError):
         _render_model_image(str(tmp_path / "missing.safetensors"), 0)

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.loading import embedded_model_path, save_generator
+from engine.loading import save_generator
+from voicedrag.models import embedded_model_path
 from tests.conftest import fixture_path, make_tiny_generator
 from voicedrag.cli import main
 from voicedrag.editor import NO_DETECTOR, Editor, KitSpec, load_kit

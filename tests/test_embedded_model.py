@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from engine import to_uint8
-from engine.loading import embedded_model_path, load_generator
+from voicedrag.models import embedded_model_path, load_model_file
 
 MODEL = embedded_model_path()
 pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason="the embedded face model is not shipped in this checkout")
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not MODEL.is_file(), reason="the embedded face m
 
 @pytest.fixture(scope="module")
 def G():
-    return load_generator("embedded", device="cpu")
+    return load_model_file("embedded", device="cpu")
 
 
 def test_the_shipped_files_and_their_record(G) -> None:
@@ -37,7 +37,7 @@ def test_samples_draw_the_world_where_the_latent_says(G) -> None:
     """The detector finds a sample's keypoints where the renderer puts them for the same latent: the
     generator has learnt the world's geometry, not a blur of it."""
     from keypoints.detector import EmbeddedDetector
-    from keypoints.faceworld import KEYPOINT_NAMES, render
+    from faceworld.render import KEYPOINT_NAMES, render
     from training.train_generator import params_from_z, trained_latent_map
 
     detector = EmbeddedDetector.load()

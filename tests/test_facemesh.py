@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.errors import VoicedragError
+from engine.errors import UserError
 from keypoints.facemesh import (
     MESH_POINTS,
     Roi,
@@ -166,7 +166,7 @@ def test_transformed_photographs(detector, astronaut, variant: str) -> None:  # 
 def test_no_face_is_one_sentence(detector) -> None:  # type: ignore[no-untyped-def]
     import skimage.data
 
-    with pytest.raises(VoicedragError, match="no face was found in this image"):
+    with pytest.raises(UserError, match="no face was found in this image"):
         detector.detect(skimage.data.coffee())
 
 

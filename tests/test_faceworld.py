@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from keypoints.faceworld import (
+from faceworld.render import (
     ATTRIBUTE_NAMES,
     KEYPOINT_NAMES,
     FaceParams,

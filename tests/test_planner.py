@@ -189,7 +189,7 @@ def test_plan_json_round_trip(parser: CommandParser) -> None:
 
 def test_plans_on_rendered_faces() -> None:
     """On keypoints of the embedded model's own renderer, every rule puts handles on its part, inside the image."""
-    from keypoints.faceworld import render_seed
+    from faceworld.render import render_seed
 
     rules = default_rules()
     for seed in range(8):

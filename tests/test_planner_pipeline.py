@@ -63,7 +63,7 @@ def test_given_keypoints_skip_the_detector_and_plan_the_same_pairs(parser: Comma
 
 def test_given_keypoints_from_the_embedded_detector_plan_as_the_detector_would(parser: CommandParser) -> None:
     from keypoints.detector import EmbeddedDetector, embedded_weights
-    from keypoints.faceworld import render_seed
+    from faceworld.render import render_seed
 
     if not embedded_weights().is_file():
         pytest.skip("the embedded keypoint detector is not shipped in this checkout")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import VoicedragError
+from engine.errors import UserError
 from voicedrag import registry as reg
 from voicedrag.registry import Checkpoint, Registry
 
@@ -89,7 +89,7 @@ def test_a_cut_connection_resumes_with_a_range_request(server: _Server, tmp_path
 
 def test_a_corrupt_download_is_refused_and_removed(server: _Server, tmp_path: Path) -> None:
     r = _registry(tmp_path, _url(server), sha="0" * 64)
-    with pytest.raises(VoicedragError, match="does not match its known checksum and was removed") as err:
+    with pytest.raises(UserError, match="does not match its known checksum and was removed") as err:
         r.download("tiny")
     assert str(err.value).count(";") == 1 and list((tmp_path / "cache").glob("tiny.pkl*")) == []
 
@@ -98,7 +98,7 @@ def test_a_file_changed_after_download_is_refused(server: _Server, tmp_path: Pat
     r = _registry(tmp_path, _url(server))
     path = r.download("tiny")
     path.write_bytes(PAYLOAD[:-1] + b"x")
-    with pytest.raises(VoicedragError, match="does not match the checksum recorded"):
+    with pytest.raises(UserError, match="does not match the checksum recorded"):
         r.resolve("tiny")
 
 
@@ -107,14 +107,14 @@ def test_no_server_is_one_sentence(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     r = _registry(tmp_path, f"http://127.0.0.1:{port}/tiny.pkl")
-    with pytest.raises(VoicedragError, match="cannot reach 127.0.0.1") as err:
+    with pytest.raises(UserError, match="cannot reach 127.0.0.1") as err:
         r.download("tiny")
     assert "check the network connection" in str(err.value) and str(err.value).endswith(".")
 
 
 def test_nothing_downloads_unless_asked(server: _Server, tmp_path: Path) -> None:
     r = _registry(tmp_path, _url(server))
-    with pytest.raises(VoicedragError, match=r"tiny is not downloaded yet; run `voicedrag models download tiny`"):
+    with pytest.raises(UserError, match=r"tiny is not downloaded yet; run `voicedrag models download tiny`"):
         r.resolve("tiny")
     assert server.requests == []
     assert r.resolve("tiny", download=True).read_bytes() == PAYLOAD
@@ -155,7 +155,7 @@ def test_a_downloaded_checkpoint_loads_by_name_with_its_kit(server: _Server, tmp
     r = _registry(tmp_path, _url(server))
     r = replace(r, checkpoints=(replace(r.checkpoints[0], rules="animal"),))
     monkeypatch.setattr(reg, "default_registry", lambda: r)
-    with pytest.raises(VoicedragError, match="not downloaded yet"):
+    with pytest.raises(UserError, match="not downloaded yet"):
         load_kit("tiny", device="cpu")
     kit = load_kit("tiny", device="cpu", download=True)
     assert kit.generator.img_resolution == 64 and kit.rules.name == "animal"

@@ -107,7 +107,7 @@ def test_network_arguments_that_are_not_keywords_are_one_sentence(tmp_path):
 
 
 def test_a_kit_naming_rules_that_do_not_exist_is_refused_with_the_model(tmp_path):
-    from engine.errors import VoicedragError
+    from engine.errors import UserError
     from voicedrag.editor import KitSpec
 
     weights, meta = rb._own_format()
@@ -116,7 +116,7 @@ def test_a_kit_naming_rules_that_do_not_exist_is_refused_with_the_model(tmp_path
     (tmp_path / "m.json").write_text(json.dumps(meta))
     try:
         KitSpec.from_model_file(tmp_path / "m.safetensors")
-    except VoicedragError as err:
+    except UserError as err:
         assert "nonesuch" in str(err) and "face" in str(err)
     else:
         raise AssertionError("unknown rules accepted")

@@ -81,7 +81,7 @@ def test_a_masked_drag_runs_on_stylegan3(sg3) -> None:
 
 def test_unknown_stylegan3_arguments_are_one_sentence(tmp_path, monkeypatch) -> None:
     from engine import loading
-    from engine.errors import VoicedragError
+    from engine.errors import UserError
 
     real = loading._build3
     path = fixture_path("sg3_t_64.pkl")
@@ -90,7 +90,7 @@ def test_unknown_stylegan3_arguments_are_one_sentence(tmp_path, monkeypatch) -> 
         return real(args, {**kwargs, "warp_field": 3}, state, source)
 
     monkeypatch.setattr(loading, "_build3", odd)
-    with pytest.raises(VoicedragError, match=r"cannot build \(warp_field\)") as err:
+    with pytest.raises(UserError, match=r"cannot build \(warp_field\)") as err:
         load_generator(path, device="cpu")
     assert str(err.value).endswith("checkpoint.")
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import make_tiny_generator
-from engine.errors import VoicedragError
+from engine.errors import UserError
 from engine.loading import save_generator
 from engine.types import Point
 from keypoints.template import KeypointTemplate, default_blocks, find, sample_at, teach
@@ -57,7 +57,7 @@ def test_a_template_round_trips_and_combines(tiny_generator, tmp_path: Path) -> 
     a, b = find(both, tiny_generator, ws, min_confidence=0), find(back, tiny_generator, ws, min_confidence=0)
     for name in ("a", "b"):
         assert (a.points[name].x, a.points[name].y) == pytest.approx((b.points[name].x, b.points[name].y), abs=1e-3)
-    with pytest.raises(VoicedragError, match="different models or blocks"):
+    with pytest.raises(UserError, match="different models or blocks"):
         one.merged(teach(tiny_generator, ws, {"a": Point(1, 1)}, blocks=[3]))
 
 
@@ -77,7 +77,7 @@ def test_a_template_round_trips_and_combines(tiny_generator, tmp_path: Path) -> 
 def test_a_broken_template_is_refused_in_one_sentence(tmp_path: Path, content: str, why: str) -> None:
     path = tmp_path / "t.json"
     path.write_text(content)
-    with pytest.raises(VoicedragError, match=why) as err:
+    with pytest.raises(UserError, match=why) as err:
         KeypointTemplate.load(path)
     assert str(err.value).count(". ") == 0 and str(err.value).endswith(".")
 
@@ -85,10 +85,10 @@ def test_a_broken_template_is_refused_in_one_sentence(tmp_path: Path, content: s
 def test_a_template_of_another_model_is_refused(tiny_generator) -> None:
     tpl = teach(tiny_generator, tiny_generator.ws_from_seed(1), {"a": Point(10, 12)}, blocks=[2, 3])
     other = make_tiny_generator(seed=5)
-    with pytest.raises(VoicedragError, match="taught on another model"):
+    with pytest.raises(UserError, match="taught on another model"):
         find(tpl, other, other.ws_from_seed(1))
     bigger = make_tiny_generator(resolution=64)
-    with pytest.raises(VoicedragError, match="another size or architecture"):
+    with pytest.raises(UserError, match="another size or architecture"):
         find(tpl, bigger, bigger.ws_from_seed(1))
 
 
@@ -106,13 +106,13 @@ def test_default_blocks_are_at_16_and_32_px_or_a_sixteenth_of_the_image() -> Non
 def test_on_the_embedded_model_one_taught_face_finds_the_keypoints_of_others() -> None:
     """The renderer knows the truth: taught with the true keypoints of one sample, the template
     finds all 20 on other samples within a pixel on average (64 px)."""
-    from engine import load_generator
-    from keypoints.faceworld import KEYPOINT_NAMES, render
+    from voicedrag.models import load_model_file
+    from faceworld.render import KEYPOINT_NAMES, render
     from training.train_generator import params_from_z, trained_latent_map
 
     try:
-        G = load_generator("embedded", device="cpu")
-    except VoicedragError as err:
+        G = load_model_file("embedded", device="cpu")
+    except UserError as err:
         pytest.skip(f"the embedded model is not installed: {err}")
     latent_map = trained_latent_map("embedded")
 

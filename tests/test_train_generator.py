@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.loading import load_generator
-from keypoints.faceworld import ATTRIBUTE_NAMES, SIGNED_ATTRIBUTES
+from faceworld.render import ATTRIBUTE_NAMES, SIGNED_ATTRIBUTES
 from training.train_generator import FIXED, VARIED, Z_DIM, Trainer, TrainConfig, params_from_z, sample_grid
 
 

@@ -366,7 +366,7 @@ def test_command_palette_lists_every_action(model: Path) -> None:
 
 
 def test_keypoint_labels_toggle(model: Path) -> None:
-    from keypoints.faceworld import render_seed
+    from faceworld.render import render_seed
 
     async def scenario() -> None:
         app = make_app(model)

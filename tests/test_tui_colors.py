@@ -26,7 +26,7 @@ def test_seed_2_dithered_is_nearer_the_png_than_rounded() -> None:
     from scipy.ndimage import gaussian_filter
     from skimage.color import rgb2lab
 
-    from engine.loading import embedded_model_path
+    from voicedrag.models import embedded_model_path
     if not embedded_model_path().is_file():
         pytest.skip("the embedded model is not installed")
     from voicedrag.editor import Editor, load_kit

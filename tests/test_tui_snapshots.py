@@ -78,7 +78,7 @@ def test_points_and_mask_by_hand(snap_compare, model: Path) -> None:
 
 
 def test_keypoint_labels(snap_compare, model: Path) -> None:
-    from keypoints.faceworld import render_seed
+    from faceworld.render import render_seed
 
     async def before(pilot: Pilot) -> None:
         app = await ready(pilot)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from keypoints.faceworld import KEYPOINT_NAMES, render_batch, render_seed
+from faceworld.render import KEYPOINT_NAMES, render_batch, render_seed
 
 if TYPE_CHECKING:
     import torch

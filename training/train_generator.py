@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from engine.loading import save_generator
 from engine.stylegan2 import Generator, GeneratorConfig, MappingConfig
-from keypoints.faceworld import ATTRIBUTE_NAMES, FaceParams, render
+from faceworld.render import ATTRIBUTE_NAMES, FaceParams, render
 
 Z_DIM = 32  # the first len(VARIED) coordinates name attributes; the rest are unused
 
@@ -145,7 +145,7 @@ def _soft_eye(t: float) -> float:
 def trained_latent_map(model: str) -> str:
     """The latent map a project-trained model was trained with (its JSON's training record);
     models from before the maps were named used the clipped one."""
-    from engine.loading import resolve_model_path
+    from voicedrag.models import resolve_model_path
 
     config = resolve_model_path(model).with_suffix(".json")
     meta = json.loads(config.read_text()) if config.is_file() else {}
@@ -204,9 +204,9 @@ def grow_into(G: Generator, source: Path) -> set[str]:
     image is the sum of every block's toRGB, upsampled, so the grown network first draws exactly
     the old image, upsampled, and the new blocks learn the detail on top of it.
     """
-    from engine.loading import load_generator
+    from voicedrag.models import load_model_file
 
-    old = load_generator(source, device="cpu")
+    old = load_model_file(source, device="cpu")
     if old.cfg.z_dim != G.cfg.z_dim or old.cfg.w_dim != G.cfg.w_dim or old.img_resolution > G.img_resolution:
         raise ValueError(f"{source} cannot grow into this generator: it needs the same z and w sizes and "
                          "a resolution no higher; pick a smaller model to grow from.")
@@ -440,9 +440,9 @@ def main() -> None:
         report = {"exported": str(path), "step": trainer.step, "images_seen": trainer.images_seen,
                   "cpu_hours": round(trainer.seconds / 3600, 3)}
         if args.grid:
-            from engine.loading import load_generator
+            from voicedrag.models import load_model_file
 
-            report["grid"] = str(sample_grid(load_generator(path, device="cpu"), args.grid))
+            report["grid"] = str(sample_grid(load_model_file(path, device="cpu"), args.grid))
         print(json.dumps(report))
 
 

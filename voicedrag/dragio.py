@@ -13,7 +13,7 @@ from typing import TextIO
 import numpy as np
 
 from engine.atomic import atomic_path
-from engine.errors import VoicedragError
+from voicedrag.errors import VoicedragError
 from engine.types import DragPair, Point
 
 

@@ -31,8 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.errors import VoicedragError
-from voicedrag.planning.pipeline import CommandError, PlannedEdit, needs_keypoints, plan_command
+from engine.errors import UserError
+from engine.types import DEFAULT_PSI
+from voicedrag.errors import VoicedragError
+from voicedrag.planning.pipeline import (
+    CommandError,
+    PlannedEdit,
+    needs_keypoints,
+    plan_command,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -40,8 +47,8 @@ if TYPE_CHECKING:
     from engine.drag import DragResult, DragSession, StepResult
     from engine.stylegan2 import Generator
     from engine.types import DragPair, Point
-    from keypoints.template import KeypointTemplate
     from keypoints.detector import Detector
+    from keypoints.template import KeypointTemplate
     from voicedrag.language.commands import CommandParser, ParseResult
     from voicedrag.planning.rules import Rules
     from voicedrag.speech.grammar import GrammarChoice
@@ -195,7 +202,7 @@ def _load_detector(name: str | None) -> tuple[Detector | None, str | None]:
         return EmbeddedDetector.load(), None
     except ModuleNotFoundError as err:
         return None, f"the keypoint detector needs {err.name}, which is not installed; use explicit drags meanwhile."
-    except VoicedragError as err:
+    except UserError as err:
         return None, f"{str(err).rstrip('.')}; meanwhile use explicit drags such as 'drag 30,40 to 50,60'."
 
 
@@ -204,12 +211,13 @@ def load_kit(model: str | Path, device: str | None = None, template: str | Path 
     """The kit of a model file, of 'embedded' (the shipped face model) or of a registry name
     (`voicedrag models`; downloaded first only when `download`); `template` (or the one the
     model's config names) finds keypoints where the model has no detector."""
-    from engine.loading import load_generator, resolve_model_path
+    from voicedrag.models import load_model_file, resolve_model_path
     from voicedrag.registry import default_registry, model_path
 
     registry = default_registry()
-    path = resolve_model_path(model_path(model, download=download, registry=registry))
-    generator = load_generator(path, device=device)
+    path = model_path(model, download=download, registry=registry)
+    generator = load_model_file(path, device=device)
+    path = resolve_model_path(path)
     spec = KitSpec.from_model_file(path)
     entry = registry.get(str(model))
     if entry is not None and spec.rules is None and entry.rules is not None:
@@ -286,7 +294,7 @@ class Editor:
         """[H, W, 3] uint8 image of a latent (a tensor, or the numpy ws a session keeps)."""
         return self.kit.generator.render(ws)
 
-    def seed(self, seed: int, psi: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+    def seed(self, seed: int, psi: float = DEFAULT_PSI) -> tuple[np.ndarray, np.ndarray]:
         """(ws [1, num_ws, w_dim] float32, image) of a seed."""
         ws = self.kit.generator.ws_from_seed(seed, psi)
         return ws.detach().cpu().numpy().astype(np.float32), self.render(ws)
@@ -317,7 +325,7 @@ class Editor:
                 return Keypoints({}, self.kit.detector_error)
             try:
                 points = dict(detector.detect(image))
-            except VoicedragError as err:  # no face in this picture: the user is told, nothing is cached
+            except UserError as err:  # no face in this picture: the user is told, nothing is cached
                 return Keypoints({}, str(err))
         if entry_id is not None:
             with self._cache_lock:

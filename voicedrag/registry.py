@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine.atomic import write_text_atomic
-from engine.errors import VoicedragError
+from voicedrag.errors import VoicedragError
 
 NVIDIA_NC = "NVIDIA Source Code License-NC: non-commercial research use only"
 SELF_DISTILLED = "Self-Distilled StyleGAN release (Google): research use; see its page for the terms"

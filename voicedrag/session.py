@@ -178,7 +178,7 @@ class Session:
         try:
             folder.mkdir(parents=True)
         except OSError as err:
-            from engine.errors import VoicedragError
+            from voicedrag.errors import VoicedragError
 
             raise VoicedragError(f"cannot create the folder {folder} ({err.strerror}); choose a writable --out folder.") from err
         files = [save_png(self.current.image, folder / "image.png")]

@@ -13,7 +13,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from engine.errors import VoicedragError
+from engine.errors import UserError
+from voicedrag.errors import VoicedragError
 from voicedrag import _interrupted_while_starting, _started_as_the_command  # the handler is installed there
 
 # Modules that contribute subcommands, in the order they appear in --help.
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 0
         return int(args.run(args) or 0)
-    except VoicedragError as err:
+    except UserError as err:
         print(f"voicedrag: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

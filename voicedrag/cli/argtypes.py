@@ -7,6 +7,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+from engine.types import DEFAULT_PSI
+
 
 def _number(kind: type, lo: float, hi: float, what: str) -> Callable[[str], float | int]:
     def parse(text: str) -> float | int:
@@ -24,7 +26,7 @@ def _number(kind: type, lo: float, hi: float, what: str) -> Callable[[str], floa
 
 
 seed = _number(int, 0, 2**32 - 1, "a seed from 0 to 4294967295")
-psi = _number(float, -2.0, 2.0, "a truncation psi from -2 to 2 (0.7 is usual)")
+psi = _number(float, -2.0, 2.0, f"a truncation psi from -2 to 2 ({DEFAULT_PSI} is usual)")
 lr = _number(float, 1e-8, 1.0, "a learning rate above 0 and at most 1 (such as 0.002)")
 steps = _number(int, 1, 100_000, "a step count from 1 to 100000")
 threads = _number(int, 1, 1024, "a thread count from 1 to 1024")

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.errors import VoicedragError
+from voicedrag.errors import VoicedragError
 from voicedrag.cli import argtypes
 from voicedrag.cli.output import json_line
 from voicedrag.dragio import check_writable, save_gif, save_png
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo_model() -> Path:
-    from engine.loading import embedded_model_path
+    from voicedrag.models import embedded_model_path
 
     if embedded_model_path().is_file():
         return embedded_model_path()

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Any
 
-from engine.errors import VoicedragError
+from voicedrag.errors import VoicedragError
 from voicedrag.cli.engine import add_drag_args, add_model_args, add_template_arg
 from voicedrag.cli.output import json_line
 

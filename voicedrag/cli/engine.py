@@ -9,9 +9,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.types import DEFAULT_PSI
 from voicedrag.cli import argtypes
 from voicedrag.cli.output import json_line
-from voicedrag.dragio import Progress, SpecError, check_handles_in_mask, check_writable, pair_report, parse_mask, parse_points, save_gif, save_npy, save_png
+from voicedrag.dragio import (
+    Progress,
+    SpecError,
+    check_handles_in_mask,
+    check_writable,
+    pair_report,
+    parse_mask,
+    parse_points,
+    save_gif,
+    save_npy,
+    save_png,
+)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -19,7 +31,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="a .pkl or .safetensors generator, a name from `voicedrag models`, or 'embedded' (default)")
     p.add_argument("--download", action="store_true", help="download a registry model first if it is not cached")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="latent seed (default 0)")
-    p.add_argument("--psi", type=argtypes.psi, default=0.7, help="truncation psi (default 0.7)")
+    p.add_argument("--psi", type=argtypes.psi, default=DEFAULT_PSI, help=f"truncation psi (default {DEFAULT_PSI})")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
 
 

@@ -13,14 +13,15 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from engine.errors import VoicedragError
-from engine.types import Point
+from engine.errors import UserError
+from engine.types import DEFAULT_PSI, Point
 from keypoints.detector import Detector
 from voicedrag.cli import argtypes
 from voicedrag.cli.output import json_line
+from voicedrag.errors import VoicedragError
 
 DETECTORS = ("embedded", "face")
-PSI = 0.7
+PSI = DEFAULT_PSI
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Find named keypoints on a face from the model (--seed) or on an image file (--image).",
     )
     p.add_argument("--model", default="embedded", help="generator to sample with --seed (default: embedded)")
-    p.add_argument("--seed", type=argtypes.seed, default=None, help="sample this seed from --model (truncation psi 0.7)")
+    p.add_argument("--seed", type=argtypes.seed, default=None, help=f"sample this seed from --model (truncation psi {PSI})")
     p.add_argument("--image", type=Path, default=None, help="an image of the model's domain instead of a sample")
     # The renderer's own face for a seed (the true world), for checks without a trained generator.
     p.add_argument("--render-seed", type=argtypes.seed, default=None, help=argparse.SUPPRESS)
@@ -47,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "teach", help="store named points of one sample as a template that finds them on other samples",
         description="Name points on one sample of a model; the template finds them on any other sample of it.")
     t.add_argument("--model", default="embedded", help="generator file (.pkl or .safetensors), or 'embedded'")
-    t.add_argument("--seed", type=argtypes.seed, required=True, help="the sample the points are on (truncation psi 0.7)")
+    t.add_argument("--seed", type=argtypes.seed, required=True, help=f"the sample the points are on (truncation psi {PSI})")
     t.add_argument("--points", required=True, metavar='"NAME=X,Y;NAME=X,Y"',
                    help='named points in image pixels, e.g. "nose=120,200;left_ear_tip=80,60"')
     t.add_argument("--out", type=Path, required=True, help="the template JSON to write")
@@ -61,14 +62,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _render_model_image(model: str, seed: int) -> Image.Image:
-    """One sample of a generator at truncation psi 0.7."""
+    """One sample of a generator at the usual truncation psi (PSI)."""
     try:
         return _seed_latent(model, seed)[1]
     except ImportError as err:
         raise VoicedragError(
             "the generator engine is not available in this installation; use --image FILE instead of --seed."
         ) from err
-    except VoicedragError as err:
+    except UserError as err:
         if model == "embedded":
             raise VoicedragError(
                 "the embedded face model is not shipped in this installation yet; use --image FILE instead of --seed."
@@ -110,7 +111,7 @@ def _source_image(args: argparse.Namespace) -> Image.Image:
     if args.image is not None:
         return _load_image(args.image)
     if args.render_seed is not None:
-        from keypoints.faceworld import render_seed
+        from faceworld.render import render_seed
 
         return render_seed(args.render_seed).image
     return _render_model_image(args.model, args.seed)
@@ -168,10 +169,10 @@ def parse_named_points(spec: str) -> dict[str, Point]:
 
 
 def _seed_latent(model: str, seed: int) -> tuple[object, Image.Image, object]:
-    from engine import load_generator
+    from voicedrag.models import load_model_file
     from voicedrag.registry import model_path
 
-    G = load_generator(model_path(model), device="cpu")
+    G = load_model_file(model_path(model), device="cpu")
     ws = G.ws_from_seed(seed, truncation_psi=PSI)
     return G, Image.fromarray(G.render(ws)), ws
 

@@ -11,7 +11,7 @@ import argparse
 import io
 import sys
 
-from engine.errors import VoicedragError
+from voicedrag.errors import VoicedragError
 from voicedrag.cli.output import json_line
 
 

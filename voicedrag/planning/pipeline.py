@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.errors import VoicedragError
+from voicedrag.errors import VoicedragError
 from engine.types import DragPair, Point
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import VoicedragError
+from voicedrag.errors import VoicedragError
 from engine.types import DragPair, Point
 from voicedrag.intents import ACTIONS, DIRECTION_VECTORS, DIRECTIONS, EditIntent
 

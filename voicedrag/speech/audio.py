@@ -19,7 +19,7 @@ from types import ModuleType
 
 import numpy as np
 
-from engine.errors import VoicedragError
+from voicedrag.errors import VoicedragError
 
 SAMPLE_RATE = 16_000
 # A tool for spoken commands: anything longer is almost certainly the wrong file

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.errors import CheckpointError, VoicedragError
+from engine.errors import CheckpointError
+from voicedrag.errors import VoicedragError
 from voicedrag.speech.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioClip, load_audio
 from voicedrag.speech.denoise import NoiseSuppression, suppress_noise
 from voicedrag.speech.grammar import (GrammarChoice, GrammarSettings, PrefixTree, Reading, candidates, canonical,

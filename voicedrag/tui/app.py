@@ -8,10 +8,10 @@ up and taking keys while the model still loads.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
 from textual.worker import Worker, get_current_worker
 
+from engine.types import DEFAULT_PSI
 from voicedrag.session import Session
 from voicedrag.tui import messages as m
 from voicedrag.tui import workers
@@ -79,7 +80,7 @@ class TuiOptions:
     seed: int = 0
     device: str | None = None
     steps: int = 300  # as `voicedrag edit` and `drag`
-    psi: float = 0.7
+    psi: float = DEFAULT_PSI
     renderer: str = "auto"  # auto | halfcell | unicode | sixel | tgp
     auto_run_voice: bool = True  # run a transcript at once, or wait for Enter
     out_dir: str = "voicedrag-out"
@@ -832,11 +833,11 @@ class VoiceDragApp(App[int]):
         s = self._idle_session("save")
         if s is None:
             return
-        from engine.errors import VoicedragError
+        from engine.errors import UserError
 
         try:
             saved = s.save(s.default_folder(self.options.out_dir))
-        except VoicedragError as err:
+        except UserError as err:
             self.set_hint(str(err), error=True)
             self.notify(str(err), title="Not saved", severity="error")
             return

@@ -29,11 +29,26 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from textual.message import Message
 
+from engine.types import DEFAULT_PSI
 from voicedrag.tui.messages import (
-    CommandFailed, CommandParsed, ControlRequested, DragFailed, DragFinished, DragPlanned, DragStep,
-    KeypointsFound, ModelFailed, ModelLoaded, Notice, PlannedDrag, PointTaught, SeedReady, Transcribed,
+    CommandFailed,
+    CommandParsed,
+    ControlRequested,
+    DragFailed,
+    DragFinished,
+    DragPlanned,
+    DragStep,
+    KeypointsFound,
+    ModelFailed,
+    ModelLoaded,
+    Notice,
+    PlannedDrag,
+    PointTaught,
+    SeedReady,
+    Transcribed,
     VoiceFailed,
-    VoiceLevel, VoiceState,
+    VoiceLevel,
+    VoiceState,
 )
 
 if TYPE_CHECKING:
@@ -98,7 +113,7 @@ class Backend:
     editor: Editor | None = None
     transcriber: Any = None
     recorder: Any = None  # the MicrophoneRecorder while recording
-    psi: float = 0.7
+    psi: float = DEFAULT_PSI
     threads: int | None = None
     paraphrase: bool = True  # let the parser fall back on its sentence model for free phrasings
 
@@ -121,9 +136,9 @@ class DragRequest:
 
 
 def _describe(err: BaseException, doing: str) -> str:
-    from engine.errors import VoicedragError
+    from engine.errors import UserError
 
-    if isinstance(err, VoicedragError):
+    if isinstance(err, UserError):
         return str(err)
     last = traceback.extract_tb(err.__traceback__)[-1:] if err.__traceback__ else []
     where = f" at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno}" if last else ""
@@ -352,7 +367,11 @@ def _load_transcriber(backend: Backend) -> Any:
 
 
 def _voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
-    from voicedrag.speech.audio import MicrophoneRecorder, NoMicrophoneError, microphone_status
+    from voicedrag.speech.audio import (
+        MicrophoneRecorder,
+        NoMicrophoneError,
+        microphone_status,
+    )
 
     ok, message = microphone_status()
     if not ok:
