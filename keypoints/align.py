@@ -148,8 +148,9 @@ class Alignment:
 
     @property
     def rotation_deg(self) -> float:
-        """How far the crop's x axis is turned from the photo's, counter-clockwise on screen positive."""
-        return -math.degrees(math.atan2(float(self.matrix[1, 0]), float(self.matrix[0, 0])))
+        """How far the crop's x axis is turned from the photo's, in degrees counter-clockwise on screen
+        (a face rolled clockwise in the photo gives a negative angle)."""
+        return math.degrees(math.atan2(float(self.matrix[1, 0]), float(self.matrix[0, 0])))
 
     def is_identity(self, tol: float = 1e-9) -> bool:
         return bool(np.allclose(self.matrix, [[1, 0, 0], [0, 1, 0]], atol=tol))
@@ -268,8 +269,9 @@ def detect_letterboxed(detector: Detector, photo: np.ndarray) -> dict[str, Point
 # loosely; from there its points drift to the middle of a face too small to read. Starting 1.3x
 # closer converged on all 20 placed faces of the test (1.0x on 17, 0.6x on 11).
 START_ZOOMS = (1.3, 1.0, 1.7)
-# Converged when one more pass moves the template's points less than this (crop pixels).
-CONVERGED_PX = 0.05
+# Converged when one more pass moves no template point more than this (crop pixels). Below about
+# 0.1 px the passes on the placed faces of the test cycle on the crop's own resampling.
+CONVERGED_PX = 0.15
 MAX_PASSES = 12
 # The largest fit residual (RMS, as a share of the template's spread) that still counts as a
 # face. On the face world (spread 14.5 px at 128) true keypoints leave at most 1.9 px over 2000
@@ -336,6 +338,18 @@ def align_with_detector(photo: np.ndarray, detector: Detector, template: dict[st
 FFHQ_POINTS = ("left_eye_center", "right_eye_center", "mouth_left", "mouth_right")
 
 
+def _with_eye_centres(points: dict[str, Point]) -> dict[str, Point]:
+    """Eye centres from the corners and lids where a detector names no centre: their mean, as the
+    face mesh defines its own centres (and as FFHQ took the mean of dlib's six eye points)."""
+    out = dict(points)
+    for side in ("left", "right"):
+        parts = [points[f"{side}_eye_{k}"] for k in ("outer", "inner", "top", "bottom") if f"{side}_eye_{k}" in points]
+        if f"{side}_eye_center" not in out and len(parts) >= 2:
+            n = len(parts)
+            out[f"{side}_eye_center"] = Point(sum(q.x for q in parts) / n, sum(q.y for q in parts) / n)
+    return out
+
+
 def ffhq_alignment(landmarks: dict[str, Point], crop_size: int) -> Alignment:
     """The crop FFHQ's images were made with (the dataset's `recreate_aligned_images`), as an alignment.
 
@@ -343,10 +357,11 @@ def ffhq_alignment(landmarks: dict[str, Point], crop_size: int) -> Alignment:
     x axis is e - rot90(m) (both vectors vote for "level"), its half side the larger of 2|e| and
     1.8|m|, its centre 0.1 m below the eyes' midpoint. The square's corners become the crop's.
     """
+    landmarks = _with_eye_centres(landmarks)
     missing = [n for n in FFHQ_POINTS if n not in landmarks]
     if missing:
-        raise AlignmentError(f"the FFHQ framing needs the eye centres and mouth corners, and {', '.join(missing)} "
-                             "was not found; use a photo with one face seen from the front.")
+        raise AlignmentError(f"the FFHQ framing needs both eye centres and mouth corners, and these were not found: "
+                             f"{', '.join(missing)}; use a photo with one face seen from the front.")
     p = {n: np.array([landmarks[n].x, landmarks[n].y], dtype=np.float64) for n in FFHQ_POINTS}
     eye_avg = (p["left_eye_center"] + p["right_eye_center"]) / 2
     e = p["right_eye_center"] - p["left_eye_center"]
@@ -417,35 +432,46 @@ def _source_window(src: np.ndarray, m: np.ndarray, out_w: int, out_h: int,
     return part, _compose(m, _translate(x0, y0))
 
 
-def resample(src: np.ndarray, m: np.ndarray, out_w: int, out_h: int, *, antialias: bool = True,
-             resample_filter: Image.Resampling = Image.Resampling.BICUBIC) -> np.ndarray:
-    """src uint8 [H, W, 3] (or float32 [H, W]) resampled so that output pixel q shows src at m^-1 q.
+def resample(src: np.ndarray, m: np.ndarray, out_w: int, out_h: int, *, antialias: bool = True) -> np.ndarray:
+    """src uint8 [H, W, C] or float32 [H, W] resampled (bicubic) so that output pixel q shows src at m^-1 q.
 
     Shrinking is done in two steps: an affine warp at about the source's own scale (rotation and
     position, near lossless), then Pillow's resize, whose filter widens with the shrink factor and
     so does not alias; past 4x a whole-pixel box reduction goes first to keep the warp small.
+    Every step runs on float planes and uint8 output is rounded once at the end: Pillow's 8-bit
+    affine warp truncates, which darkened a warped ramp by half a level on average.
     """
     scale = math.sqrt(abs(float(np.linalg.det(m[:, :2]))))
     part, m_part = _source_window(src, m, out_w, out_h, margin=4 + int(2 / max(scale, 1e-6)))
-    image = Image.fromarray(part)
+    planes = [part] if part.ndim == 2 else [part[..., c] for c in range(part.shape[2])]
+    out = np.stack([_resample_plane(np.asarray(p, dtype=np.float32), m_part, scale, out_w, out_h, antialias)
+                    for p in planes], axis=-1)
+    if src.dtype == np.uint8:
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return out[..., 0] if src.ndim == 2 else out
+
+
+def _resample_plane(plane: np.ndarray, m: np.ndarray, scale: float, out_w: int, out_h: int,
+                    antialias: bool) -> np.ndarray:
+    image = Image.fromarray(np.ascontiguousarray(plane))  # mode "F"
+    bicubic = Image.Resampling.BICUBIC
     if not antialias or scale >= 1.0:
-        out = image.transform((out_w, out_h), Image.Transform.AFFINE, _pil_affine_data(m_part),
-                              resample=resample_filter)
-        return np.asarray(out)
+        warped = image.transform((out_w, out_h), Image.Transform.AFFINE, _pil_affine_data(m), resample=bicubic)
+        return np.asarray(warped)
     k = int(1.0 / scale / 2.0)
     if k >= 2:
         image = image.reduce(k)
         # Pixel i of the reduced image averages source pixels k*i .. k*i+k-1, centred at k*i + (k-1)/2.
-        m_part = _compose(m_part, np.array([[k, 0.0, (k - 1) / 2], [0.0, k, (k - 1) / 2]]))
+        m = _compose(m, np.array([[k, 0.0, (k - 1) / 2], [0.0, k, (k - 1) / 2]]))
         scale *= k
     mid_w = max(out_w, round(out_w / scale))
     mid_h = max(out_h, round(out_h / scale))
     # Output pixel q sits at continuous (q + 0.5) * mid / out of the intermediate image (Pillow's resize).
     sx, sy = mid_w / out_w, mid_h / out_h
     to_mid = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
-    mid = image.transform((mid_w, mid_h), Image.Transform.AFFINE, _pil_affine_data(_compose(to_mid, m_part)),
-                          resample=resample_filter)
-    return np.asarray(mid.resize((out_w, out_h), resample_filter))
+    mid = image.transform((mid_w, mid_h), Image.Transform.AFFINE, _pil_affine_data(_compose(to_mid, m)),
+                          resample=bicubic)
+    return np.asarray(mid.resize((out_w, out_h), bicubic))
 
 
 def warp_to_crop(photo: np.ndarray, alignment: Alignment) -> np.ndarray:
