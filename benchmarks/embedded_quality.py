@@ -104,10 +104,11 @@ def drag_case(G: Generator, detector: EmbeddedDetector, command: str, seed: int,
     ws = G.ws_from_seed(seed)
     with torch.no_grad():
         before_img = to_uint8(G.synthesis(ws).image)
+    size = (before_img.shape[1], before_img.shape[0])
     if template is None:
-        planned = plan_command(parse, before_img, detector)
+        planned = plan_command(parse, size, detector.detect(before_img))
     else:  # planned from the template's points; measured by the detector all the same
-        planned = plan_command(parse, before_img, None, keypoints=find(template, G, ws).points)
+        planned = plan_command(parse, size, find(template, G, ws).points)
         planned.keypoints = detector.detect(before_img)
     t0 = time.perf_counter()
     session = DragSession(G, ws, planned.pairs, mask=planned.mask, config=config)

@@ -47,10 +47,10 @@ async def main():
         while app.query_one("#command").value != "x":
             await pilot.pause(0.005)
         t = time.time()
-        print(f"READY {t!r} {int('torch' in sys.modules)} {int(app.session is not None)}", flush=True)
+        print(f"READY {t!r} {int('torch' in sys.modules)} {int(app.edit.session is not None)}", flush=True)
         # While the model loads in the background: how long does the UI's event loop stall at worst?
         worst, last, t_end = 0.0, time.perf_counter(), time.perf_counter() + 60
-        while app.session is None and app.model_error is None and time.perf_counter() < t_end:
+        while app.edit.session is None and app.edit.model_error is None and time.perf_counter() < t_end:
             await asyncio.sleep(0.01)
             now = time.perf_counter()
             worst, last = max(worst, now - last - 0.01), now
@@ -130,23 +130,23 @@ async def preview_latencies(model: str, runs: int, command: str) -> tuple[list[f
     load_seconds = 0.0
     async with app.run_test(size=(120, 40)) as pilot:
         t0 = time.perf_counter()
-        while app.session is None and app.model_error is None:
+        while app.edit.session is None and app.edit.model_error is None:
             await pilot.pause(0.01)
-        if app.model_error:
-            raise RuntimeError(app.model_error)
+        if app.edit.model_error:
+            raise RuntimeError(app.edit.model_error)
         load_seconds = time.perf_counter() - t0
         # Let the background work (parser, warm-up) finish, as it would while a user reads the screen.
         while any(w.group in ("parser", "model") and w.is_running for w in app.workers):
             await pilot.pause(0.05)
         for i in range(runs + 1):
-            app.submit(command)
-            while app.busy:
+            app.edit.submit(command)
+            while app.edit.busy:
                 await pilot.pause(0.002)
-            if app.first_preview_at is None or app.command_at is None:
+            if app.edit.timings.first_preview_at is None or app.edit.timings.command_at is None:
                 raise RuntimeError(f"no preview frame for {command!r}: {app.query_one('#hint').render()}")
-            times.append(app.first_preview_at - app.command_at)
-            planned.append((app.planned_at or app.first_preview_at) - app.command_at)
-            app.action_undo()
+            times.append(app.edit.timings.first_preview_at - app.edit.timings.command_at)
+            planned.append((app.edit.timings.planned_at or app.edit.timings.first_preview_at) - app.edit.timings.command_at)
+            app.edit.action_undo()
             await pilot.pause(0.05)
     return times, planned, load_seconds, command
 
@@ -176,21 +176,21 @@ async def tui_rate(model: str, command: str, seeds: list[int], steps: int) -> tu
     total_steps, total_seconds = 0, 0.0
     app = VoiceDragApp(TuiOptions(model=model, renderer="halfcell", steps=steps, seed=seeds[0]))
     async with app.run_test(size=(120, 40)) as pilot:
-        while app.session is None and app.model_error is None:
+        while app.edit.session is None and app.edit.model_error is None:
             await pilot.pause(0.05)
-        if app.model_error:
-            raise RuntimeError(app.model_error)
+        if app.edit.model_error:
+            raise RuntimeError(app.edit.model_error)
         while any(w.group in ("parser", "model") and w.is_running for w in app.workers):
             await pilot.pause(0.05)
         for seed in seeds:
-            if app.session.seed != seed:
-                app.change_seed(seed)
-                while app.session.seed != seed:
+            if app.edit.session.seed != seed:
+                app.edit.change_seed(seed)
+                while app.edit.session.seed != seed:
                     await asyncio.sleep(0.05)
-            app.submit(command)
-            while app.busy:
+            app.edit.submit(command)
+            while app.edit.busy:
                 await asyncio.sleep(0.1)  # a light poll: the benchmark must not slow what it measures
-            entry = app.session.current
+            entry = app.edit.session.current
             if entry.kind != "drag":
                 raise RuntimeError(f"{command!r} on seed {seed} did not drag: {app.query_one('#hint').render()}")
             total_steps += entry.steps

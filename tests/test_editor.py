@@ -13,23 +13,22 @@ from voicedrag.models import embedded_model_path
 from tests.conftest import fixture_path, make_tiny_generator
 from voicedrag.cli import main
 from voicedrag.editor import NO_DETECTOR, Editor, KitSpec, load_kit
+from voicedrag.events import EditRequest, ImageState, Planned, Refused
 from voicedrag.tui import workers
-from voicedrag.tui.messages import CommandFailed, DragPlanned
 
 needs_embedded = pytest.mark.skipif(not embedded_model_path().is_file(), reason="the embedded model is not installed")
 
 
 def _tui_plan(model: str, seed: int, text: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """What the TUI's command worker posts last for `text` on the image of `seed` (the drag not run)."""
-    monkeypatch.setattr(workers, "drag", lambda *a: None)
+    """The last event the TUI's edit worker posts for `text` on the image of `seed` (the drag not run)."""
+    monkeypatch.setattr(Editor, "_drag", lambda self, request, planned: iter(()))
     editor = Editor(load_kit(model, device="cpu"), paraphrase=False)
     ws, image = editor.seed(seed)
     backend = workers.Backend(editor=editor)
     posted: list[Any] = []
     editor.begin()
-    workers.run_command(backend, workers.DragRequest(label=text, ws=ws, image=image, max_steps=1,
-                                                     preview_seconds=0.0, entry_id=1), posted.append)
-    return posted[-1]
+    workers.run_edit(backend, EditRequest(ImageState(ws, image, 1), text=text, controls=True), posted.append)
+    return posted[-1].event
 
 
 def _cli_edit(model: str, seed: int, text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, Any, list[str]]:
@@ -52,12 +51,14 @@ def test_the_tui_and_edit_plan_the_same_pairs_and_warnings(seed: int, text: str,
     code, report, cli_warnings = _cli_edit("embedded", seed, text, tmp_path, capsys)
     assert code == 0
     tui = _tui_plan("embedded", seed, text, monkeypatch)
-    assert isinstance(tui, DragPlanned)
-    plan = tui.plan
-    assert [p["name"] for p in report["plan"]["pairs"]] == plan.names
-    assert [tuple(p["handle"]) for p in report["plan"]["pairs"]] == pytest.approx(plan.handles, abs=1e-3)
-    assert [tuple(p["target"]) for p in report["plan"]["pairs"]] == pytest.approx(plan.targets, abs=1e-3)
-    assert cli_warnings == plan.warnings
+    assert isinstance(tui, Planned)
+    plan = tui
+    assert [p["name"] for p in report["plan"]["pairs"]] == list(plan.names)
+    assert [tuple(p["handle"]) for p in report["plan"]["pairs"]] == pytest.approx(
+        [(p.handle.x, p.handle.y) for p in plan.pairs], abs=1e-3)
+    assert [tuple(p["target"]) for p in report["plan"]["pairs"]] == pytest.approx(
+        [(p.target.x, p.target.y) for p in plan.pairs], abs=1e-3)
+    assert cli_warnings == list(plan.warnings)
     if "blorp" in text:
         assert plan.warnings  # the parser's note on the unknown word reaches both
 
@@ -68,8 +69,8 @@ def test_a_model_without_a_detector_gets_the_same_sentence_in_the_tui_and_edit(
     assert load_kit(model, device="cpu").limits == NO_DETECTOR  # an official pickle names no kit
     code, _, cli_lines = _cli_edit(model, 0, "open the mouth", tmp_path, capsys)
     tui = _tui_plan(model, 0, "open the mouth", monkeypatch)
-    assert code == 2 and isinstance(tui, CommandFailed)
-    assert cli_lines == [NO_DETECTOR] and tui.error == NO_DETECTOR
+    assert code == 2 and isinstance(tui, Refused)
+    assert cli_lines == [NO_DETECTOR] and tui.sentence == NO_DETECTOR
 
 
 def test_a_kit_comes_from_the_models_config(tmp_path: Path) -> None:

@@ -193,11 +193,11 @@ def test_face_rules_plan_on_a_photograph_and_name_what_is_missing(detector, astr
     rules = load_rules("face")
     points = detector.detect(astronaut)
     parser = CommandParser()
-    planned = plan_command(parser.parse("open the mouth"), np.asarray(astronaut), None, rules=rules,
-                           keypoints=points)
+    size = (np.asarray(astronaut).shape[1], np.asarray(astronaut).shape[0])
+    planned = plan_command(parser.parse("open the mouth"), size, points, rules=rules)
     pairs = dict(zip(planned.plan.names, planned.pairs))
     assert "lower_lip" in pairs
     lower = pairs["lower_lip"]
     assert lower.target.y > lower.handle.y + 2  # down, by a visible amount at 512 px
     with pytest.raises(CommandError, match="I can't find the ears on this face"):
-        plan_command(parser.parse("raise the left ear"), np.asarray(astronaut), None, rules=rules, keypoints=points)
+        plan_command(parser.parse("raise the left ear"), size, points, rules=rules)

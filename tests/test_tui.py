@@ -35,13 +35,13 @@ def test_typed_command_drags_and_changes_the_image(model: Path) -> None:
         app = make_app(model)
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
-            before = app.session.current.image.copy()
+            before = app.edit.session.current.image.copy()
             # Typed key by key, as a user would.
             app.query_one("#command").focus()
             await pilot.press(*"drag 10,10 to 14,16", "enter")
-            await wait_for(pilot, lambda: app.busy or len(app.session.entries) > 1, what="the drag to start")
+            await wait_for(pilot, lambda: app.edit.busy or len(app.edit.session.entries) > 1, what="the drag to start")
             await idle(pilot)
-            s = app.session
+            s = app.edit.session
             assert len(s.entries) == 2 and s.index == 1
             entry = s.current
             assert entry.kind == "drag" and entry.label == "drag 10,10 to 14,16"
@@ -64,9 +64,9 @@ def test_explicit_points_typed_clicked_and_by_keys(model: Path) -> None:
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
             await type_command(pilot, "points 8,8>12,12; 20,20>20,16")
-            assert app.manual == [((8.0, 8.0), (12.0, 12.0)), ((20.0, 20.0), (20.0, 16.0))]
+            assert app.edit.view.manual == (((8.0, 8.0), (12.0, 12.0)), ((20.0, 20.0), (20.0, 16.0)))
             await type_command(pilot, "clear")
-            assert app.manual == []
+            assert app.edit.view.manual == ()
 
             # Cursor and Enter: the cursor starts at the centre (16,16).
             pane = app.query_one("#image")
@@ -74,22 +74,22 @@ def test_explicit_points_typed_clicked_and_by_keys(model: Path) -> None:
             await pilot.pause()
             assert pane.cursor == (16, 16)
             await pilot.press("right", "right", "right", "enter", "down", "down", "shift+down", "enter")
-            assert app.manual == [((19.0, 16.0), (19.0, 26.0))]
+            assert app.edit.view.manual == (((19.0, 16.0), (19.0, 26.0)),)
 
             # Mouse: a click places a handle, the next its target.
             cols, rows = pane.grid
             await pilot.click("#picture", offset=(cols // 4, rows // 4))
             await pilot.click("#picture", offset=(cols // 4 + 4, rows // 4 + 2))
-            assert len(app.manual) == 2
-            (hx, hy), (tx, ty) = app.manual[1]
+            assert len(app.edit.view.manual) == 2
+            (hx, hy), (tx, ty) = app.edit.view.manual[1]
             assert abs(hx - 8) <= 1 and abs(hy - 8) <= 1.5, (hx, hy)
             assert tx > hx and ty > hy
 
             await pilot.press("ctrl+g")
             await idle(pilot)
-            entry = app.session.current
+            entry = app.edit.session.current
             assert entry.kind == "drag" and len(entry.pairs) == 2
-            assert app.manual == []  # consumed by the drag
+            assert app.edit.view.manual == ()  # consumed by the drag
 
             # A point outside the image is refused with a sentence, not a traceback.
             await type_command(pilot, "points 8,8>40,40")
@@ -105,10 +105,10 @@ def test_mask_limits_the_drag(model: Path) -> None:
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
             await type_command(pilot, "mask 0,0,15,15")
-            assert app.mask == [(0, 0, 16, 16)]
+            assert app.edit.view.mask == ((0, 0, 16, 16),)
             await type_command(pilot, "drag 6,6 to 9,9")
             await idle(pilot)
-            entry = app.session.current
+            entry = app.edit.session.current
             assert entry.kind == "drag" and entry.mask == [(0, 0, 16, 16)]
             assert "mask: 0,0..15,15" in log_text(app)
 
@@ -116,11 +116,11 @@ def test_mask_limits_the_drag(model: Path) -> None:
             pane = app.query_one("#image")
             pane.focus()
             await pilot.press("m", *["right"] * 4, *["down"] * 2, "m")
-            assert app.mask == [(16, 16, 21, 19)]
+            assert app.edit.view.mask == ((16, 16, 21, 19),)
             await type_command(pilot, "mask off")
-            assert app.mask is None
+            assert app.edit.view.mask is None
             await type_command(pilot, "mask 0,0,40,10")
-            assert app.mask is None and "does not fit" in str(app.query_one("#hint").render())
+            assert app.edit.view.mask is None and "does not fit" in str(app.query_one("#hint").render())
 
     run(scenario())
 
@@ -130,32 +130,32 @@ def test_undo_redo_reset_by_keys_and_words(model: Path) -> None:
         app = make_app(model)
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
-            original = app.session.current.image.copy()
+            original = app.edit.session.current.image.copy()
             await type_command(pilot, "drag 10,10 to 13,13")
             await idle(pilot)
-            edited = app.session.current.image.copy()
+            edited = app.edit.session.current.image.copy()
             assert not np.array_equal(original, edited)
 
             await pilot.press("ctrl+z")
-            assert app.session.index == 0
+            assert app.edit.session.index == 0
             assert np.array_equal(app.query_one("#image").image, original)
             await pilot.press("ctrl+y")
-            assert app.session.index == 1 and np.array_equal(app.query_one("#image").image, edited)
+            assert app.edit.session.index == 1 and np.array_equal(app.query_one("#image").image, edited)
 
             await type_command(pilot, "undo")
             await pilot.pause()
-            assert app.session.index == 0
+            assert app.edit.session.index == 0
             await type_command(pilot, "redo")
             await pilot.pause()
-            assert app.session.index == 1
+            assert app.edit.session.index == 1
 
             await pilot.press("ctrl+o")  # reset: a new step back to the original
-            assert app.session.index == 2 and np.array_equal(app.session.current.image, original)
+            assert app.edit.session.index == 2 and np.array_equal(app.edit.session.current.image, original)
             await pilot.press("ctrl+z")
-            assert np.array_equal(app.session.current.image, edited)
+            assert np.array_equal(app.edit.session.current.image, edited)
 
             await pilot.press("ctrl+z", "ctrl+z")  # one more than there is
-            assert app.session.index == 0 and "nothing to undo" in str(app.query_one("#hint").render())
+            assert app.edit.session.index == 0 and "nothing to undo" in str(app.query_one("#hint").render())
 
     run(scenario())
 
@@ -166,18 +166,18 @@ def test_escape_stops_a_drag_and_keeps_the_last_frame(slow_model: Path) -> None:
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
             await type_command(pilot, "drag 4,4 to 28,28")
-            await wait_for(pilot, lambda: app.last_step is not None and app.last_step.step >= 2,
+            await wait_for(pilot, lambda: app.edit.last_step is not None and app.edit.last_step.step >= 2,
                            what="a few drag steps")
             # Keys still work while the drag runs.
             await pilot.press("ctrl+l")
-            assert app.show_labels
+            assert app.edit.view.show_labels
             await pilot.press("escape")
             await idle(pilot, timeout=30)
-            entry = app.session.current
+            entry = app.edit.session.current
             assert entry.kind == "drag" and entry.cancelled and not entry.converged
             assert 2 <= entry.steps < 5000
             assert app.query_one("#image").image is entry.image
-            assert "stopped (Esc); kept the last frame" in log_text(app)
+            assert "stopped; kept the last frame" in log_text(app)
 
     run(scenario())
 
@@ -188,17 +188,17 @@ def test_unknown_command_says_what_to_do_at_once(slow_model: Path) -> None:
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
             await type_command(pilot, "xyzzy")
-            await wait_for(pilot, lambda: not app.busy, timeout=30)
+            await wait_for(pilot, lambda: not app.edit.busy, timeout=30)
             await pilot.pause()
             hint = app.query_one("#hint")
             assert hint.has_class("error")
             assert "did you mean" in str(hint.render())
-            assert len(app.session.entries) == 1
+            assert len(app.edit.session.entries) == 1
 
             # A drag while another runs is refused with the way out.
             app.options.steps = 5000
             await type_command(pilot, "drag 4,4 to 28,28")
-            await wait_for(pilot, lambda: app.last_step is not None, what="the drag")
+            await wait_for(pilot, lambda: app.edit.last_step is not None, what="the drag")
             await type_command(pilot, "drag 5,5 to 6,6")
             assert "press Esc" in str(hint.render())
             await pilot.press("escape")
@@ -219,7 +219,7 @@ def test_named_edit_without_keypoints_explains_itself(model: Path) -> None:
             # The tiny random generator draws no face: either no detector is installed yet, or it finds
             # no mouth; both end in a sentence that points to explicit drags, and no edit is made.
             hint = str(app.query_one("#hint").render())
-            assert "drag 30,40 to 50,60" in hint or app.session.current.kind == "drag", hint
+            assert "drag 30,40 to 50,60" in hint or app.edit.session.current.kind == "drag", hint
 
     run(scenario())
 
@@ -229,25 +229,25 @@ def test_transcript_is_run_as_if_spoken(model: Path) -> None:
         app = make_app(model)
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
-            app.post_message(Transcribed("drag 10,12 to 12,15"))
-            await wait_for(pilot, lambda: app.busy or len(app.session.entries) > 1, what="the spoken drag")
+            app.edit.post_message(Transcribed("drag 10,12 to 12,15"))
+            await wait_for(pilot, lambda: app.edit.busy or len(app.edit.session.entries) > 1, what="the spoken drag")
             await idle(pilot)
-            assert app.session.current.label == "drag 10,12 to 12,15"
+            assert app.edit.session.current.label == "drag 10,12 to 12,15"
             assert "heard drag 10,12 to 12,15" in log_text(app)
 
             # "undo" said aloud
-            app.post_message(Transcribed("undo"))
-            await wait_for(pilot, lambda: app.session.index == 0, what="the spoken undo")
+            app.edit.post_message(Transcribed("undo"))
+            await wait_for(pilot, lambda: app.edit.session.index == 0, what="the spoken undo")
 
         confirm = make_app(model, auto_run_voice=False)
         async with confirm.run_test(size=SIZE) as pilot:
             await ready(pilot)
-            confirm.post_message(Transcribed("drag 3,3 to 5,5"))
+            confirm.edit.post_message(Transcribed("drag 3,3 to 5,5"))
             await pilot.pause(0.1)
             bar = confirm.query_one("#command")
-            assert bar.value == "drag 3,3 to 5,5" and len(confirm.session.entries) == 1
+            assert bar.value == "drag 3,3 to 5,5" and len(confirm.edit.session.entries) == 1
             await pilot.press("enter")
-            await wait_for(pilot, lambda: len(confirm.session.entries) > 1, what="the confirmed drag")
+            await wait_for(pilot, lambda: len(confirm.edit.session.entries) > 1, what="the confirmed drag")
             await idle(pilot)
 
     run(scenario())
@@ -265,15 +265,15 @@ def test_voice_key_without_microphone_gives_a_notice(model: Path) -> None:
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
             await pilot.press("space")  # on the empty command bar: listen
-            await wait_for(pilot, lambda: app.voice_error is not None, timeout=30, what="the voice notice")
-            assert app.voice_error == message and " ".join(message.split()) in log_text(app)
+            await wait_for(pilot, lambda: app.edit.voice_error is not None, timeout=30, what="the voice notice")
+            assert app.edit.voice_error == message and " ".join(message.split()) in log_text(app)
             assert app.query_one("#command").value == ""
-            app.voice_error = None
+            app.edit.voice_error = None
             await pilot.press("ctrl+r")
-            await wait_for(pilot, lambda: app.voice_error == message, timeout=30, what="the second notice")
+            await wait_for(pilot, lambda: app.edit.voice_error == message, timeout=30, what="the second notice")
             # Typing still works.
             await type_command(pilot, "points 1,1>2,2")
-            assert app.manual
+            assert app.edit.view.manual
 
     run(scenario())
 
@@ -291,20 +291,20 @@ def test_save_new_seed_and_history(model: Path, tmp_path: Path) -> None:
             names = sorted(p.name for p in folders[0].iterdir())
             assert names == ["history.json", "image.png", "last_drag.gif", "latent.npy"]
             ws = np.load(folders[0] / "latent.npy")
-            assert ws.shape == app.session.current.ws.shape
+            assert ws.shape == app.edit.session.current.ws.shape
             assert str(folders[0]).replace(" ", "") in log_text(app).replace(" ", "")  # wrapped in the pane
 
-            first = app.session.current.image.copy()
+            first = app.edit.session.current.image.copy()
             await pilot.press("ctrl+n")
-            await wait_for(pilot, lambda: app.session.seed == 1, what="the new seed")
-            assert not np.array_equal(app.session.current.image, first)
+            await wait_for(pilot, lambda: app.edit.session.seed == 1, what="the new seed")
+            assert not np.array_equal(app.edit.session.current.image, first)
             await pilot.press("ctrl+z")  # the previous image and its edits are still there
             await pilot.pause()
-            assert app.session.seed == 0 and np.array_equal(app.session.current.image, first)
+            assert app.edit.session.seed == 0 and np.array_equal(app.edit.session.current.image, first)
             await pilot.press("ctrl+y")
             await pilot.pause()
             await type_command(pilot, "seed 0")
-            await wait_for(pilot, lambda: app.session.seed == 0, what="seed 0")
+            await wait_for(pilot, lambda: app.edit.session.seed == 0, what="seed 0")
 
             bar = app.query_one("#command")
             bar.focus()
@@ -322,8 +322,8 @@ def test_missing_model_is_a_notice_and_the_app_stays_usable(tmp_path: Path) -> N
     async def scenario() -> None:
         app = make_app(tmp_path / "nothing.pkl")
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: app.model_error is not None, what="the load error")
-            assert "no model file" in app.model_error
+            await wait_for(pilot, lambda: app.edit.model_error is not None, what="the load error")
+            assert "no model file" in app.edit.model_error
             await type_command(pilot, "open the mouth")
             assert "no model is loaded" in str(app.query_one("#hint").render())
             await type_command(pilot, "help")
@@ -339,9 +339,9 @@ def test_commands_typed_while_loading_run_when_ready(model: Path) -> None:
             # The UI takes keys before the model has loaded.
             await type_command(pilot, "drag 10,10 to 12,12")
             await ready(pilot)
-            await wait_for(pilot, lambda: len(app.session.entries) > 1, what="the queued drag")
+            await wait_for(pilot, lambda: len(app.edit.session.entries) > 1, what="the queued drag")
             await idle(pilot)
-            assert app.session.current.label == "drag 10,10 to 12,12"
+            assert app.edit.session.current.label == "drag 10,10 to 12,12"
 
     run(scenario())
 
@@ -374,7 +374,7 @@ def test_keypoint_labels_toggle(model: Path) -> None:
             await ready(pilot)
             # Keypoints as the detector reports them ({name: Point}), here the renderer's true ones.
             kp = render_seed(0, 32).keypoints
-            app.keypoints[app.session.current.id] = kp
+            app.edit.backend.editor.use_keypoints(app.edit.session.current.id, kp)
             await pilot.press("ctrl+l")
             await pilot.pause()
             labels = list(app.query(".kp-label"))
@@ -410,15 +410,15 @@ def test_level_meter_follows_the_voice_worker_messages(model: Path) -> None:
         async with app.run_test(size=SIZE) as pilot:
             await ready(pilot)
             meter = app.query_one("#voice")
-            app.post_message(VoiceState("recording"))
-            app.post_message(VoiceLevel(0.5))
+            app.edit.post_message(VoiceState("recording"))
+            app.edit.post_message(VoiceLevel(0.5))
             await pilot.pause(0.05)
             text = str(meter.render())
             assert "REC" in text and text.count("█") == 10 and text.count("░") == 10
-            app.post_message(VoiceState("transcribing"))
+            app.edit.post_message(VoiceState("transcribing"))
             await pilot.pause(0.05)
             assert "transcribing" in str(meter.render())
-            app.post_message(VoiceState("idle"))
+            app.edit.post_message(VoiceState("idle"))
             await pilot.pause(0.05)
             assert "ctrl+r" in str(meter.render())
 
@@ -455,9 +455,9 @@ def test_naming_points_teaches_a_template_that_words_then_use(tiny_generator, tm
             assert "outside the 32x32 image" in str(app.query_one("#hint").render())
             await type_command(pilot, "open the mouth")
             await idle(pilot)
-            assert app.session.current.kind == "drag"
+            assert app.edit.session.current.kind == "drag"
             # Planned on the taught lips (the planner parts lips 1 px apart by half a pixel each).
-            handles = sorted((p.handle.x, p.handle.y) for p in app.session.current.pairs)
+            handles = sorted((p.handle.x, p.handle.y) for p in app.edit.session.current.pairs)
             assert handles == [(16.0, 19.5), (16.0, 21.5)], log_text(app)[-600:]
 
     run(scenario())
@@ -480,7 +480,7 @@ def test_save_and_new_seed_without_a_model_say_that_none_is_loaded(tmp_path: Pat
     async def scenario() -> None:
         app = make_app(tmp_path / "nothing.pkl")
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: app.model_error is not None, what="the load error")
+            await wait_for(pilot, lambda: app.edit.model_error is not None, what="the load error")
             for key in ("ctrl+s", "ctrl+n"):
                 await pilot.press(key)
                 await pilot.pause()
@@ -526,9 +526,9 @@ def test_a_long_garbled_line_does_not_flood_the_log(model: Path) -> None:
 
 
 def test_step_counts_read_as_english() -> None:
-    from voicedrag.tui.app import _steps
+    from voicedrag.tui.base import steps_text
 
-    assert _steps(1) == "1 step" and _steps(2) == "2 steps" and _steps(0) == "0 steps"
+    assert steps_text(1) == "1 step" and steps_text(2) == "2 steps" and steps_text(0) == "0 steps"
 
 
 def test_escape_closes_the_command_palette_and_tab_skips_the_log(model: Path) -> None:
@@ -567,7 +567,7 @@ def test_undo_and_new_seed_clear_the_last_drags_status_and_a_busy_command_is_ref
             await type_command(pilot, "drag 8,10 to 14,18")
             await idle(pilot)
             assert "12 steps" in str(app.query_one("#progress").render())
-            app.set_hint("did not converge: the handles ended far; ctrl+z undoes it.", error=True)
+            app.edit.set_hint("did not converge: the handles ended far; ctrl+z undoes it.", error=True)
             await pilot.press("ctrl+z")
             await pilot.pause()
             assert str(app.query_one("#progress").render()).strip() == ""
@@ -579,9 +579,13 @@ def test_undo_and_new_seed_clear_the_last_drags_status_and_a_busy_command_is_ref
             await idle(pilot)
             assert str(app.query_one("#progress").render()).strip() == ""
             # A command typed while a drag runs is refused next to it in the log.
-            app.busy = True
+            from dataclasses import replace
+
+            from voicedrag.tui.state import LiveDrag
+
+            app.edit.view = replace(app.edit.view, live=LiveDrag())  # as while an edit runs
             await type_command(pilot, "smile")
-            app.busy = False
+            app.edit.view = replace(app.edit.view, live=None)
             assert "not run: a drag is running" in log_text(app).split("> smile")[-1]
 
     run(scenario())
@@ -605,7 +609,7 @@ def test_the_image_grows_back_when_the_terminal_is_enlarged(model: Path) -> None
     run(scenario())
 
 
-def test_a_handle_outside_the_mask_is_warned_about_before_the_drag(model: Path) -> None:
+def test_a_handle_outside_the_mask_is_refused_as_the_cli_refuses_it(model: Path) -> None:
     async def scenario() -> None:
         app = make_app(model, steps=3)
         async with app.run_test(size=SIZE) as pilot:
@@ -614,11 +618,11 @@ def test_a_handle_outside_the_mask_is_warned_about_before_the_drag(model: Path) 
             await type_command(pilot, "drag 20,20 to 24,22")
             await idle(pilot)
             text = log_text(app)
-            assert "the handle at 20,20 lies outside the region that may move" in text
-            assert text.index("outside the region") < text.index("after 3 steps")  # said before it ran
+            assert "the handle at 20,20 lies outside the mask" in text
+            assert "after 3 steps" not in text  # refused, as the CLI refuses it
             await type_command(pilot, "drag 5,5 to 7,7")
             await idle(pilot)
-            assert "handle at 5,5" not in log_text(app)
+            assert "handle at 5,5" not in log_text(app) and "after 3 steps" in log_text(app)
 
     run(scenario())
 
@@ -631,10 +635,10 @@ def test_markers_hide_when_a_drag_ends_and_before_after_flips(model: Path) -> No
             pane = app.query_one("#image")
             await pilot.press("ctrl+b")  # the first image: nothing before it
             await pilot.pause()
-            assert not app.view_before and "nothing before it" in str(app.query_one("#hint").render())
+            assert not app.edit.view.view_before and "nothing before it" in str(app.query_one("#hint").render())
             await type_command(pilot, "drag 8,10 to 14,18")
             await idle(pilot)
-            entry = app.session.current
+            entry = app.edit.session.current
             # The edited part is in view: no handle or target marker on it.
             assert pane.overlay.handles == [] and pane.overlay.targets == []
             await pilot.press("ctrl+t")
@@ -646,22 +650,22 @@ def test_markers_hide_when_a_drag_ends_and_before_after_flips(model: Path) -> No
             # Before and after, by key and by word; the status says which is shown.
             await pilot.press("ctrl+b")
             await pilot.pause()
-            assert pane.image is app.session.entries[0].image
+            assert pane.image is app.edit.session.entries[0].image
             assert "before" in str(app.query_one("#status").render())
             await pilot.press("ctrl+b")
             await pilot.pause()
             assert pane.image is entry.image and "before" not in str(app.query_one("#status").render())
             await type_command(pilot, "before")
-            assert pane.image is app.session.entries[0].image
+            assert pane.image is app.edit.session.entries[0].image
             await type_command(pilot, "before")  # a word says which; it does not flip back
-            assert pane.image is app.session.entries[0].image
+            assert pane.image is app.edit.session.entries[0].image
             await type_command(pilot, "after")
             assert pane.image is entry.image
             # Any change of state leaves the before view.
             await type_command(pilot, "before")
             await pilot.press("ctrl+z")
             await pilot.pause()
-            assert not app.view_before and pane.image is app.session.current.image
+            assert not app.edit.view.view_before and pane.image is app.edit.session.current.image
 
     run(scenario())
 

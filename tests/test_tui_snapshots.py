@@ -49,7 +49,12 @@ def test_before_the_drag_with_its_points(snap_compare, model: Path) -> None:
 def test_command_typed_during_a_drag(snap_compare, model: Path) -> None:
     async def before(pilot: Pilot) -> None:
         app = await ready(pilot)
-        app.busy = True  # as while a drag runs: the command is refused next to it, in words
+        from dataclasses import replace
+
+        from voicedrag.tui.state import LiveDrag
+
+        # As while a drag runs: the command is refused next to it, in words.
+        app.edit.view = replace(app.edit.view, live=LiveDrag())
         await type_command(pilot, "smile")
         await pilot.pause()
 
@@ -82,7 +87,7 @@ def test_keypoint_labels(snap_compare, model: Path) -> None:
 
     async def before(pilot: Pilot) -> None:
         app = await ready(pilot)
-        app.keypoints[app.session.current.id] = render_seed(0, 32).keypoints  # as the detector reports them
+        app.edit.backend.editor.use_keypoints(app.edit.session.current.id, render_seed(0, 32).keypoints)  # as the detector reports them
         await pilot.press("ctrl+l")
         await pilot.pause()
 
@@ -101,7 +106,7 @@ def test_help(snap_compare, model: Path) -> None:
 def test_no_model(snap_compare, tmp_path: Path) -> None:
     async def before(pilot: Pilot) -> None:
         app = pilot.app
-        await wait_for(pilot, lambda: app.model_error is not None)  # type: ignore[attr-defined]
+        await wait_for(pilot, lambda: app.edit.model_error is not None)  # type: ignore[attr-defined]
         app.query_one("#command").cursor_blink = False
         await pilot.pause()
 

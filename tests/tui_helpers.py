@@ -45,8 +45,8 @@ async def wait_for(pilot: Pilot, cond: Callable[[], bool], timeout: float = 60.0
 async def ready(pilot: Pilot) -> VoiceDragApp:
     app = pilot.app
     assert isinstance(app, VoiceDragApp)
-    await wait_for(pilot, lambda: app.session is not None or app.model_error is not None, what="the model")
-    assert app.model_error is None, app.model_error
+    await wait_for(pilot, lambda: app.edit.session is not None or app.edit.model_error is not None, what="the model")
+    assert app.edit.model_error is None, app.edit.model_error
     app.query_one("#command").cursor_blink = False  # a blinking cursor would make snapshots depend on timing
     await pilot.pause()
     return app
@@ -63,7 +63,7 @@ async def type_command(pilot: Pilot, text: str) -> None:
 async def idle(pilot: Pilot, timeout: float = 90.0) -> None:
     app = pilot.app
     await pilot.pause()
-    await wait_for(pilot, lambda: not app.busy, timeout, "the drag to finish")  # type: ignore[attr-defined]
+    await wait_for(pilot, lambda: not app.edit.busy, timeout, "the drag to finish")  # type: ignore[attr-defined]
     await pilot.pause()
 
 

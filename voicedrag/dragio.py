@@ -15,6 +15,7 @@ import numpy as np
 from engine.atomic import atomic_path
 from voicedrag.errors import VoicedragError
 from engine.types import DragPair, Point
+from voicedrag.events import Finished, Step
 
 
 class SpecError(VoicedragError):
@@ -45,16 +46,6 @@ def parse_points(spec: str, size: tuple[int, int]) -> list[DragPair]:
     return pairs
 
 
-def check_handles_in_mask(pairs: list[DragPair], mask: np.ndarray, spec: str) -> None:
-    """A handle outside the movable rectangle cannot move (the mask term holds it): refuse the drag."""
-    h, w = mask.shape
-    for pair in pairs:
-        x, y = int(round(pair.handle.x)), int(round(pair.handle.y))
-        if not mask[min(max(y, 0), h - 1), min(max(x, 0), w - 1)]:
-            raise SpecError(f"the handle ({pair.handle.x:g}, {pair.handle.y:g}) lies outside the mask {spec!r}, "
-                            "where nothing may move; widen the mask to take it in, or leave --mask out.")
-
-
 def check_inside(p: Point, size: tuple[int, int]) -> None:
     w, h = size
     if not (0 <= p.x <= w - 1 and 0 <= p.y <= h - 1):
@@ -80,37 +71,34 @@ def parse_mask(spec: str, size: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-@dataclass
-class Progress:
-    """A one-line progress bar on a terminal; a single summary line otherwise."""
+class DragProgress:
+    """A drag's progress on stderr: a rich bar on a terminal, and one summary line when it ends
+    (the only output where stderr is a file or a pipe)."""
 
-    total: int
-    stream: TextIO | None = None  # None: sys.stderr as it is when the bar starts (not at import)
-    label: str = "drag"
+    def __init__(self, total: int, label: str = "drag") -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    def __post_init__(self) -> None:
-        if self.stream is None:
-            self.stream = sys.stderr
+        self.label = label
         self.start = time.perf_counter()
-        self.tty = self.stream.isatty()
+        self.console = Console(stderr=True)
+        self.bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[px]:>6} px  {task.fields[rate]:>5} it/s"),
+                            console=self.console, transient=True, disable=not self.console.is_terminal)
+        self.task = self.bar.add_task(label, total=total, px="", rate="")
+        self.bar.start()
 
-    def update(self, step: int, mean_distance: float) -> None:
-        if not self.tty:
+    def update(self, step: Step) -> None:
+        self.bar.update(self.task, completed=step.step + 1, px=f"{step.mean_distance:.2f}", rate=f"{step.rate:.1f}")
+
+    def close(self, finished: Finished | None) -> None:
+        self.bar.stop()
+        if finished is None:
             return
-        done = step + 1
-        rate = done / max(time.perf_counter() - self.start, 1e-9)
-        width = 24
-        fill = int(width * done / max(self.total, 1))
-        bar = "#" * fill + "-" * (width - fill)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{self.total}  {mean_distance:6.2f} px  {rate:5.1f} it/s")
-        self.stream.flush()
-
-    def close(self, steps: int, mean_distance: float, converged: bool) -> None:
-        secs = time.perf_counter() - self.start
-        state = "converged" if converged else "stopped"
-        end = "\n" if self.tty else ""
-        self.stream.write(f"{end}{self.label}: {state} after {steps} steps, {mean_distance:.2f} px from targets, {secs:.1f} s\n")
-        self.stream.flush()
+        e = finished.entry
+        state = "converged" if e.converged else "stopped"
+        print(f"{self.label}: {state} after {e.steps} steps, {e.mean_distance or 0.0:.2f} px from targets, "
+              f"{time.perf_counter() - self.start:.1f} s", file=sys.stderr)
 
 
 def _write_image(what: str, path: Path, write: Callable[[Path, str], None]) -> Path:

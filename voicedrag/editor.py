@@ -1,257 +1,89 @@
 """One edit end to end, for every front end and every model.
 
-A `ModelKit` bundles a generator with what words need on it: the keypoint
-detector that names its parts, the rules that turn words into moves, and the
-vocabulary its speech recogniser is primed with. The model's JSON config names
-its rules and detector (`"kit": {"rules": "face", "detector": "faceworld"}`). A
-model without a detector can be given a keypoint template (`voicedrag keypoints
-teach`; the config's `"template"`, or `--template`): its named points are then
-found on each latent by the generator's own features. An official checkpoint
-names neither, so only explicit points work until a template is given, which
-`ModelKit.limits` says.
+An `Editor` owns the edits on one model kit (`voicedrag.kit`): `run` takes what the user gave
+(an `EditRequest`: typed text, audio, explicit pairs, the image it applies to) and yields the
+edit as typed events (`voicedrag.events`): heard, parsed, keypoints found, planned, the drag's
+steps, and finished (the history entry, with its verdict) or refused (one sentence). Keypoints
+are found once per image (cached by the history entry's stable id); one cancel handle stops an
+edit before its drag or during it. `voicedrag edit`, `drag` and `demo` and the TUI only consume
+the stream, so every policy and sentence lives here once.
 
-An `Editor` owns one edit: parse, keypoints (cached per image by the entry's
-stable id), plan (with the planner's own sentences and warnings), drag (the
-engine's steps, behind one cancel handle). `voicedrag edit`, `voicedrag demo`
-and the TUI's workers call it; nothing else assembles the pipeline.
-
-    kit = load_kit("embedded")
-    editor = Editor(kit)
-    planned = editor.plan(editor.parse("open the mouth"), image, entry_id=0)
-    for step in editor.drag(ws, planned.pairs, planned.mask, max_steps=300): ...
+    editor = Editor(load_kit("embedded"))
+    ws, image = editor.seed(0)
+    for event in editor.run(EditRequest(ImageState(ws, image), text="open the mouth")):
+        print(event)
 """
 from __future__ import annotations
 
-import json
 import threading
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.errors import UserError
-from engine.types import DEFAULT_PSI
-from voicedrag.errors import VoicedragError
+from engine.types import DEFAULT_PSI, DragPair, Point
+from voicedrag.events import (
+    Control,
+    EditEvent,
+    EditRequest,
+    Finished,
+    Heard,
+    KeypointsFound,
+    Mask,
+    Parsed,
+    Planned,
+    Refused,
+    Step,
+)
+from voicedrag.kit import (  # noqa: F401 - the kit's names, where callers have always found them
+    DETECTORS,
+    NO_DETECTOR,
+    KitSpec,
+    ModelKit,
+    kit_for_generator,
+    load_kit,
+    load_template_for,
+)
 from voicedrag.planning.pipeline import (
     CommandError,
-    PlannedEdit,
     needs_keypoints,
     plan_command,
+    refusal,
 )
 
 if TYPE_CHECKING:
     import torch
 
     from engine.drag import DragResult, DragSession, StepResult
-    from engine.stylegan2 import Generator
-    from engine.types import DragPair, Point
-    from keypoints.detector import Detector
-    from keypoints.template import KeypointTemplate
     from voicedrag.language.commands import CommandParser, ParseResult
-    from voicedrag.planning.rules import Rules
-    from voicedrag.speech.grammar import GrammarChoice
-    from voicedrag.speech.transcribe import Transcriber, Transcript
-
-# Detectors a model's config may name. "faceworld" is the shipped heatmap network of the
-# procedural face world (the embedded model's faces); "face" finds the landmarks of real faces
-# (photographs, FFHQ), `keypoints.facemesh`.
-DETECTORS: tuple[str, ...] = ("faceworld", "face")
-
-NO_DETECTOR = ("this model names no keypoint detector, so words such as 'open the mouth' cannot be placed on it; "
-               "use explicit points such as 'drag 30,40 to 50,60'.")
-
-
-@dataclass(frozen=True)
-class KitSpec:
-    """What a model's config says about words on it (the `kit` entry of a voicedrag model's JSON)."""
-
-    rules: str | None = None  # a shipped rules name ("face") or a .toml path beside the model
-    detector: str | None = None  # one of DETECTORS
-    template: str | None = None  # a keypoint template JSON beside the model (used when there is no detector)
-
-    @classmethod
-    def from_model_file(cls, path: Path) -> KitSpec:
-        """The kit a model file names; official pickles and configs without a `kit` name none."""
-        config = path.with_suffix(".json")
-        if path.suffix != ".safetensors" or not config.is_file():
-            return cls()
-        try:
-            kit = json.loads(config.read_text()).get("kit") or {}
-        except (ValueError, AttributeError):
-            return cls()  # the generator loader already refused a broken config
-        if not isinstance(kit, dict):
-            raise VoicedragError(f"'kit' in {config.name} must be an object such as "
-                                 '{"rules": "face", "detector": "faceworld"}; fix the model config.')
-        detector = kit.get("detector")
-        if detector is not None and detector not in DETECTORS:
-            raise VoicedragError(f"{config.name} names the keypoint detector {detector!r}, which voicedrag does not "
-                                 f"have; use one of {', '.join(DETECTORS)} or remove it.")
-        rules = kit.get("rules")
-        if rules is not None and not isinstance(rules, str):
-            raise VoicedragError(f"'rules' in {config.name} must be a rules name such as \"face\" or a .toml "
-                                 "file beside the model; fix the model config.")
-        if rules is not None and rules.endswith(".toml") and not Path(rules).is_absolute():
-            rules = str(path.parent / rules)
-        # Named rules that do not exist are refused with the model, not at the first typed command.
-        from voicedrag.planning.rules import rules_file, shipped_rules
-
-        if rules is not None and rules_file(rules) is None:
-            raise VoicedragError(f"{config.name} names the rules {rules!r}, which voicedrag cannot find; "
-                                 f"use one of {', '.join(shipped_rules())} or a .toml file beside the model.")
-        template = kit.get("template")
-        if template is not None:
-            if not isinstance(template, str):
-                raise VoicedragError(f"'template' in {config.name} must be the name of a template JSON file; "
-                                     "fix the model config.")
-            template = str(path.parent / template) if not Path(template).is_absolute() else template
-        return cls(rules=rules, detector=detector, template=template)
-
-
-@dataclass
-class ModelKit:
-    """A generator with its detector, rules and vocabulary."""
-
-    name: str  # as the user named it: "embedded" or the file given
-    generator: Generator
-    spec: KitSpec = field(default_factory=KitSpec)
-    _rules: Rules | None = field(default=None, repr=False)
-    _detector: Detector | None = field(default=None, repr=False)
-    _detector_error: str | None = field(default=None, repr=False)
-    template: KeypointTemplate | None = None  # found by features where there is no detector
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @property
-    def title(self) -> str:
-        return "embedded face model" if self.name == "embedded" else self.name.rsplit("/", 1)[-1]
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(W, H) of the generator's images."""
-        return (self.generator.img_resolution, self.generator.img_resolution)
-
-    @property
-    def has_detector(self) -> bool:
-        return self.spec.detector is not None
-
-    @property
-    def has_keypoints(self) -> bool:
-        """Whether words can name parts: a detector, or a keypoint template."""
-        return self.has_detector or self.template is not None
-
-    @property
-    def limits(self) -> str | None:
-        """What words cannot do on this model, in one sentence; None when they can do everything."""
-        return None if self.has_keypoints else NO_DETECTOR
-
-    @property
-    def rules(self) -> Rules:
-        """The model's rules; a model that names none speaks the face rules' language (explicit points
-        are part of it), and without a detector no part can be placed anyway."""
-        from voicedrag.planning.rules import default_rules, load_rules
-
-        with self._lock:
-            if self._rules is None:
-                self._rules = load_rules(self.spec.rules) if self.spec.rules else default_rules()
-            return self._rules
-
-    def detector(self) -> Detector | None:
-        """The model's keypoint detector, loaded once; None (see `detector_error`) if it has none."""
-        with self._lock:
-            if self._detector is None and self._detector_error is None:
-                self._detector, self._detector_error = _load_detector(self.spec.detector)
-            return self._detector
-
-    @property
-    def detector_error(self) -> str | None:
-        """Why `detector()` is None, once it has been asked for."""
-        return self._detector_error
-
-    def parser(self, paraphrase: bool = True) -> CommandParser:
-        """A command parser for the model's rules (the shared default one for the face rules)."""
-        from voicedrag.language.commands import CommandParser, default_parser
-
-        if self.spec.rules is None and paraphrase:
-            return default_parser()
-        return CommandParser(self.rules, use_embeddings=paraphrase)
-
-    def vocabulary(self) -> list[str]:
-        """The words a speech recogniser is primed with for this model."""
-        from voicedrag.language.commands import vocabulary
-
-        return vocabulary(self.rules)
-
-    def transcriber(self) -> Transcriber:
-        """Whisper primed with this model's vocabulary (the same for the CLI and the TUI)."""
-        from voicedrag.speech.transcribe import Transcriber
-
-        return Transcriber(prompt_words=self.vocabulary())
-
-
-def _load_detector(name: str | None) -> tuple[Detector | None, str | None]:
-    if name is None:
-        return None, NO_DETECTOR
-    try:
-        if name == "face":
-            from keypoints.facemesh import FaceMeshDetector
-
-            return FaceMeshDetector.load(), None
-        from keypoints.detector import EmbeddedDetector
-
-        return EmbeddedDetector.load(), None
-    except ModuleNotFoundError as err:
-        return None, f"the keypoint detector needs {err.name}, which is not installed; use explicit drags meanwhile."
-    except UserError as err:
-        return None, f"{str(err).rstrip('.')}; meanwhile use explicit drags such as 'drag 30,40 to 50,60'."
-
-
-def load_kit(model: str | Path, device: str | None = None, template: str | Path | None = None,
-             download: bool = False) -> ModelKit:
-    """The kit of a model file, of 'embedded' (the shipped face model) or of a registry name
-    (`voicedrag models`; downloaded first only when `download`); `template` (or the one the
-    model's config names) finds keypoints where the model has no detector."""
-    from voicedrag.models import load_model_file, resolve_model_path
-    from voicedrag.registry import default_registry, model_path
-
-    registry = default_registry()
-    path = model_path(model, download=download, registry=registry)
-    generator = load_model_file(path, device=device)
-    path = resolve_model_path(path)
-    spec = KitSpec.from_model_file(path)
-    entry = registry.get(str(model))
-    if entry is not None and spec.rules is None and entry.rules is not None:
-        spec = replace(spec, rules=entry.rules)
-    if entry is not None and spec.detector is None and entry.detector is not None:
-        spec = replace(spec, detector=entry.detector)
-    kit = ModelKit(name=str(model), generator=generator, spec=spec)
-    chosen = template if template is not None else spec.template
-    if chosen is not None:
-        kit.template = load_template_for(generator, Path(chosen))
-        if spec.rules is None and kit.template.rules:
-            # The template's names are those of its rules ("animal"); the model names none of its own.
-            kit.spec = replace(spec, rules=kit.template.rules)
-    return kit
-
-
-def load_template_for(generator: Generator, path: Path) -> KeypointTemplate:
-    """A keypoint template, checked against the generator it will run on."""
-    from keypoints.template import KeypointTemplate, check_model
-
-    template = KeypointTemplate.load(path)
-    check_model(template, generator)
-    return template
-
-
-def kit_for_generator(generator: Generator, name: str = "model", spec: KitSpec | None = None) -> ModelKit:
-    """A kit around a generator already in memory (tests, benchmarks)."""
-    return ModelKit(name=name, generator=generator, spec=spec or KitSpec())
-
+    from voicedrag.speech.listen import Listener
+    from voicedrag.speech.transcribe import Transcriber
 
 @dataclass
 class Keypoints:
     points: dict[str, Point]
     notice: str | None = None  # why none were found (no detector, a broken one), else None
+
+
+STOPPED = "stopped before the drag began."
+
+
+def outside_mask(pairs: tuple[DragPair, ...] | list[DragPair], mask: Mask | None) -> str | None:
+    """Why a drag cannot run with this mask (a handle outside it: the mask term holds everything
+    outside still, so that handle cannot move), in one sentence; None when every handle is inside."""
+    if mask is None:
+        return None
+    outside = [p.handle for p in pairs
+               if not any(x0 <= p.handle.x < x1 and y0 <= p.handle.y < y1 for x0, y0, x1, y1 in mask)]
+    if not outside:
+        return None
+    where = ", ".join(f"{p.x:g},{p.y:g}" for p in outside)
+    handle = "the handle at" if len(outside) == 1 else "the handles at"
+    return (f"{handle} {where} lies outside the mask, the region that may move, so it cannot move; "
+            "widen the mask to take it in, or remove the mask.")
 
 
 class Editor:
@@ -261,12 +93,117 @@ class Editor:
         self.kit = kit
         self.paraphrase = paraphrase
         self._parser = parser
-        self._spoken_forms: dict[str, str] | None = None  # the grammar's commands as they may be said
+        self._listener: Listener | None = None
         self._cache: dict[int, dict[str, Point]] = {}
         self._cache_lock = threading.Lock()
         self._cancel = threading.Event()
         self._session: DragSession | None = None
         self._last: DragSession | None = None
+
+    # ------------------------------------------------------------ the stream
+
+    def run(self, request: EditRequest) -> Iterator[EditEvent]:
+        """One edit as events: [Heard] [Parsed] then Control, or [KeypointsFound] Planned Step*
+        Finished, or Refused at the first stage that cannot go on. Never raises for what the user
+        gave; a cancel (`cancel`) before the drag ends it as Refused, during it as Finished."""
+        text = request.text
+        if request.audio is not None:
+            heard = self.listen(request.audio)
+            yield heard
+            text = heard.text
+            if not text.strip():
+                yield Refused("no speech was heard; record the command again, closer to the microphone, "
+                              "or type it.")
+                return
+        if request.pairs:
+            pairs = tuple(request.pairs)
+            planned = Planned(label=request.label or _pairs_label(pairs), pairs=pairs,
+                              names=tuple(f"point {i + 1}" for i in range(len(pairs))), mask=request.mask,
+                              warnings=())
+        else:
+            result = self.parse(text or "")
+            yield Parsed(result)
+            if result.control is not None and request.controls:
+                yield Control(result.control, text or "")
+                return
+            made = yield from self._plan(result, request, text or "")
+            if made is None:
+                return
+            planned = made
+        why = outside_mask(planned.pairs, planned.mask)
+        if why is not None:
+            yield Refused(why)
+            return
+        if self.cancelled:
+            yield Refused(STOPPED)
+            return
+        yield planned
+        yield from self._drag(request, planned)
+
+    def _plan(self, result: ParseResult, request: EditRequest, text: str) -> Iterator[EditEvent]:
+        """Keypoints (found once per entry, reported before the plan so that labels show what the
+        plan was made from) and the plan; returns the Planned event, or None after a Refused."""
+        why = refusal(result)
+        if why is not None:
+            yield Refused(why, tuple(result.suggestions))
+            return None
+        if self.cancelled:  # stopped before a search: no keypoints are looked for
+            yield Refused(STOPPED)
+            return None
+        state = request.state
+        keypoints: dict[str, Point] = {}
+        if needs_keypoints(result.edits):
+            cached = None if state.entry_id is None else self.cached_keypoints(state.entry_id)
+            found = Keypoints(cached) if cached is not None else self.keypoints(state.entry_id, state.image, state.ws)
+            if cached is None:
+                yield KeypointsFound(state.entry_id, dict(found.points), found.notice)
+            if not found.points and found.notice:
+                # Without a detector the planner's "no such keypoint" is a symptom; say the cause.
+                yield Refused(found.notice)
+                return None
+            keypoints = found.points
+        try:
+            planned = plan_command(result, state.size, keypoints, rules=self.kit.rules)
+        except CommandError as err:
+            yield Refused(str(err))
+            return None
+        plan = planned.plan
+        mask = request.mask if request.mask is not None else (None if plan.mask is None else tuple(plan.mask))
+        return Planned(label=request.label or text, pairs=tuple(planned.pairs), names=tuple(plan.names),
+                       mask=mask, warnings=tuple(planned.warnings),
+                       edits=tuple(e.to_json() for e in result.edits), plan=plan)
+
+    def _drag(self, request: EditRequest, planned: Planned) -> Iterator[EditEvent]:
+        from voicedrag.planning.rules import mask_array
+        from voicedrag.session import Entry
+
+        opts, state = request.drag, request.state
+        try:
+            steps = self.drag(state.ws, list(planned.pairs), mask_array(None if planned.mask is None else
+                                                                        list(planned.mask), state.size),
+                              opts.max_steps, preview_every=opts.preview_every,
+                              preview_seconds=opts.preview_seconds, lr=opts.lr, space=opts.space)
+        except ValueError as err:  # a point outside the image
+            yield Refused(f"{err}; place the points inside the image.")
+            return
+        started = reported = time.perf_counter()
+        for r in steps:
+            now = time.perf_counter()
+            # A new frame is always reported; the last step's state arrives with Finished.
+            if r.image is None and now - reported < opts.report_seconds:
+                continue
+            reported = now
+            yield Step(r.step, opts.max_steps, tuple(r.points), r.mean_distance,
+                       (r.step + 1) / max(now - started, 1e-9), r.image)
+        final = self.result()
+        yield Finished(Entry(
+            label=planned.label, kind="drag", ws=final.ws.detach().cpu().numpy().astype(np.float32),
+            image=final.image, pairs=list(planned.pairs), final_points=list(final.points),
+            mask=None if planned.mask is None else list(planned.mask), steps=final.steps,
+            converged=final.converged, verdict=final.verdict, cancelled=final.cancelled,
+            mean_distance=final.mean_distance, seconds=final.seconds, frames=list(final.frames),
+            edits=list(planned.edits), warnings=list(planned.warnings),
+        ))
 
     # ------------------------------------------------------------ words
 
@@ -279,14 +216,23 @@ class Editor:
     def parse(self, text: str) -> ParseResult:
         return self.parser.parse(text)
 
-    def hear(self, transcriber: Transcriber, samples: Any) -> tuple[Transcript, GrammarChoice]:
-        """Spoken audio to the text to parse: Whisper's free transcript, or, where this model's
-        parser cannot read it as heard, the command of its grammar the audio makes likeliest."""
-        from voicedrag.speech.grammar import command_phrases, parser_reading
+    def listener(self, transcriber: Transcriber | None = None) -> Listener:
+        """Speech to this model's commands: Whisper primed with its vocabulary (loaded on first
+        use, or the one given) and its parser's grammar."""
+        from voicedrag.speech.listen import Listener
 
-        if self._spoken_forms is None:
-            self._spoken_forms = command_phrases(self.parser)
-        return transcriber.transcribe_command(samples, self._spoken_forms, parser_reading(self.parser))
+        if self._listener is None or (transcriber is not None and self._listener.transcriber is not transcriber):
+            self._listener = Listener(self.parser, transcriber or self.kit.transcriber())
+        return self._listener
+
+    @property
+    def listener_loaded(self) -> bool:
+        return self._listener is not None
+
+    def listen(self, samples: np.ndarray) -> Heard:
+        """Spoken audio as the text to parse: Whisper's free transcript, or, where this model's
+        parser cannot read it as heard, the command of its grammar the audio makes likeliest."""
+        return self.listener().listen(samples)
 
     # ------------------------------------------------------------ images
 
@@ -305,6 +251,12 @@ class Editor:
         with self._cache_lock:
             found = self._cache.get(entry_id)
             return None if found is None else dict(found)
+
+    def use_keypoints(self, entry_id: int, points: dict[str, Point]) -> None:
+        """Keypoints found elsewhere for an entry's image (a photo's own, mapped into its crop): used
+        instead of a search."""
+        with self._cache_lock:
+            self._cache[entry_id] = dict(points)
 
     def keypoints(self, entry_id: int | None, image: np.ndarray,
                   ws: torch.Tensor | np.ndarray | None = None) -> Keypoints:
@@ -347,21 +299,6 @@ class Editor:
         """Drop cached keypoints, except those of the entries in `keep` (history that still exists)."""
         with self._cache_lock:
             self._cache = {k: v for k, v in self._cache.items() if keep is not None and k in keep}
-
-    # ------------------------------------------------------------ plan
-
-    def plan(self, parse: ParseResult, image: np.ndarray, entry_id: int | None = None,
-             ws: torch.Tensor | np.ndarray | None = None) -> PlannedEdit:
-        """Drag pairs (and the rules' mask) for a parsed command on `image` (of latent `ws`, which a
-        keypoint template needs); CommandError says why not."""
-        keypoints: dict[str, Point] = {}
-        if not parse.error and parse.control is None and needs_keypoints(parse.edits):
-            found = self.keypoints(entry_id, image, ws)
-            if not found.points and found.notice:
-                # Without a detector the planner's "no such keypoint" is a symptom; say the cause.
-                raise CommandError(found.notice)
-            keypoints = found.points
-        return plan_command(parse, image, None, rules=self.kit.rules, keypoints=keypoints)
 
     # ------------------------------------------------------------ drag
 
@@ -411,3 +348,7 @@ class Editor:
         if self._last is None:
             raise RuntimeError("no drag has run yet")
         return self._last.result()
+
+
+def _pairs_label(pairs: tuple[DragPair, ...]) -> str:
+    return "drag " + "; ".join(f"{p.handle.x:g},{p.handle.y:g} to {p.target.x:g},{p.target.y:g}" for p in pairs)

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from engine.types import DragPair, Point
 from voicedrag.errors import VoicedragError
 from voicedrag.cli import argtypes
 from voicedrag.cli.output import json_line
@@ -41,8 +42,9 @@ def _demo_model() -> Path:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from engine import DragPair, Point
+    from voicedrag.cli.engine import consume
     from voicedrag.editor import Editor, load_kit
+    from voicedrag.events import DragOptions, EditRequest, ImageState
 
     t0 = time.perf_counter()
     check_writable("--out-dir", args.out_dir, folder=True)
@@ -51,36 +53,34 @@ def run_demo(args: argparse.Namespace) -> int:
     editor = Editor(kit)
     ws, image = editor.seed(args.seed)
     res = kit.generator.img_resolution
+    options = DragOptions(max_steps=200, preview_every=4)
     if kit.has_detector:
         command: str | None = DEMO_COMMAND
-        planned = editor.plan(editor.parse(command), image)
-        pairs, mask = planned.pairs, planned.mask
-        moves = [f"{n} {p.handle.x:g},{p.handle.y:g} -> {p.target.x:g},{p.target.y:g}"
-                 for n, p in zip(planned.plan.names, pairs)]
+        request = EditRequest(ImageState(ws, image), text=command, drag=options)
     else:
         # No keypoints to name on this model, so a drag of a tenth of the image to the right.
         command = None
-        pairs, mask = [DragPair(Point(res // 2, res // 2), Point(res // 2 + res // 10, res // 2))], None
-        moves = [f"{pairs[0].handle.x:g},{pairs[0].handle.y:g} -> {pairs[0].target.x:g},{pairs[0].target.y:g}"]
+        pair = DragPair(Point(res // 2, res // 2), Point(res // 2 + res // 10, res // 2))
+        request = EditRequest(ImageState(ws, image), pairs=(pair,), drag=options)
     what = f'"{command}"' if command else "a drag"
-    print(f"demo: {what} on {model.name} ({res} px): " + "; ".join(moves), file=sys.stderr)
-    for _ in editor.drag(ws, pairs, mask, max_steps=200, preview_every=4):
-        pass
-    result = editor.result()
+    print(f"demo: {what} on {model.name} ({res} px)", file=sys.stderr)
+    outcome = consume(editor, request, label="demo", show_plan=True)
+    assert outcome.finished is not None
+    result = outcome.finished.entry
     out = Path(args.out_dir)
     before = save_png(result.frames[0], out / "before.png")
     after = save_png(result.image, out / "after.png")
     gif = save_gif(result.frames + [result.image], out / "drag.gif")
     report = {
         "model": str(model), "command": command, "steps": result.steps, "converged": result.converged,
-        "mean_distance": round(result.mean_distance, 3), "before": str(before), "after": str(after),
+        "mean_distance": round(result.mean_distance or 0.0, 3), "before": str(before), "after": str(after),
         "gif": str(gif), "seconds": round(time.perf_counter() - t0, 2),
     }
     if args.json:
         print(json_line(report))
     else:
         state = "converged" if result.converged else "stopped"
-        print(f"demo: {state} after {result.steps} steps ({result.mean_distance:.2f} px from the target) "
+        print(f"demo: {state} after {result.steps} steps ({report['mean_distance']:.2f} px from the target) "
               f"in {report['seconds']} s", file=sys.stderr)
         print(f"before: {before}\nafter:  {after}\ngif:    {gif}")
     return 0

@@ -5,7 +5,6 @@ import argparse
 import sys
 from typing import Any
 
-from voicedrag.errors import VoicedragError
 from voicedrag.cli.engine import add_drag_args, add_model_args, add_template_arg
 from voicedrag.cli.output import json_line
 
@@ -22,36 +21,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_edit(args: argparse.Namespace) -> int:
-    from voicedrag.cli.engine import check_outputs, drag_and_save
+    from voicedrag.cli.engine import check_outputs, consume, drag_options, save_outputs
     from voicedrag.editor import Editor, load_kit
+    from voicedrag.events import EditRequest, ImageState
 
     check_outputs(args)
     kit = load_kit(args.model, device=args.device, template=args.template, download=args.download)
     editor = Editor(kit)
-    report: dict[str, Any] = {}
-    text = args.say
+    samples = None
     if args.audio:
         from voicedrag.speech.audio import load_audio
 
-        clip = load_audio(args.audio)  # a bad file is reported before Whisper loads
-        heard, choice = editor.hear(kit.transcriber(), clip.samples)
-        text = choice.text
-        report["transcript"] = text
-        if choice.source == "grammar":  # the free transcript could not be read; the grammar's command was likelier
-            report["heard"] = heard.text
-            print(f"voicedrag: heard {choice.free_text or '(unsure)'!r}; read as {text!r}.", file=sys.stderr)
-        if not text.strip():
-            raise VoicedragError(f"no speech was heard in {args.audio}; record the command again, closer to the microphone.")
-    parse = editor.parse(text)
+        samples = load_audio(args.audio).samples  # a bad file is reported before Whisper loads
     ws, image = editor.seed(args.seed, args.psi)
-    planned = editor.plan(parse, image, ws=ws)
-    for warning in planned.warnings:
-        print(f"voicedrag: {warning}", file=sys.stderr)
-    drag = drag_and_save(editor, ws, planned.pairs, planned.mask, args)
+    request = EditRequest(ImageState(ws, image), text=args.say, audio=samples, drag=drag_options(args))
+    outcome = consume(editor, request)
+    assert outcome.parsed is not None and outcome.planned is not None and outcome.planned.plan is not None
+    report: dict[str, Any] = {}
+    if outcome.heard is not None:
+        report["transcript"] = outcome.heard.text
+        if outcome.heard.source == "grammar":  # the free transcript could not be read as heard
+            report["heard"] = outcome.heard.free_text
+    drag = save_outputs(outcome, args, kit.size)
     report.update({
-        "text": text,
-        "edits": [e.to_json() for e in parse.edits],
-        "plan": planned.plan.to_json(),
+        "text": outcome.parsed.result.text,
+        "edits": list(outcome.planned.edits),
+        "plan": outcome.planned.plan.to_json(),
         **drag,
     })
     if args.json:

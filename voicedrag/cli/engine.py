@@ -6,16 +6,16 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.types import DEFAULT_PSI
 from voicedrag.cli import argtypes
 from voicedrag.cli.output import json_line
 from voicedrag.dragio import (
-    Progress,
+    DragProgress,
     SpecError,
-    check_handles_in_mask,
     check_writable,
     pair_report,
     parse_mask,
@@ -24,6 +24,10 @@ from voicedrag.dragio import (
     save_npy,
     save_png,
 )
+from voicedrag.events import DragOptions, EditRequest, Finished, Heard, ImageState, Parsed, Planned, Refused, Step
+
+if TYPE_CHECKING:
+    from voicedrag.editor import Editor
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -102,11 +106,24 @@ def check_outputs(args: argparse.Namespace) -> None:
         seen[path] = flag
 
 
-def drag_and_save(editor: Any, ws: Any, pairs: list, mask: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Run one drag with the CLI's options, write its outputs, and return the JSON report fields."""
-    progress = Progress(total=args.steps)
-    # Ctrl-C during the drag stops it at the end of the step, and what was asked for is written
-    # from that state (a second Ctrl-C stops at once); the caller then exits 130.
+@dataclass
+class StreamOutcome:
+    """What the CLI kept of an edit's events."""
+
+    heard: Heard | None = None
+    parsed: Parsed | None = None
+    planned: Planned | None = None
+    finished: Finished | None = None
+    interrupted: bool = False
+
+
+def consume(editor: Editor, request: EditRequest, label: str = "drag", show_plan: bool = False) -> StreamOutcome:
+    """Run one edit's event stream on the command line: notes and warnings on stderr, a progress
+    bar, and the refusal as the one sentence the command exits with (UserError -> exit 2).
+
+    Ctrl-C during the drag stops it at the end of its step, and the caller writes what was asked
+    for from that state (a second Ctrl-C stops at once); the caller then exits 130."""
+    outcome = StreamOutcome()
     interrupted = threading.Event()
 
     def on_interrupt(signum: int, frame: Any) -> None:
@@ -117,43 +134,80 @@ def drag_and_save(editor: Any, ws: Any, pairs: list, mask: Any, args: argparse.N
 
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, on_interrupt) if in_main else None
+    progress = DragProgress(request.drag.max_steps, label)
     try:
-        for r in editor.drag(ws, pairs, mask, args.steps, preview_every=5 if args.gif else 0, lr=args.lr,
-                             space=args.space):
-            progress.update(r.step, r.mean_distance)
-    except ValueError as err:
-        raise SpecError(f"{err}; place the points inside the image.") from err
+        for event in editor.run(request):
+            if isinstance(event, Heard):
+                outcome.heard = event
+                if event.note:
+                    print(f"voicedrag: {event.note}", file=sys.stderr)
+            elif isinstance(event, Parsed):
+                outcome.parsed = event
+            elif isinstance(event, Planned):
+                outcome.planned = event
+                if show_plan:
+                    print(f"{label}: " + "; ".join(f"{n} {p.handle.x:g},{p.handle.y:g} -> {p.target.x:g},{p.target.y:g}"
+                                                   for n, p in zip(event.names, event.pairs)), file=sys.stderr)
+                for warning in event.warnings:
+                    print(f"voicedrag: {warning}", file=sys.stderr)
+            elif isinstance(event, Step):
+                progress.update(event)
+            elif isinstance(event, Finished):
+                outcome.finished = event
+            elif isinstance(event, Refused):
+                raise SpecError(event.sentence)
+            # Control cannot come: the CLI's requests refuse control words.
     finally:
+        progress.close(outcome.finished)
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-    result = editor.result()
-    progress.close(result.steps, result.mean_distance, result.converged)
-    if result.verdict:
-        print(f"voicedrag: {result.verdict}; undo it, or try a smaller move or more --steps.", file=sys.stderr)
-    out = save_png(result.image, args.out)
-    w, h = editor.kit.size
+    outcome.interrupted = interrupted.is_set()
+    if outcome.finished is not None and outcome.finished.entry.verdict:
+        print(f"voicedrag: {outcome.finished.entry.verdict}; undo it, or try a smaller move or more --steps.",
+              file=sys.stderr)
+    return outcome
+
+
+def save_outputs(outcome: StreamOutcome, args: argparse.Namespace, size: tuple[int, int]) -> dict[str, Any]:
+    """Write the finished drag's outputs (--out, --gif, --save-latent) and return the JSON report's
+    drag fields."""
+    assert outcome.finished is not None
+    entry = outcome.finished.entry
+    out = save_png(entry.image, args.out)
     report: dict[str, Any] = {
         "model": str(args.model),
         "seed": args.seed,
-        "size": [w, h],
-        "pairs": pair_report(pairs, result.points),
-        "steps": result.steps,
-        "converged": result.converged,
-        "verdict": result.verdict,
-        "mean_distance": round(result.mean_distance, 3),
-        "seconds": round(result.seconds, 3),
+        "size": list(size),
+        "pairs": pair_report(entry.pairs, entry.final_points),
+        "steps": entry.steps,
+        "converged": entry.converged,
+        "verdict": entry.verdict,
+        "mean_distance": round(entry.mean_distance or 0.0, 3),
+        "seconds": round(entry.seconds, 3),
         "out": str(out),
-        "interrupted": interrupted.is_set(),
+        "interrupted": outcome.interrupted,
     }
     if args.gif:
-        report["gif"] = str(save_gif(result.frames + [result.image], args.gif))
+        report["gif"] = str(save_gif(entry.frames + [entry.image], args.gif))
     if args.save_latent:
-        report["latent"] = str(save_npy(result.ws.cpu().numpy(), args.save_latent))
-    if interrupted.is_set():
+        report["latent"] = str(save_npy(entry.ws, args.save_latent))
+    if outcome.interrupted:
         written = ", ".join(str(report[k]) for k in ("out", "gif", "latent") if k in report)
-        print(f"voicedrag: interrupted after {result.steps} steps; wrote {written} from that state.",
+        print(f"voicedrag: interrupted after {entry.steps} steps; wrote {written} from that state.",
               file=sys.stderr)
     return report
+
+
+def rect_of(mask: Any) -> tuple[int, int, int, int]:
+    """The rectangle (inclusive-exclusive) a typed --mask rasterised to."""
+    import numpy as np
+
+    ys, xs = np.nonzero(mask)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def drag_options(args: argparse.Namespace) -> DragOptions:
+    return DragOptions(max_steps=args.steps, lr=args.lr, space=args.space, preview_every=5 if args.gif else 0)
 
 
 def run_drag(args: argparse.Namespace) -> int:
@@ -162,12 +216,11 @@ def run_drag(args: argparse.Namespace) -> int:
     check_outputs(args)
     editor = Editor(load_kit(args.model, device=args.device, download=args.download))
     size = editor.kit.size
-    pairs = parse_points(args.points, size)
-    mask = parse_mask(args.mask, size) if args.mask else None
-    if mask is not None:
-        check_handles_in_mask(pairs, mask, args.mask)
-    ws, _ = editor.seed(args.seed, args.psi)
-    report = drag_and_save(editor, ws, pairs, mask, args)
+    pairs = tuple(parse_points(args.points, size))
+    mask = (rect_of(parse_mask(args.mask, size)),) if args.mask else None
+    ws, image = editor.seed(args.seed, args.psi)
+    outcome = consume(editor, EditRequest(ImageState(ws, image), pairs=pairs, mask=mask, drag=drag_options(args)))
+    report = save_outputs(outcome, args, size)
     if args.json:
         print(json_line(report))
     elif not report["interrupted"]:

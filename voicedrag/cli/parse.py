@@ -62,11 +62,11 @@ def _run_audio(args: argparse.Namespace, parser: object) -> int:
     assert isinstance(parser, CommandParser)
     # Read the file before loading Whisper, so a bad file is reported at once.
     clip = load_audio(args.audio)
-    from voicedrag.speech.grammar import command_phrases, parser_reading
+    from voicedrag.speech.listen import Listener
     from voicedrag.speech.transcribe import Transcriber
 
-    transcriber = Transcriber(prompt_words=vocabulary(parser.rules))
-    heard, choice = transcriber.transcribe_command(clip.samples, command_phrases(parser), parser_reading(parser))
+    # The words heard as `edit --audio` and the TUI hear them (one Listener), from the rules alone.
+    heard, choice = Listener(parser, Transcriber(prompt_words=vocabulary(parser.rules))).hear(clip.samples)
     result = parser.parse(choice.text)
     if args.json:
         record = result.to_json()

@@ -1,11 +1,8 @@
-"""One edit, end to end: words -> edit intents -> keypoints -> drag pairs (and mask).
+"""Parsed words + keypoints -> drag pairs (and the rules' mask), or one sentence saying why not.
 
-`plan_command` is shared by the headless `voicedrag edit` and the TUI: it
-takes the parsed words, finds the named keypoints on the current image (or
-uses keypoints the caller already has) and turns the intents into
-handle/target pairs with the model's rules. The TUI answers control words and
-parse errors itself, and finds keypoints itself so that it can cache them per
-image and report them; it then hands those keypoints to `plan_command`.
+`voicedrag.editor.Editor.run` calls these for every front end: `refusal` says why parsed words
+make no edit, `needs_keypoints` whether the image's keypoints must be found first, and
+`plan_command` turns the intents into handle/target pairs with the model's rules.
 """
 from __future__ import annotations
 
@@ -18,7 +15,6 @@ from voicedrag.errors import VoicedragError
 from engine.types import DragPair, Point
 
 if TYPE_CHECKING:
-    from keypoints.detector import Detector
     from voicedrag.language.commands import ParseResult
     from voicedrag.intents import EditIntent
     from voicedrag.planning.rules import Plan, Rules
@@ -52,41 +48,37 @@ def needs_keypoints(edits: list[EditIntent]) -> bool:
     return any(e.handle is None for e in edits)
 
 
-def plan_command(
-    parse: ParseResult,
-    image: np.ndarray,  # [H, W, 3] uint8: the image the edit applies to
-    detector: Detector | None,
-    rules: Rules | None = None,
-    keypoints: dict[str, Point] | None = None,
-) -> PlannedEdit:
-    """Turn a parsed command into drag pairs on `image`; raises CommandError with one sentence.
-
-    `keypoints`, when given, are the keypoints of `image` already found (an
-    empty dict if a search found none); the detector is then not called.
-    """
-    from voicedrag.planning.rules import RulesError, plan
-
+def refusal(parse: ParseResult) -> str | None:
+    """Why parsed words make no edit, in one sentence (the parser's own, with its best
+    suggestion); None when they hold edits."""
     if parse.error:
         # The parser's sentence may already carry its own suggestions.
         offer = parse.suggestions and "did you mean" not in parse.error.lower()
         error = parse.error.rstrip(". ")
         if offer:
-            raise CommandError(f"{error}; did you mean: {parse.suggestions[0]}?")
-        raise CommandError(error if error.endswith(("?", "!")) else error + ".")
+            return f"{error}; did you mean: {parse.suggestions[0]}?"
+        return error if error.endswith(("?", "!")) else error + "."
     if parse.control is not None:
-        raise CommandError(f"'{parse.control}' is a control word, not an edit; say an edit such as 'open the mouth'.")
+        return f"'{parse.control}' is a control word, not an edit; say an edit such as 'open the mouth'."
     if not parse.edits:
-        raise CommandError("no edit was understood; say an edit such as 'open the mouth'.")
-    h, w = image.shape[:2]
-    if keypoints is None:
-        keypoints = {}
-        if needs_keypoints(parse.edits):
-            if detector is None:
-                raise CommandError("this model has no keypoint detector; "
-                                   "use explicit points such as 'drag 30,40 to 50,60'.")
-            keypoints = detector.detect(image)
+        return "no edit was understood; say an edit such as 'open the mouth'."
+    return None
+
+
+def plan_command(
+    parse: ParseResult,
+    size: tuple[int, int],  # (W, H) of the image the edit applies to
+    keypoints: dict[str, Point],  # the image's named keypoints (empty where none were found)
+    rules: Rules | None = None,
+) -> PlannedEdit:
+    """Turn a parsed command into drag pairs; raises CommandError with one sentence."""
+    from voicedrag.planning.rules import RulesError, plan
+
+    why = refusal(parse)
+    if why is not None:
+        raise CommandError(why)
     try:
-        p = plan(parse.edits, keypoints, (w, h), rules=rules)
+        p = plan(parse.edits, keypoints, size, rules=rules)
     except RulesError as err:
         raise CommandError(str(err)) from err
     if not p.pairs:

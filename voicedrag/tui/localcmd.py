@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from voicedrag.intents import CONTROL_TABLE
 
@@ -32,9 +33,13 @@ _CONTROLS = {**{c.word: c.word for c in CONTROL_TABLE}, **{k: c.word for c in CO
              "quit": "quit", "exit": "quit"}
 
 
-@dataclass
+LocalKind = Literal["mask", "mask_off", "points", "seed", "new_seed", "steps", "clear", "go", "labels", "before",
+                    "markers", "name", "control"]
+
+
+@dataclass(frozen=True)
 class LocalCommand:
-    kind: str  # mask | mask_off | points | seed | new_seed | steps | clear | go | labels | before | markers | name | control
+    kind: LocalKind
     text: str
     numbers: tuple[float, ...] = ()
     spec: str = ""  # point pairs as "x1,y1>x2,y2;..." for dragio.parse_points

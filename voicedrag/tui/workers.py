@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,19 +30,12 @@ import numpy as np
 from textual.message import Message
 
 from engine.types import DEFAULT_PSI
+from voicedrag.events import EditRequest, KeypointsFound, Refused
 from voicedrag.tui.messages import (
-    CommandFailed,
-    CommandParsed,
-    ControlRequested,
-    DragFailed,
-    DragFinished,
-    DragPlanned,
-    DragStep,
-    KeypointsFound,
+    EditUpdate,
     ModelFailed,
     ModelLoaded,
     Notice,
-    PlannedDrag,
     PointTaught,
     SeedReady,
     Transcribed,
@@ -56,8 +49,6 @@ if TYPE_CHECKING:
 
 Post = Callable[[Message], object]
 Cancelled = Callable[[], bool]
-XY = tuple[float, float]
-Rect = tuple[int, int, int, int]
 T = TypeVar("T")
 
 
@@ -111,7 +102,6 @@ class Backend:
     """The loaded model kit's editor and the speech models, shared by the workers."""
 
     editor: Editor | None = None
-    transcriber: Any = None
     recorder: Any = None  # the MicrophoneRecorder while recording
     psi: float = DEFAULT_PSI
     threads: int | None = None
@@ -122,20 +112,8 @@ class Backend:
         return None if self.editor is None else self.editor.kit.generator
 
 
-@dataclass
-class DragRequest:
-    label: str
-    ws: np.ndarray  # [1, num_ws, w_dim] float32: the latent the drag starts from
-    image: np.ndarray
-    max_steps: int
-    preview_seconds: float
-    mask: list[Rect] | None = None  # region that may move; None = the rules' (or the whole image)
-    pairs: list[tuple[XY, XY]] = field(default_factory=list)  # hand-placed pairs; empty = parse `label`
-    entry_id: int = 0
-    report_seconds: float = 0.1  # steps without a new frame are reported at most this often
-
-
-def _describe(err: BaseException, doing: str) -> str:
+def describe(err: BaseException, doing: str) -> str:
+    """An exception as one sentence: a user's error as it is, anything else as a bug to report."""
     from engine.errors import UserError
 
     if isinstance(err, UserError):
@@ -164,10 +142,9 @@ def load_model(backend: Backend, model: str, device: str | None, seed: int, post
         ws, image = editor.seed(seed, backend.psi)
         backend.editor = editor
     except Exception as err:  # noqa: BLE001 - any failure becomes one sentence on screen
-        post(ModelFailed(_describe(err, "loading the model")))
+        post(ModelFailed(describe(err, "loading the model")))
         return
-    post(ModelLoaded(kit.generator, seed, ws, image, kit.title, str(kit.generator.device),
-                     time.perf_counter() - started))
+    post(ModelLoaded(seed, ws, image, kit.title, str(kit.generator.device), time.perf_counter() - started))
     if kit.limits:
         post(Notice(kit.limits, "warning"))
     warm_up()
@@ -191,7 +168,7 @@ def new_seed(backend: Backend, seed: int, post: Post) -> None:
         assert backend.editor is not None
         ws, image = backend.editor.seed(seed, backend.psi)
     except Exception as err:  # noqa: BLE001
-        post(Notice(_describe(err, "rendering the seed"), "error"))
+        post(Notice(describe(err, "rendering the seed"), "error"))
         return
     post(SeedReady(seed, ws, image))
 
@@ -217,7 +194,7 @@ def teach_point(backend: Backend, ws: np.ndarray, name: str, xy: tuple[float, fl
         kit.template = template
         backend.editor.forget()  # keypoints found before this point was taught are stale
     except Exception as err:  # noqa: BLE001
-        post(Notice(_describe(err, f"teaching {name}"), "error"))
+        post(Notice(describe(err, f"teaching {name}"), "error"))
         return
     post(PointTaught(name, xy, len(template.names), str(path)))
 
@@ -232,118 +209,30 @@ def load_parser(backend: Backend, preload_paraphrase: bool, post: Post) -> None:
             post(Notice(f"paraphrases are off: {parser.embedding_error}; exact commands still work.",
                         "warning"))
     except Exception as err:  # noqa: BLE001
-        post(Notice(_describe(err, "loading the command parser"), "error"))
+        post(Notice(describe(err, "loading the command parser"), "error"))
 
 
 @on_torch_thread
-def detect_keypoints(backend: Backend, entry_id: int, image: np.ndarray, post: Post,
-                     ws: np.ndarray | None = None) -> None:
+def detect_keypoints(backend: Backend, entry_id: int, image: np.ndarray, ws: np.ndarray, post: Post) -> None:
     """Find the keypoints of a history entry's image (for the labels) and post them."""
     try:
         assert backend.editor is not None
         found = backend.editor.keypoints(entry_id, image, ws)
     except Exception as err:  # noqa: BLE001
-        post(KeypointsFound(entry_id, {}, _describe(err, "finding keypoints")))
+        post(EditUpdate(KeypointsFound(entry_id, {}, describe(err, "finding keypoints"))))
         return
-    post(KeypointsFound(entry_id, found.points, found.notice))
+    post(EditUpdate(KeypointsFound(entry_id, found.points, found.notice)))
 
 
 @on_torch_thread
-def run_command(backend: Backend, req: DragRequest, post: Post) -> None:
-    """Parse, find keypoints, plan and drag; or drag hand-placed pairs when `req.pairs` is set."""
+def run_edit(backend: Backend, request: EditRequest, post: Post) -> None:
+    """One edit's events, each posted as one message; a failure ends the stream as Refused."""
     try:
-        _run_command(backend, req, post)
+        assert backend.editor is not None, "a command ran before the model was loaded"
+        for event in backend.editor.run(request):
+            post(EditUpdate(event))
     except Exception as err:  # noqa: BLE001 - a worker must not take the app down
-        post(DragFailed(_describe(err, "the edit")))
-
-
-def _run_command(backend: Backend, req: DragRequest, post: Post) -> None:
-    from engine.types import DragPair, Point
-    from voicedrag.planning.pipeline import CommandError, needs_keypoints
-
-    editor = backend.editor
-    assert editor is not None, "a command ran before the model was loaded"
-    edits_json: list[dict[str, object]] = []
-    warnings: list[str] = []
-    names: list[str] = []
-    mask = req.mask
-    if req.pairs:
-        pairs = [DragPair(Point(*a), Point(*b)) for a, b in req.pairs]
-        names = [f"point {i + 1}" for i in range(len(pairs))]
-    else:
-        result = editor.parse(req.label)
-        post(CommandParsed(req.label, result))
-        if result.control:
-            post(ControlRequested(result.control, req.label))
-            return
-        if result.error:
-            post(CommandFailed(req.label, result.error, result.suggestions))
-            return
-        if editor.cancelled:
-            post(CommandFailed(req.label, "stopped before the drag began."))
-            return
-        edits_json = [e.to_json() for e in result.edits]
-        if needs_keypoints(result.edits) and editor.cached_keypoints(req.entry_id) is None:
-            # Reported before the plan, so that the labels show what the plan was made from.
-            found = editor.keypoints(req.entry_id, req.image, req.ws)
-            post(KeypointsFound(req.entry_id, found.points, found.notice))
-        try:
-            planned = editor.plan(result, req.image, req.entry_id, req.ws)
-        except CommandError as err:
-            post(CommandFailed(req.label, str(err)))
-            return
-        warnings = planned.warnings
-        pairs, names = planned.pairs, list(planned.plan.names)
-        if mask is None:
-            mask = planned.plan.mask
-    outside = [p for p in pairs if mask and not any(x0 <= p.handle.x < x1 and y0 <= p.handle.y < y1
-                                                    for x0, y0, x1, y1 in mask)]
-    if outside:
-        # The mask term holds everything outside the region still: such a handle cannot move.
-        where = ", ".join(f"{p.handle.x:g},{p.handle.y:g}" for p in outside)
-        warnings = [*warnings, f"the handle at {where} lies outside the region that may move, so it will "
-                               "not move; draw the mask around it or type 'mask off'"]
-    post(DragPlanned(PlannedDrag(
-        label=req.label, handles=[(p.handle.x, p.handle.y) for p in pairs],
-        targets=[(p.target.x, p.target.y) for p in pairs], names=names, mask=mask, warnings=warnings,
-        edits=edits_json,
-    )))
-    drag(editor, req, pairs, mask, edits_json, warnings, post)
-
-
-def drag(editor: Editor, req: DragRequest, pairs: list[Any], mask: list[Rect] | None,
-         edits_json: list[dict[str, object]], warnings: list[str], post: Post) -> None:
-    from voicedrag.planning.rules import mask_array
-    from voicedrag.session import Entry
-
-    h, w = req.image.shape[:2]
-    try:
-        steps = editor.drag(req.ws, pairs, mask_array(mask, (w, h)), req.max_steps,
-                            preview_seconds=req.preview_seconds)
-    except ValueError as err:
-        post(DragFailed(f"{err}; place the points inside the image."))
-        return
-    started = posted = time.perf_counter()
-    for result in steps:
-        now = time.perf_counter()
-        # The screen shows a few states a second, so steps between them are not sent: every message
-        # costs the UI thread time under the interpreter lock that this loop needs. A new frame
-        # is always sent; the last step's state arrives with DragFinished.
-        if result.image is None and now - posted < req.report_seconds:
-            continue
-        posted = now
-        rate = (result.step + 1) / max(now - started, 1e-9)
-        post(DragStep(result.step, req.max_steps, [(p.x, p.y) for p in result.points], result.mean_distance,
-                      rate, result.image))
-    final = editor.result()
-    entry = Entry(
-        label=req.label, kind="drag", ws=final.ws.cpu().numpy().astype(np.float32), image=final.image,
-        pairs=list(pairs), final_points=final.points, mask=mask, steps=final.steps, converged=final.converged,
-        verdict=final.verdict,
-        cancelled=final.cancelled, mean_distance=final.mean_distance, seconds=final.seconds,
-        frames=final.frames, edits=edits_json, warnings=warnings,
-    )
-    post(DragFinished(entry))
+        post(EditUpdate(Refused(describe(err, "the edit"))))
 
 
 def voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
@@ -351,19 +240,10 @@ def voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
     try:
         _voice(backend, post, cancelled)
     except Exception as err:  # noqa: BLE001
-        post(VoiceFailed(_describe(err, "listening")))
+        post(VoiceFailed(describe(err, "listening")))
     finally:
         backend.recorder = None
         post(VoiceState("idle"))
-
-
-def _load_transcriber(backend: Backend) -> Any:
-    # Primed with the model kit's vocabulary, exactly as `voicedrag transcribe` and `edit --audio` are.
-    if backend.editor is not None:
-        return backend.editor.kit.transcriber()
-    from voicedrag.speech.transcribe import Transcriber
-
-    return Transcriber()
 
 
 def _voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
@@ -377,9 +257,14 @@ def _voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
     if not ok:
         post(VoiceFailed(message))
         return
-    if backend.transcriber is None:
+    editor = backend.editor
+    if editor is None:
+        post(VoiceFailed("the model is still loading; speak again when the image is shown."))
+        return
+    if editor.listener_loaded is False:
         post(VoiceState("loading"))
-        backend.transcriber = TORCH.call(functools.partial(_load_transcriber, backend))
+        # Whisper primed with the model kit's vocabulary, exactly as `edit --audio` hears.
+        TORCH.call(editor.listener)
     if cancelled():
         return
     recorder = MicrophoneRecorder(on_level=lambda level, _db: post(VoiceLevel(level)))
@@ -398,16 +283,10 @@ def _voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
         post(VoiceFailed("no speech was heard; speak after pressing the key, or type the command."))
         return
     post(VoiceState("transcribing"))
-    editor, transcriber = backend.editor, backend.transcriber
-    if editor is not None:  # the model's grammar helps where the free transcript fails
-        transcript, choice = TORCH.call(functools.partial(editor.hear, transcriber, recording.samples))
-        text = choice.text
-        if choice.source == "grammar":
-            post(Notice(f"heard {choice.free_text or 'too little'!r}; read as {text!r}.", "information"))
-    else:
-        transcript = TORCH.call(functools.partial(transcriber.transcribe, recording.samples))
-        text = transcript.text
-    if not text.strip():
+    heard = TORCH.call(functools.partial(editor.listen, recording.samples))
+    if heard.note:
+        post(Notice(heard.note, "information"))
+    if not heard.text:
         post(VoiceFailed("nothing could be understood; speak closer to the microphone or type the command."))
         return
-    post(Transcribed(text.strip(), transcript.elapsed))
+    post(Transcribed(heard.text, heard.seconds))
