@@ -305,19 +305,22 @@ def align_with_detector(photo: np.ndarray, detector: Detector, template: dict[st
         start_points = detect_letterboxed(detector, photo)
     first = align_from_keypoints(start_points, template, crop_size, max_upscale=math.inf)
     limit = max_residual * template_spread(template)
+    reach = 4 * max(photo.shape[:2])  # a crop wider than this shows a face larger than the photo
     best: DetectorFraming | None = None
     passes = 0
     names = list(template)
     for k in START_ZOOMS:
         a = zoomed(first, k)
-        for _ in range(MAX_PASSES):
+        for _ in range(MAX_PASSES if crop_size / a.scale <= reach else 0):
             found = a.to_photo(detector.detect(warp_to_crop(photo, a)))
             passes += 1
             new = align_from_keypoints(found, template, crop_size, max_upscale=math.inf)
             moved = new.to_crop(a.to_photo({n: template[n] for n in names}))
             a = new
-            if max(moved[n].distance(template[n]) for n in names) < CONVERGED_PX:
+            if max(moved[n].distance(template[n]) for n in names) < CONVERGED_PX or crop_size / a.scale > reach:
                 break
+        if crop_size / a.scale > reach:  # drifted out to a "face" larger than the photo: no face from here
+            continue
         # Judged by a fresh look at the final crop, not by the last fit: on a face the two agree,
         # while on noise the points jump on every crop and the last fit alone looked like a face.
         final = detector.detect(warp_to_crop(photo, a))
@@ -327,7 +330,9 @@ def align_with_detector(photo: np.ndarray, detector: Detector, template: dict[st
             best = framing
         if best.residual_px <= limit:
             break
-    assert best is not None
+    if best is None:
+        raise AlignmentError("no face was found: the detector's points spread wider than the photo itself; "
+                             "use a photo with one face seen from the front.")
     best.passes = passes
     if best.residual_px > limit:
         raise AlignmentError(f"no face was found: the best points the detector found are {best.residual_px:.1f} px "
@@ -429,6 +434,10 @@ def _source_window(src: np.ndarray, m: np.ndarray, out_w: int, out_h: int,
     y0 = math.floor(back[:, 1].min()) - margin
     x1 = math.ceil(back[:, 0].max()) + margin + 1
     y1 = math.ceil(back[:, 1].max()) + margin + 1
+    if (x1 - x0) * (y1 - y0) > max(16 * h * w, 4 * out_w * out_h, 1 << 22):
+        # Mostly mirror images of the photo, and memory without bound for a wild alignment.
+        raise AlignmentError("the framing reaches far beyond the photo's edges, so the points it was fitted to are "
+                             "not a face in this photo; use a photo with one face seen from the front.")
     if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
         part = src[y0:y1, x0:x1]
     else:

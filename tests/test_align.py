@@ -229,6 +229,12 @@ def test_the_crop_is_mirrored_where_it_leaves_the_photo() -> None:
     assert np.array_equal(crop, want)
 
 
+def test_a_wild_alignment_is_refused_rather_than_filling_memory() -> None:
+    photo = np.zeros((100, 100, 3), dtype=np.uint8)
+    with pytest.raises(AlignmentError, match="reaches far beyond the photo's edges"):
+        warp_to_crop(photo, framing(0.001, 0.0, (50.0, 50.0), 128))  # a 128000 px wide crop
+
+
 def test_downscaling_does_not_alias() -> None:
     """A fine stripe pattern shrunk 5x is its mean grey, not a moire of it."""
     stripes = np.zeros((500, 500, 3), dtype=np.uint8)
