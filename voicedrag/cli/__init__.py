@@ -89,10 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             os._exit(130)
         return 130
     except BrokenPipeError:
-        # The reader went away (`voicedrag ... --json | head -c 100`): the files are written;
-        # stdout is pointed at /dev/null so that the interpreter's final flush stays quiet.
+        # The reader went away (`voicedrag parse --json - | head -n 1`): it had what it wanted and
+        # the files are written, so this is no failure; stdout is pointed at /dev/null so that the
+        # interpreter's final flush stays quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return 0
 
 
 if __name__ == "__main__":

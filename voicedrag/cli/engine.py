@@ -89,21 +89,68 @@ def run_render(args: argparse.Namespace) -> int:
     return 0
 
 
+# What each output flag may be named: the image formats written, by the name's ending.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+OUTPUT_SUFFIXES = {"--out": IMAGE_SUFFIXES, "--gif": (".gif",)}
+
+
+def input_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """The files a command reads (its model, the model's config, a template, audio, an image),
+    as the user named them, for checks that no output overwrites one."""
+    from voicedrag.models import resolve_model_path
+    from voicedrag.registry import default_registry
+
+    named: list[tuple[str, Path]] = []
+    model = getattr(args, "model", None)
+    if model is not None:
+        entry = default_registry().get(str(model))
+        path = default_registry().path(entry) if entry is not None else resolve_model_path(model)
+        named += [("--model", path), ("the model's config", path.with_suffix(".json"))]
+    for flag, attr in (("--template", "template"), ("--audio", "audio"), ("--image", "image"),
+                       ("--rules", "rules")):
+        value = getattr(args, attr, None)
+        if isinstance(value, str | Path) and str(value):
+            named.append((flag, Path(value).expanduser()))
+    return named
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two names reach one file: through links, '..', or a file system that ignores case
+    (samefile compares the files themselves, not their names)."""
+    import os
+
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (or cannot be read): it cannot be overwritten by the other
+        return False
+
+
 def check_outputs(args: argparse.Namespace) -> None:
-    """Refuse, before any work, outputs that would overwrite one another or cannot be files."""
+    """Refuse, before any work, outputs that would overwrite one another or an input, that cannot
+    be files, or whose names say a format the command does not write."""
     named = [(flag, getattr(args, attr, None)) for flag, attr in
              (("--out", "out"), ("--gif", "gif"), ("--save-latent", "save_latent"))]
     seen: dict[Path, str] = {}
+    inputs = input_files(args)
     for flag, value in named:
         if value is None:
             continue
         check_writable(flag, value)  # first: a name too long must not reach the file system below
-        if Path(value).expanduser().is_dir():
+        path = Path(value).expanduser()
+        if path.is_dir():
             raise SpecError(f"{flag} {value} is a folder; give a file name in it.")
-        path = Path(value).expanduser().resolve()
-        if path in seen:
-            raise SpecError(f"{seen[path]} and {flag} both name {value}; give each output its own file.")
-        seen[path] = flag
+        suffixes = OUTPUT_SUFFIXES.get(flag)
+        if suffixes is not None and path.suffix.lower() not in suffixes:
+            raise SpecError(f"{flag} {value}: the name must end in {', '.join(suffixes)} (the format written); "
+                            "choose such a name.")
+        for what, source in inputs:
+            if path.resolve() == source.resolve() or _same_file(path, source):
+                raise SpecError(f"{flag} {value} is {what} ({source}), which the command reads; "
+                                "give the output another name.")
+        resolved = path.resolve()
+        if resolved in seen:
+            raise SpecError(f"{seen[resolved]} and {flag} both name {value}; give each output its own file.")
+        seen[resolved] = flag
 
 
 @dataclass

@@ -229,11 +229,12 @@ def _template_points(args: argparse.Namespace) -> tuple[Image.Image, dict[str, P
 
 
 def run_keypoints(args: argparse.Namespace) -> int:
-    from voicedrag.dragio import check_writable, save_png
+    from voicedrag.cli.engine import check_outputs
+    from voicedrag.dragio import save_png
 
     extra: dict[str, object] = {}
     if args.out is not None:
-        check_writable("--out", args.out)
+        check_outputs(args)
     if args.template is not None:
         image, points, extra = _template_points(args)
     else:
