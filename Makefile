@@ -8,9 +8,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: demo test
+LINTED := engine keypoints faceworld voicedrag
+
+.PHONY: demo test lint
 demo: $(VENV)/.installed
 	$(VENV)/bin/voicedrag demo
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# Settings in pyproject.toml ([tool.ruff], [tool.mypy]).
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy $(LINTED)
