@@ -25,7 +25,12 @@ from torch import nn
 
 from engine.ops import upfirdn2d
 from engine.stylegan2 import (
-    NOISE_MODES, FullyConnectedLayer, GeneratorBase, MappingConfig, MappingNetwork, SynthesisOutput,
+    NOISE_MODES,
+    FullyConnectedLayer,
+    GeneratorBase,
+    MappingConfig,
+    MappingNetwork,
+    SynthesisOutput,
 )
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from engine.types import Point
 
 
-
 @dataclass(frozen=True)
 class Verb:
     """One action of the command language and every word that says it."""

@@ -14,8 +14,8 @@ import sys
 from collections.abc import Sequence
 
 from engine.errors import UserError
-from voicedrag.errors import VoicedragError
 from voicedrag import _interrupted_while_starting, _started_as_the_command  # the handler is installed there
+from voicedrag.errors import VoicedragError
 
 # Modules that contribute subcommands, in the order they appear in --help.
 SUBCOMMAND_MODULES: list[str] = [

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 from engine.types import DragPair, Point
-from voicedrag.errors import VoicedragError
 from voicedrag.cli import argtypes
 from voicedrag.cli.output import json_line
 from voicedrag.dragio import check_writable, save_gif, save_png
+from voicedrag.errors import VoicedragError
 
 # Reference generators recorded from the official code sit beside the repository in development
 # checkouts; the demo falls back to one of them while no embedded model is installed.

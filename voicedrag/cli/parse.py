@@ -11,8 +11,8 @@ import argparse
 import io
 import sys
 
-from voicedrag.errors import VoicedragError
 from voicedrag.cli.output import json_line
+from voicedrag.errors import VoicedragError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -56,8 +56,8 @@ def _plain(result: object) -> str:
 
 
 def _run_audio(args: argparse.Namespace, parser: object) -> int:
-    from voicedrag.speech.audio import load_audio
     from voicedrag.language.commands import CommandParser, vocabulary
+    from voicedrag.speech.audio import load_audio
 
     assert isinstance(parser, CommandParser)
     # Read the file before loading Whisper, so a bad file is reported at once.

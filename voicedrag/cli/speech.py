@@ -17,9 +17,9 @@ import time
 from typing import TYPE_CHECKING
 
 from engine.errors import UserError
-from voicedrag.errors import VoicedragError
 from voicedrag.cli import argtypes
 from voicedrag.cli.output import json_line
+from voicedrag.errors import VoicedragError
 
 if TYPE_CHECKING:
     from voicedrag.speech.transcribe import Transcriber
@@ -41,10 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _make_transcriber(args: argparse.Namespace) -> "Transcriber":
-    from voicedrag.speech.transcribe import DEFAULT_PROMPT_WORDS, DecodeSettings, Transcriber, command_vocabulary
-
+def _make_transcriber(args: argparse.Namespace) -> Transcriber:
     import torch
+
+    from voicedrag.speech.transcribe import DEFAULT_PROMPT_WORDS, DecodeSettings, Transcriber, command_vocabulary
 
     # The front end sets torch's threads once: one is fastest for a short command's decoder, whose
     # dozens of tiny matrix products leave a second thread waiting (benchmarks/asr_latency.py).
@@ -82,7 +82,7 @@ def _emit(record: dict[str, object], args: argparse.Namespace) -> None:
         print(f"{record['file']}: {text}", flush=True)
 
 
-def _run_file(transcriber: "Transcriber", path: str, args: argparse.Namespace) -> int:
+def _run_file(transcriber: Transcriber, path: str, args: argparse.Namespace) -> int:
     started = time.perf_counter()
     record: dict[str, object] = {"file": path, "text": "", "seconds": None, "model": transcriber.model_name}
     try:
@@ -105,7 +105,7 @@ def _run_file(transcriber: "Transcriber", path: str, args: argparse.Namespace) -
     return 0
 
 
-def _run_mic(transcriber: "Transcriber", args: argparse.Namespace) -> int:
+def _run_mic(transcriber: Transcriber, args: argparse.Namespace) -> int:
     from voicedrag.speech.audio import MicrophoneConfig, record_command
 
     if not args.json:

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from voicedrag.errors import VoicedragError
 from engine.types import DragPair, Point
+from voicedrag.errors import VoicedragError
 
 if TYPE_CHECKING:
-    from voicedrag.language.commands import ParseResult
     from voicedrag.intents import EditIntent
+    from voicedrag.language.commands import ParseResult
     from voicedrag.planning.rules import Plan, Rules
 
 

@@ -33,13 +33,25 @@ import numpy as np
 
 from engine.errors import CheckpointError
 from voicedrag.errors import VoicedragError
-from voicedrag.speech.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioClip, load_audio
-from voicedrag.speech.denoise import NoiseSuppression, suppress_noise
-from voicedrag.speech.grammar import (GrammarChoice, GrammarSettings, PrefixTree, Reading, candidates, canonical,
-                                      choose, decode_in_grammar, joined_plausibly, prefix_tree, run_prompt,
-                                      score_texts, unsure)
 from voicedrag.intents import CONTROLS, PROMPT_VERBS
 from voicedrag.language.lexicon import PROMPT_WORDS
+from voicedrag.speech.audio import DEFAULT_MAX_SECONDS, SAMPLE_RATE, AudioClip, load_audio
+from voicedrag.speech.denoise import NoiseSuppression, suppress_noise
+from voicedrag.speech.grammar import (
+    GrammarChoice,
+    GrammarSettings,
+    PrefixTree,
+    Reading,
+    candidates,
+    canonical,
+    choose,
+    decode_in_grammar,
+    joined_plausibly,
+    prefix_tree,
+    run_prompt,
+    score_texts,
+    unsure,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -157,7 +169,7 @@ def resolve_model(model: str | os.PathLike[str] | None = None) -> ResolvedModel:
     )
 
 
-def _variable_length_encoder_forward(self: "whisper.model.AudioEncoder", x: "torch.Tensor") -> "torch.Tensor":
+def _variable_length_encoder_forward(self: whisper.model.AudioEncoder, x: torch.Tensor) -> torch.Tensor:
     """Whisper's encoder forward without the fixed-30-s assertion: slice the positional embedding."""
     import torch.nn.functional as F
 
@@ -170,7 +182,7 @@ def _variable_length_encoder_forward(self: "whisper.model.AudioEncoder", x: "tor
     return self.ln_post(x)
 
 
-def load_whisper(resolved: ResolvedModel) -> "whisper.Whisper":
+def load_whisper(resolved: ResolvedModel) -> whisper.Whisper:
     """Load a checkpoint the way ``whisper.load_model`` does, with a clear error for a bad file."""
     import torch
     import whisper
@@ -247,11 +259,11 @@ def strip_repetition(text: str) -> str:
 class _StopOnRepetition:
     """Logit filter: force end-of-text once the decoded words start repeating (short-encoder loops)."""
 
-    def __init__(self, tokenizer: "whisper.tokenizer.Tokenizer", sample_begin: int) -> None:
+    def __init__(self, tokenizer: whisper.tokenizer.Tokenizer, sample_begin: int) -> None:
         self.tokenizer = tokenizer
         self.sample_begin = sample_begin
 
-    def apply(self, logits: "torch.Tensor", tokens: "torch.Tensor") -> None:
+    def apply(self, logits: torch.Tensor, tokens: torch.Tensor) -> None:
         for row in range(tokens.shape[0]):
             sampled = [t for t in tokens[row, self.sample_begin :].tolist() if t < self.tokenizer.eot]
             if len(sampled) < 3:

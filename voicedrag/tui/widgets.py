@@ -8,12 +8,12 @@ import numpy as np
 # textual-image asks the terminal for its cell size and graphics support when
 # imported, which only works before Textual takes over the terminal.
 import textual_image.widget as tiw
-from textual import events
 from PIL import Image as PILImage
 from rich.color import Color, ColorType
 from rich.color_triplet import ColorTriplet
 from rich.segment import Segment
 from rich.style import Style
+from textual import events
 from textual.binding import Binding
 from textual.containers import Container
 from textual.geometry import Region
