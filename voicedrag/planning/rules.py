@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from voicedrag.errors import VoicedragError
 from engine.types import DragPair, Point
+from voicedrag.errors import VoicedragError
 from voicedrag.intents import ACTIONS, DIRECTION_VECTORS, DIRECTIONS, EditIntent
-
-from voicedrag_assets import RULES_DIR as _RULES_ASSETS, asset_path
+from voicedrag_assets import RULES_DIR as _RULES_ASSETS
+from voicedrag_assets import asset_path
 
 RULES_DIR = asset_path(_RULES_ASSETS)
 DEFAULT_RULES = "face"
@@ -181,9 +182,136 @@ def _str_tuple(value: object, where: str) -> tuple[str, ...]:
 
 
 def _float(value: object, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RulesError(f"{where} must be a number; fix the rules file.")
+    if not _is_number(value):
+        raise RulesError(f"{where} must be a finite number; fix the rules file.")
     return float(value)
+
+
+# ---------------------------------------------------------------- the file's schema
+#
+# Every key a rules file may hold, and the type of its value, checked with the key's path before any
+# value is used: a file edited by hand (a number where a rule's table belongs, a word where a list
+# is meant) gets one sentence naming the key, never a traceback. Which values are allowed (known
+# actions, parts and keypoints; exactly one motion per handle) is checked where they are read.
+
+_TOP_KEYS = ("name", "description", "reference", "mask_margin", "keypoints", "parts", "rule")
+_PART_KEYS = ("words", "sided")
+_RULE_KEYS = ("action", "part", "verbs", "phrases", "directions", "default_direction", "mask", "handles", "limits")
+_HANDLE_KEYS = ("point", "side", "move", "along", "rotate", "pivot", "scale", "center", "toward", "fraction")
+_LIMIT_KEYS = ("point", "from", "axis", "max")
+
+_NAME = "a keypoint name"
+_NAMES = "a list of keypoint names"
+_NAME_OR_NAMES = "a keypoint name or a list of them"
+_NUMBER = "a finite number"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_text(value: object) -> bool:
+    # Printable: every string may end up in a one-line message or a parsed command.
+    return isinstance(value, str) and value.isprintable()
+
+
+def _is_texts(value: object) -> bool:
+    return _is_text(value) or (isinstance(value, list) and all(_is_text(v) for v in value))
+
+
+def _shown(value: object) -> str:
+    """A value as the sentence about it shows it: short, on one line, never a whole table."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        text = repr(value)
+        return text if len(text) <= 42 else text[:40] + "...'"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return "a date or time"  # the only other values TOML has
+
+
+def _key(path: str, key: object) -> str:
+    key = key if isinstance(key, str) and key.isprintable() and key else repr(key)
+    return f"{path}.{key}" if path else key
+
+
+def _check_schema(data: dict[str, object], src: str) -> None:
+    """Raise RulesError for the first key that is unknown or holds a value of the wrong type."""
+
+    def wrong(path: str, expected: str, value: object) -> RulesError:
+        return RulesError(f"rules file {src}: '{path}' must be {expected}, not {_shown(value)}; fix the file.")
+
+    def table(value: object, path: str, known: tuple[str, ...], what: str) -> dict[str, object]:
+        if not isinstance(value, dict):
+            raise wrong(path, f"a table ({what})", value)
+        for key in value:
+            if key not in known:
+                raise RulesError(f"rules file {src}: '{_key(path, key)}' is not a key of {what} "
+                                 f"(those are {', '.join(known)}); fix the file.")
+        return value
+
+    def check(tab: dict[str, object], path: str, key: str, ok: Callable[[object], bool], expected: str) -> None:
+        if key in tab and not ok(tab[key]):
+            raise wrong(_key(path, key), expected, tab[key])
+
+    def tables(tab: dict[str, object], path: str, key: str, expected: str) -> list[dict[str, object]]:
+        value = tab.get(key, [])
+        if not isinstance(value, list):
+            raise wrong(_key(path, key), expected, value)
+        return value
+
+    table(data, "", _TOP_KEYS, "a rules file")
+    for key, expected in (("name", "a string"), ("description", "a string")):
+        check(data, "", key, _is_text, expected)
+    for key in ("reference", "keypoints"):
+        check(data, "", key, _is_texts, _NAMES)
+    check(data, "", "mask_margin", _is_number, _NUMBER)
+    parts = data.get("parts", {})
+    if not isinstance(parts, dict):
+        raise wrong("parts", "a table of parts such as [parts.mouth]", parts)
+    for name, part in parts.items():
+        path = _key("parts", name)
+        if not (_is_text(name) and name):
+            raise RulesError(f"rules file {src}: the part name {name!r} must be a printable word; fix the file.")
+        table(part, path, _PART_KEYS, "a part")
+        check(part, path, "words", _is_texts, "a word or a list of words")
+        check(part, path, "sided", lambda v: isinstance(v, bool), "true or false")
+    for i, rule in enumerate(tables(data, "", "rule", "a list of [[rule]] tables"), start=1):
+        path = f"rule[{i}]"
+        table(rule, path, _RULE_KEYS, "a rule")
+        for key in ("action", "part", "default_direction"):
+            check(rule, path, key, _is_text, "a string")
+        for key, expected in (("verbs", "a word or a list of words"), ("phrases", "a phrase or a list of phrases"),
+                              ("directions", "a direction or a list of directions")):
+            check(rule, path, key, _is_texts, expected)
+        check(rule, path, "mask", lambda v: isinstance(v, list) and all(_is_texts(g) for g in v),
+              "a list of keypoint groups, each a keypoint name or a list of them")
+        for j, handle in enumerate(tables(rule, path, "handles", 'a list of handle tables such as '
+                                          '{ point = "chin", move = [0.0, 0.1] }'), start=1):
+            where = f"{path}.handles[{j}]"
+            table(handle, where, _HANDLE_KEYS, "a handle")
+            for key in ("point", "pivot", "toward"):
+                check(handle, where, key, _is_text, _NAME)
+            check(handle, where, "side", _is_text, '"left" or "right"')
+            check(handle, where, "center", _is_texts, _NAME_OR_NAMES)
+            check(handle, where, "move", lambda v: isinstance(v, list) and all(_is_number(x) for x in v),
+                  "[dx, dy], two finite numbers")
+            for key in ("along", "rotate", "scale", "fraction"):
+                check(handle, where, key, _is_number, _NUMBER)
+        for j, limit in enumerate(tables(rule, path, "limits", 'a list of limit tables such as { point = "chin", '
+                                         'from = "nose_tip", axis = [0.0, 1.0], max = 0.5 }'), start=1):
+            where = f"{path}.limits[{j}]"
+            table(limit, where, _LIMIT_KEYS, "a limit")
+            for key in ("point", "from"):
+                check(limit, where, key, _is_text, _NAME)
+            check(limit, where, "axis", lambda v: isinstance(v, list) and all(_is_number(x) for x in v),
+                  "[dx, dy], two finite numbers")
+            check(limit, where, "max", _is_number, _NUMBER)
 
 
 def _parse_handle(raw: dict[str, object], where: str) -> HandleSpec:
@@ -241,6 +369,7 @@ def _parse_limit(raw: object, where: str) -> Limit:
 def parse_rules(data: dict[str, object], path: Path | None = None) -> Rules:
     """Build and check Rules from a parsed TOML document."""
     src = str(path) if path is not None else "rules"
+    _check_schema(data, src)
     keypoints = _str_tuple(data.get("keypoints", []), f"{src}: keypoints")
     if not keypoints:
         raise RulesError(f"{src} lists no keypoints; add keypoints = [...] to the rules file.")
@@ -322,6 +451,10 @@ def rules_file(path: str | Path) -> Path | None:
     return p if p.is_file() else None
 
 
+MAX_RULES_BYTES = 1 << 20  # the shipped rules files are 5-15 kB
+MAX_LINE_DOTS = 200
+
+
 def load_rules(path: str | Path) -> Rules:
     """Read a rules TOML file; a bare name ("face") means the shipped rules NAME.toml."""
     p = rules_file(path)
@@ -329,9 +462,31 @@ def load_rules(path: str | Path) -> Rules:
         shipped = ", ".join(shipped_rules()) or "none"
         raise RulesError(f"rules file {str(path)!r} not found; give a .toml path or one of: {shipped}.")
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        with p.open("rb") as f:
+            raw = f.read(MAX_RULES_BYTES + 1)
+        if len(raw) > MAX_RULES_BYTES:
+            raise RulesError(f"rules file {p} is larger than {MAX_RULES_BYTES // 2**20} MB, and rules files are a few "
+                             "kilobytes; check that it is the rules file.")
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads it
+        # tomllib builds a dotted key one part at a time, copying all the parts before it: a table
+        # header 50,000 keys deep takes it 7 s. No line of a rules file needs many dots.
+        crowded = next((n for n, line in enumerate(text.splitlines(), 1) if line.count(".") > MAX_LINE_DOTS), None)
+        if crowded is not None:
+            raise RulesError(f"rules file {p}: line {crowded} has more than {MAX_LINE_DOTS} dots, so its keys nest "
+                             "too deeply to be read; fix the file.")
+        data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise RulesError(f"{p} is not valid TOML ({err}); fix the rules file.") from err
+        # tomllib's message can quote a whole key path; the sentence keeps its start and where in the
+        # file it is.
+        reason = " ".join(str(err).split())
+        if len(reason) > 160:
+            where = reason[reason.rfind(" (at line "):] if " (at line " in reason else ""
+            reason = reason[:100] + "..." + where
+        raise RulesError(f"{p} is not valid TOML ({reason}); fix the rules file.") from None
+    except RecursionError:  # tomllib reads nested arrays and inline tables by recursion
+        raise RulesError(f"rules file {p} nests arrays or tables too deeply to be read; fix the file.") from None
+    except OSError as err:
+        raise RulesError(f"rules file {p} cannot be read ({err.strerror or err}); check the file.") from None
     return parse_rules(data, p)
 
 
@@ -372,7 +527,7 @@ class Plan:
     def to_json(self) -> dict[str, object]:
         return {
             "pairs": [{"name": n, "handle": p.handle.as_list(), "target": p.target.as_list()}
-                      for n, p in zip(self.names, self.pairs)],
+                      for n, p in zip(self.names, self.pairs, strict=True)],
             "mask": None if self.mask is None else [list(r) for r in self.mask],
             "warnings": list(self.warnings),
         }
@@ -456,7 +611,7 @@ def _limit_factor(rule: Rule, handles: list[HandleSpec], edit: EditIntent, direc
 
     def within(f: float) -> bool:
         positions = dict(keypoints)
-        for s, (dx, dy) in zip(handles, _moves(handles, edit, direction, keypoints, ref, f)):
+        for s, (dx, dy) in zip(handles, _moves(handles, edit, direction, keypoints, ref, f), strict=True):
             positions[s.point] = Point(keypoints[s.point].x + dx, keypoints[s.point].y + dy)
         # A limit already passed before the move only forbids going further.
         return all(lim.value(positions, ref) <= max(lim.max, lim.value(keypoints, ref)) + 1e-9 for lim in limits)
@@ -568,7 +723,7 @@ def plan(edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, 
                 f = float(edit.pixels) / longest
                 moves = [(dx * f, dy * f) for dx, dy in moves]
         rule_points: list[tuple[Point, Point]] = []
-        for s, (dx, dy) in zip(handles, moves):
+        for s, (dx, dy) in zip(handles, moves, strict=True):
             acc = offsets.setdefault(s.point, [0.0, 0.0])
             acc[0] += dx
             acc[1] += dy
@@ -593,7 +748,7 @@ def plan(edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, 
         pairs.append(pair)
         names.append(name)
 
-    for i, (name, pair) in enumerate(zip(names, pairs)):
+    for i, (name, pair) in enumerate(zip(names, pairs, strict=True)):
         if not _inside(pair.target, size):
             clipped = _clip(pair.target, size)
             warnings.append(f"the target of {name} {_fmt(pair.target)} was outside the {w}x{h} image "
