@@ -32,10 +32,13 @@ def parse_points(spec: str, size: tuple[int, int]) -> list[DragPair]:
     for part in [p for p in spec.split(";") if p.strip()]:
         m = _PAIR_RE.match(part)
         if not m:
+            text = part.strip()  # shown back in full only while it fits the sentence's one line
+            shown = repr(text) if len(text) <= 60 else repr(text[:60]) + "..."
             raise SpecError(
-                f"cannot read the point pair {part.strip()!r}; write handle>target as x1,y1>x2,y2, "
+                f"cannot read the point pair {shown}; write handle>target as x1,y1>x2,y2, "
                 "separating pairs with ';'."
             )
+        # A number of 400 digits reads as inf: check_inside refuses it with the rest.
         x1, y1, x2, y2 = map(float, m.groups())
         pairs.append(DragPair(Point(x1, y1), Point(x2, y2)))
     if not pairs:
@@ -48,22 +51,36 @@ def parse_points(spec: str, size: tuple[int, int]) -> list[DragPair]:
 
 def check_inside(p: Point, size: tuple[int, int]) -> None:
     w, h = size
-    if not (0 <= p.x <= w - 1 and 0 <= p.y <= h - 1):
+    try:  # float(): a huge int would not format with :g, and a non-number is no point at all
+        x, y = float(p.x), float(p.y)
+    except (TypeError, ValueError, OverflowError):
+        raise SpecError(f"a point must be two pixel numbers; use x in 0..{w - 1} and y in 0..{h - 1}.") from None
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise SpecError(f"point ({x:g}, {y:g}) is not two finite numbers; use x in 0..{w - 1} and y in 0..{h - 1}.")
+    if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
         raise SpecError(
-            f"point ({p.x:g}, {p.y:g}) is outside the {w}x{h} image; use x in 0..{w - 1} and y in 0..{h - 1}."
+            f"point ({x:g}, {y:g}) is outside the {w}x{h} image; use x in 0..{w - 1} and y in 0..{h - 1}."
         )
 
 
 def parse_mask(spec: str, size: tuple[int, int]) -> np.ndarray:
     """"x0,y0,x1,y1" (inclusive rectangle that may move) -> boolean [H, W] mask."""
-    try:
-        x0, y0, x1, y1 = (int(round(float(v))) for v in spec.split(","))
-    except ValueError as err:
-        raise SpecError(f"cannot read the mask {spec!r}; write the movable rectangle as x0,y0,x1,y1.") from err
+    shown = repr(spec) if len(spec) <= 60 else repr(spec[:60]) + "..."  # the sentence stays one short line
     w, h = size
+    try:
+        values = [float(v) for v in spec.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise SpecError(f"cannot read the mask {shown}; write the movable rectangle as x0,y0,x1,y1.")
+    # float() reads "inf", "nan" and 1e309 (inf) too, which no pixel is and int() cannot take.
+    if not all(math.isfinite(v) for v in values):
+        raise SpecError(f"the mask {shown} holds a number that is not finite; write the movable rectangle as "
+                        f"x0,y0,x1,y1 with 0 <= x0 <= x1 <= {w - 1} and 0 <= y0 <= y1 <= {h - 1}.")
+    x0, y0, x1, y1 = (int(round(v)) for v in values)
     if not (0 <= x0 <= x1 < w and 0 <= y0 <= y1 < h):
         raise SpecError(
-            f"the mask rectangle {spec!r} does not fit the {w}x{h} image; "
+            f"the mask rectangle {shown} does not fit the {w}x{h} image; "
             f"use 0 <= x0 <= x1 <= {w - 1} and 0 <= y0 <= y1 <= {h - 1}."
         )
     mask = np.zeros((h, w), dtype=bool)
