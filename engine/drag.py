@@ -157,7 +157,9 @@ class DragConfig:
         if self.space not in ("w+", "w"):
             raise ValueError(f"the drag setting space must be 'w+' or 'w', not {self.space!r}")
         if self.noise_mode not in ("const", "random", "none"):
-            raise ValueError(f"the drag setting noise_mode must be 'const', 'random' or 'none', not {self.noise_mode!r}")
+            raise ValueError(
+                f"the drag setting noise_mode must be 'const', 'random' or 'none', not {self.noise_mode!r}"
+            )
         for name in ("windowed", "fused_modconv"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"the drag setting {name} must be true or false, not {getattr(self, name)!r}")
@@ -233,7 +235,7 @@ def track_points(
     ox, oy = origin
     w, h = size if size is not None else (feat.shape[3], feat.shape[2])
     out = []
-    for (x, y), ref in zip(points, refs):
+    for (x, y), ref in zip(points, refs, strict=True):
         top, bottom = max(y - r2, 0), min(y + r2 + 1, h)
         left, right = max(x - r2, 0), min(x + r2 + 1, w)
         patch = feat[0, :, top - oy : bottom - oy, left - ox : right - ox]  # [C, h', w']
@@ -262,7 +264,7 @@ def track_points_blocks(
     top, bottom = max(y - r2, 0), min(y + r2 + 1, h)
     left, right = max(x - r2, 0), min(x + r2 + 1, w)
     total = None
-    for (feat, (ox, oy)), ref, weight in zip(views, refs, weights or [1.0] * len(refs)):
+    for (feat, (ox, oy)), ref, weight in zip(views, refs, weights or [1.0] * len(refs), strict=True):
         if weight == 0.0:
             continue
         patch = feat[0, :, top - oy : bottom - oy, left - ox : right - ox]
@@ -350,7 +352,7 @@ def motion_loss_many(
     rows_all = torch.linspace(0, h, h).numpy()
     cols_all = torch.linspace(0, w, w).numpy()
     ii_parts, jj_parts, shift_x, shift_y, weight_parts = [], [], [], [], []
-    for (x, y), target in zip(points, targets):
+    for (x, y), target in zip(points, targets, strict=True):
         y0, y1 = max(y - margin, 0), min(y + margin + 1, h)
         x0, x1 = max(x - margin, 0), min(x + margin + 1, w)
         dist = np.sqrt((rows_all[y0:y1].reshape(-1, 1) - np.float32(y)) ** 2
@@ -451,12 +453,12 @@ class DragSession:
         # shifted by the same rounding, so that the move asked for is the move made: at 64 px a
         # rounding of 0.5 px is a sixth of a lip's travel. Integer handles (the official case) are
         # unchanged; reported points carry the offset back.
-        self._offsets = [(h.x - x, h.y - y) for h, (x, y) in zip(grid_handles, self.points)]
-        self._aims = [Point(t.x - ox, t.y - oy) for t, (ox, oy) in zip(grid_targets, self._offsets)]
+        self._offsets = [(h.x - x, h.y - y) for h, (x, y) in zip(grid_handles, self.points, strict=True)]
+        self._aims = [Point(t.x - ox, t.y - oy) for t, (ox, oy) in zip(grid_targets, self._offsets, strict=True)]
         # tracking_line's band per handle, in grid pixels: (start, aim, half-width), or None.
         line = self.config.tracking_line
         self._bands = [None if line is None else ((float(x), float(y)), (aim.x, aim.y), line * self.k)
-                       for (x, y), aim in zip(self.points, self._aims)]
+                       for (x, y), aim in zip(self.points, self._aims, strict=True)]
         self.fixed = self._fixed_region(mask, device)
         self.step_index = 0
         self.converged = False
@@ -527,11 +529,11 @@ class DragSession:
         return Point((x + 0.5) / self.k - 0.5, (y + 0.5) / self.k - 0.5)
 
     def current_points(self) -> list[Point]:
-        return [self._from_grid(x + ox, y + oy) for (x, y), (ox, oy) in zip(self.points, self._offsets)]
+        return [self._from_grid(x + ox, y + oy) for (x, y), (ox, oy) in zip(self.points, self._offsets, strict=True)]
 
     def distances(self) -> list[float]:
         """Handle-to-target distances, in image pixels."""
-        return [math.hypot(t.x - x, t.y - y) / self.k for (x, y), t in zip(self.points, self._aims)]
+        return [math.hypot(t.x - x, t.y - y) / self.k for (x, y), t in zip(self.points, self._aims, strict=True)]
 
     def _preview_due(self) -> bool:
         cfg = self.config
@@ -628,7 +630,7 @@ class DragSession:
             crops = windowed_features(self.G.synthesis, self.ws, self.feature_block, fboxes, self.config.noise_mode,
                                       fused=self.config.fused_modconv)
         views = [(resize_window(c, fb, self.feat_res, b, self.grid), (b.x0, b.y0))
-                 for c, fb, b in zip(crops, fboxes, boxes)]
+                 for c, fb, b in zip(crops, fboxes, boxes, strict=True)]
         return views, native
 
     @torch.no_grad()
@@ -648,7 +650,10 @@ class DragSession:
         boxes, fboxes = self._window_boxes(block, self.r2 + 1)
         crops = windowed_features(self.G.synthesis, self.ws, block, fboxes, self.config.noise_mode,
                                   fused=self.config.fused_modconv)
-        return [(resize_window(c, fb, res, b, self.grid), (b.x0, b.y0)) for c, fb, b in zip(crops, fboxes, boxes)]
+        return [
+            (resize_window(c, fb, res, b, self.grid), (b.x0, b.y0))
+            for c, fb, b in zip(crops, fboxes, boxes, strict=True)
+        ]
 
     @torch.no_grad()
     def _track(self, views: list[tuple[torch.Tensor, tuple[int, int]]]) -> None:
@@ -657,7 +662,7 @@ class DragSession:
 
         def at_points() -> list[torch.Tensor]:
             return [torch.stack([v[0, :, y - o[1], x - o[0]].detach()
-                                 for (x, y), (v, o) in zip(self.points, bviews)])
+                                 for (x, y), (v, o) in zip(self.points, bviews, strict=True)])
                     for bviews in per_block]
 
         if self._refs is None:
@@ -667,13 +672,13 @@ class DragSession:
         if len(per_block) == 1 and recent == 0.0 and self.config.tracking_line is None:  # the paper's, exactly
             bviews, refs = per_block[0], self._refs[0]
             self.points = [track_points(v, refs[i : i + 1], [p], self.r2, origin=o, size=size)[0]
-                           for i, (p, (v, o)) in enumerate(zip(self.points, bviews))]
+                           for i, (p, (v, o)) in enumerate(zip(self.points, bviews, strict=True))]
             return
         # Each (block, reference) pair is one term of the summed relative distance.
         recent_refs = self._recent if self._recent is not None else self._refs
-        terms = [(bv, refs, 1.0 - recent) for bv, refs in zip(per_block, self._refs)]
+        terms = [(bv, refs, 1.0 - recent) for bv, refs in zip(per_block, self._refs, strict=True)]
         if recent > 0.0:
-            terms += [(bv, refs, recent) for bv, refs in zip(per_block, recent_refs)]
+            terms += [(bv, refs, recent) for bv, refs in zip(per_block, recent_refs, strict=True)]
         self.points = [
             track_points_blocks([t[0][i] for t in terms], [t[1][i] for t in terms], p, self.r2, size,
                                 weights=[t[2] for t in terms], line=self._bands[i])
@@ -682,11 +687,14 @@ class DragSession:
         if recent > 0.0:
             self._recent = at_points()
 
-    def _mask_term(self, views: list[tuple[torch.Tensor, tuple[int, int]]], native: torch.Tensor | None) -> torch.Tensor:
+    def _mask_term(
+        self, views: list[tuple[torch.Tensor, tuple[int, int]]], native: torch.Tensor | None
+    ) -> torch.Tensor:
         """mean(|up(F) - up(F0)| on the fixed region) over C*H*W; the first call records F0."""
         assert self.fixed is not None
         if native is None:  # the reference path: the resized map itself, as the official loop
             feat = self._ref_image_feat
+            assert feat is not None  # set by this step's dense pass, which gives no native map
             if self._feat0 is None:
                 self._feat0 = feat.detach()
             return F.l1_loss(feat * self.fixed, self._feat0 * self.fixed)

@@ -145,7 +145,9 @@ def _build3(init_args: Any, init_kwargs: dict[str, Any], state_dict: dict[str, t
     from engine.stylegan3 import Generator3, config3_from_init_kwargs
 
     if init_args:
-        raise CheckpointError(f"{source.name} passes positional arguments to its generator; re-export it with keywords.")
+        raise CheckpointError(
+            f"{source.name} passes positional arguments to its generator; re-export it with keywords."
+        )
     try:
         cfg = config3_from_init_kwargs(init_kwargs)
         G = Generator3(cfg)
@@ -168,11 +170,15 @@ def _load_own(weights: Path, config_path: Path, formats: Collection[str]) -> Gen
     if not isinstance(meta, dict) or meta.get("format") not in formats:
         raise CheckpointError(f"{config_path.name} is not a generator config (expected \"format\": \"{OWN_FORMAT}\").")
     if meta.get("family", "stylegan2") != "stylegan2":
-        raise CheckpointError(f"{config_path.name} describes a {meta.get('family')} generator, which cannot be built yet.")
+        raise CheckpointError(
+            f"{config_path.name} describes a {meta.get('family')} generator, which cannot be built yet."
+        )
     try:
         cfg = GeneratorConfig.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{config_path.name} has an invalid generator config ({err}); restore it from the model's release.") from err
+        raise CheckpointError(
+            f"{config_path.name} has an invalid generator config ({err}); restore it from the model's release."
+        ) from err
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:

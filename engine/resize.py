@@ -178,13 +178,13 @@ class _MaskedUpsampleL1Fn(torch.autograd.Function):
     """The gradient is computed in the forward pass (same chunks, no recomputation) and saved."""
 
     @staticmethod
-    def forward(ctx, diff: torch.Tensor, op: MaskedUpsampleL1) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, diff: torch.Tensor, op: MaskedUpsampleL1) -> torch.Tensor:
         total, grad, count = op.value_and_grad(diff)
         ctx.save_for_backward(grad)
         ctx.scale = 1.0 / count
         return (total / count).to(diff.dtype)
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:
         (grad,) = ctx.saved_tensors
         return grad * (grad_out * ctx.scale).to(grad.dtype), None

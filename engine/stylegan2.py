@@ -184,7 +184,7 @@ class FullyConnectedLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias
+        b: torch.Tensor | None = self.bias
         if b is not None:
             b = b.to(x.dtype)
             if self.bias_gain != 1:
@@ -195,6 +195,8 @@ class FullyConnectedLayer(nn.Module):
 
 
 class MappingNetwork(nn.Module):
+    w_avg: torch.Tensor  # [w_dim], a buffer
+
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int, cfg: MappingConfig) -> None:
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
@@ -243,6 +245,9 @@ class MappingNetwork(nn.Module):
 
 
 class SynthesisLayer(nn.Module):
+    resample_filter: torch.Tensor  # buffers
+    noise_const: torch.Tensor  # [resolution, resolution], when use_noise
+
     def __init__(
         self,
         in_channels: int,
@@ -314,6 +319,8 @@ class ToRGBLayer(nn.Module):
 class Conv2dLayer(nn.Module):
     """Un-modulated convolution; only the resnet architecture's skip path uses it."""
 
+    resample_filter: torch.Tensor  # a buffer
+
     def __init__(
         self, in_channels: int, out_channels: int, kernel_size: int, up: int = 1,
         resample_filter: list[float] | None = None,
@@ -332,6 +339,8 @@ class Conv2dLayer(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
+    resample_filter: torch.Tensor  # a buffer
+
     def __init__(
         self, in_channels: int, out_channels: int, resolution: int, is_last: bool, use_fp16: bool,
         cfg: GeneratorConfig,
@@ -342,16 +351,20 @@ class SynthesisBlock(nn.Module):
         self.register_buffer("resample_filter", setup_filter(cfg.resample_filter))
         self.num_conv = 0
         self.num_torgb = 0
-        layer_args = dict(
-            w_dim=cfg.w_dim, resolution=resolution, kernel_size=cfg.kernel_size, use_noise=cfg.use_noise,
-            activation=cfg.activation, resample_filter=cfg.resample_filter, conv_clamp=cfg.conv_clamp,
-        )
+
+        def layer(in_ch: int, up: int = 1) -> SynthesisLayer:
+            return SynthesisLayer(
+                in_ch, out_channels, w_dim=cfg.w_dim, resolution=resolution, kernel_size=cfg.kernel_size, up=up,
+                use_noise=cfg.use_noise, activation=cfg.activation, resample_filter=cfg.resample_filter,
+                conv_clamp=cfg.conv_clamp,
+            )
+
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, up=2, **layer_args)
+            self.conv0 = layer(in_channels, up=2)
             self.num_conv += 1
-        self.conv1 = SynthesisLayer(out_channels, out_channels, **layer_args)
+        self.conv1 = layer(out_channels)
         self.num_conv += 1
         if is_last or cfg.architecture == "skip":
             self.torgb = ToRGBLayer(out_channels, cfg.img_channels, cfg.w_dim, conv_clamp=cfg.conv_clamp)
@@ -460,7 +473,7 @@ class GeneratorBase(nn.Module):
     A subclass sets `cfg` (with z_dim, c_dim, img_resolution), `mapping` and `synthesis`."""
 
     cfg: Any
-    mapping: nn.Module
+    mapping: MappingNetwork
     synthesis: nn.Module
 
     @property
@@ -499,6 +512,7 @@ class Generator(GeneratorBase):
     """mapping(z) -> ws; synthesis(ws) -> image and block features."""
 
     family = "stylegan2"
+    synthesis: SynthesisNetwork
 
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()

@@ -126,6 +126,10 @@ def filtered_lrelu_reference(x: torch.Tensor, fu: torch.Tensor | None, fd: torch
 class SynthesisInput(nn.Module):
     """Fourier features rotated and translated by an affine of w."""
 
+    transform: torch.Tensor  # buffers: [3, 3]
+    freqs: torch.Tensor  # [channels, 2]
+    phases: torch.Tensor  # [channels]
+
     def __init__(self, w_dim: int, channels: int, size: int, sampling_rate: float, bandwidth: float) -> None:
         super().__init__()
         self.channels, self.size = channels, size
@@ -169,6 +173,10 @@ class SynthesisInput(nn.Module):
 
 
 class SynthesisLayer(nn.Module):
+    magnitude_ema: torch.Tensor  # buffers
+    up_filter: torch.Tensor | None  # None: no upsampling filter
+    down_filter: torch.Tensor | None
+
     def __init__(self, cfg: StyleGAN3Config, idx: int, sched: dict[str, np.ndarray]) -> None:
         super().__init__()
         prev = max(idx - 1, 0)
@@ -254,7 +262,7 @@ class SynthesisNetwork3(nn.Module):
         rows = ws.to(torch.float32).unbind(dim=1)
         x = self.input(rows[0])
         features: list[torch.Tensor] = []
-        for k, (name, w) in enumerate(zip(self.layer_names, rows[1:])):
+        for k, (name, w) in enumerate(zip(self.layer_names, rows[1:], strict=True)):
             x = getattr(self, name)(x, w, force_fp32=force_fp32)
             if return_features or stop_after is not None:
                 features.append(x.to(torch.float32))

@@ -216,7 +216,7 @@ def windowed_features(
                    fused=fused).features[-1].to(torch.float32)
         return [b.slice(full) for b in boxes]
     crops = _windowed(net, ws, block, merged, noise_mode, force_fp32, fused)
-    return [b.slice(crop, m) for b, crop, m in ((b, crops[o], merged[o]) for b, o in zip(boxes, owner))]
+    return [b.slice(crop, m) for b, crop, m in ((b, crops[o], merged[o]) for b, o in zip(boxes, owner, strict=True))]
 
 
 def windowed_cost(net: SynthesisNetwork, block: int, boxes: list[Box]) -> float:
@@ -251,7 +251,8 @@ def _windowed(
             need = plan[j]
             assert need is not None and cur is not None
             bws = ws.narrow(1, w_starts[j], b.num_conv)
-            in_box = plan[j - 1] if plan[j - 1] is not None else cur_box
+            prev = plan[j - 1]
+            in_box = prev if prev is not None else cur_box
             cur = _crop_block(b, in_box.slice(cur, cur_box), in_box, need, bws, noise_mode, force_fp32, fused)
             cur_box = need
         assert cur is not None
