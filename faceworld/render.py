@@ -113,7 +113,10 @@ class FaceParams:
 
 ATTRIBUTE_NAMES: tuple[str, ...] = tuple(f.name for f in fields(FaceParams))
 SIGNED_ATTRIBUTES: frozenset[str] = frozenset(
-    {"brow_raise", "mouth_smile", "ear_raise_left", "ear_raise_right", "shift_x", "shift_y", "tilt", "turn", "bg_gradient"}
+    {
+        "brow_raise", "mouth_smile", "ear_raise_left", "ear_raise_right", "shift_x", "shift_y", "tilt", "turn",
+        "bg_gradient",
+    }
 )
 
 
@@ -173,7 +176,9 @@ def sample_params(rng: np.random.Generator) -> FaceParams:
 _SKIN = np.array(
     [(250, 222, 196), (238, 192, 152), (218, 165, 120), (188, 128, 86), (140, 90, 60), (96, 62, 44)], dtype=np.float64
 )
-_HAIR = np.array([(28, 24, 24), (72, 46, 30), (122, 76, 42), (150, 72, 38), (214, 178, 108), (168, 166, 162)], dtype=np.float64)
+_HAIR = np.array(
+    [(28, 24, 24), (72, 46, 30), (122, 76, 42), (150, 72, 38), (214, 178, 108), (168, 166, 162)], dtype=np.float64
+)
 _IRIS = np.array([(92, 60, 36), (122, 100, 52), (66, 118, 78), (70, 112, 172), (120, 130, 140)], dtype=np.float64)
 
 
@@ -516,7 +521,7 @@ def render(params: FaceParams, size: int = 128) -> RenderResult:
     turned = fr.to_pixels(k[:, 0], k[:, 1], k[:, 2], turn=True)
     flat = fr.to_pixels(k[:, 0], k[:, 1], turn=False)
     pts = np.where(k[:, 3:4] > 0.5, turned, flat)
-    keypoints = {n: Point(float(x), float(y)) for n, (x, y) in zip(KEYPOINT_NAMES, pts.tolist())}
+    keypoints = {n: Point(float(x), float(y)) for n, (x, y) in zip(KEYPOINT_NAMES, pts.tolist(), strict=True)}
 
     out = img.reduce(ss) if ss > 1 else img
     return RenderResult(image=out, keypoints=keypoints, attributes={f: float(getattr(p, f)) for f in ATTRIBUTE_NAMES})

@@ -107,6 +107,9 @@ class EmbeddedDetector:
             names = tuple(meta["keypoint_names"])
         except (ValueError, KeyError, TypeError) as err:
             raise UserError(f"{config} is not a keypoint model config ({err}); reinstall voicedrag.") from err
+        if len(names) != net_config.num_keypoints:
+            raise UserError(f"{config} names {len(names)} keypoints for a network that finds "
+                            f"{net_config.num_keypoints}; reinstall voicedrag.")
         model = HeatmapNet(net_config)
         state = load_file(str(weights))
         try:
@@ -114,7 +117,7 @@ class EmbeddedDetector:
         except RuntimeError as err:
             raise UserError(f"{weights} does not match its config {config}; reinstall voicedrag.") from err
         model.eval()
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stubs omit Module.to's memory_format
         return cls(model=model, names=names, metadata=meta)
 
     @property
@@ -135,4 +138,4 @@ class EmbeddedDetector:
     def detect(self, image: Image.Image | np.ndarray) -> dict[str, Point]:
         arr = as_rgb_array(image)
         pts = self.detect_batch(arr[None])[0]
-        return {name: Point(float(x), float(y)) for name, (x, y) in zip(self.names, pts.tolist())}
+        return {name: Point(float(x), float(y)) for name, (x, y) in zip(self.names, pts.tolist(), strict=True)}

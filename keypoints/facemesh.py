@@ -246,7 +246,8 @@ class FaceMeshDetector:
         box, kps, score = blend_best(found)
         box = box * side - np.array([px, py, px, py])
         kps = kps * side - np.array([px, py])
-        return FaceBox(box=tuple(float(v) for v in box), keypoints=kps, score=score)  # type: ignore[arg-type]
+        x0, y0, x1, y1 = (float(v) for v in box)
+        return FaceBox(box=(x0, y0, x1, y1), keypoints=kps, score=score)
 
     def mesh_points(self, image: Image.Image, roi: Roi) -> tuple[np.ndarray, float]:
         """The 468 mesh points [468, 2] in continuous image pixels, and the mesh's face score."""

@@ -270,7 +270,7 @@ def _score(maps: list[torch.Tensor], taught: list[TaughtSample], name: str, xs: 
     total = torch.zeros(xs.numel(), device=maps[0].device)
     feats = [sample_at(m, xs, ys, res) for m in maps]  # each [C_b, n]
     for s in taught:
-        for f, ref in zip(feats, s.features[name]):
+        for f, ref in zip(feats, s.features[name], strict=True):
             r = torch.tensor(ref, dtype=torch.float32, device=f.device).reshape(-1, 1)
             total += torch.linalg.norm(f - r, dim=0) / (torch.linalg.norm(r) + 1e-8)
     return total / len(taught)
