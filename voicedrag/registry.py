@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -206,7 +207,7 @@ class Registry:
         assert c.url is not None
         request = urllib.request.Request(c.url, headers={"User-Agent": "voicedrag",
                                                          **({"Range": f"bytes={have}-"} if have else {})})
-        host = urllib.request.urlparse(c.url).netloc
+        host = urllib.parse.urlparse(c.url).netloc
         try:
             response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the registry's own URLs
         except urllib.error.HTTPError as err:

@@ -38,7 +38,9 @@ def _demo_model() -> Path:
     fixture = Path(os.environ.get("VOICEDRAG_FIXTURES", _FIXTURE_MODEL.parent)) / _FIXTURE_MODEL.name
     if fixture.is_file():
         return fixture
-    raise VoicedragError("no generator is installed for the demo; run `voicedrag drag --model PATH ...` with a StyleGAN2 .pkl.")
+    raise VoicedragError(
+        "no generator is installed for the demo; run `voicedrag drag --model PATH ...` with a StyleGAN2 .pkl."
+    )
 
 
 def run_demo(args: argparse.Namespace) -> int:

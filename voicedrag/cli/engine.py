@@ -193,8 +193,11 @@ def consume(editor: Editor, request: EditRequest, label: str = "drag", show_plan
             elif isinstance(event, Planned):
                 outcome.planned = event
                 if show_plan:
-                    print(f"{label}: " + "; ".join(f"{n} {p.handle.x:g},{p.handle.y:g} -> {p.target.x:g},{p.target.y:g}"
-                                                   for n, p in zip(event.names, event.pairs)), file=sys.stderr)
+                    moves = "; ".join(
+                        f"{n} {p.handle.x:g},{p.handle.y:g} -> {p.target.x:g},{p.target.y:g}"
+                        for n, p in zip(event.names, event.pairs, strict=True)
+                    )
+                    print(f"{label}: {moves}", file=sys.stderr)
                 for warning in event.warnings:
                     print(f"voicedrag: {warning}", file=sys.stderr)
             elif isinstance(event, Step):

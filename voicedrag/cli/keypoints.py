@@ -10,6 +10,7 @@ import argparse
 import struct
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
@@ -19,6 +20,11 @@ from keypoints.detector import Detector
 from voicedrag.cli import argtypes
 from voicedrag.cli.output import json_line
 from voicedrag.errors import VoicedragError
+
+if TYPE_CHECKING:
+    import torch
+
+    from engine.stylegan2 import Generator
 
 DETECTORS = ("embedded", "face")
 PSI = DEFAULT_PSI
@@ -31,15 +37,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Find named keypoints on a face from the model (--seed) or on an image file (--image).",
     )
     p.add_argument("--model", default="embedded", help="generator to sample with --seed (default: embedded)")
-    p.add_argument("--seed", type=argtypes.seed, default=None, help=f"sample this seed from --model (truncation psi {PSI})")
+    p.add_argument(
+        "--seed", type=argtypes.seed, default=None, help=f"sample this seed from --model (truncation psi {PSI})"
+    )
     p.add_argument("--image", type=Path, default=None, help="an image of the model's domain instead of a sample")
     # The renderer's own face for a seed (the true world), for checks without a trained generator.
     p.add_argument("--render-seed", type=argtypes.seed, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--detector", default="embedded", choices=DETECTORS, help="keypoint detector: embedded (the embedded model's faces) or face (photographs of real faces)")
+    p.add_argument(
+        "--detector", default="embedded", choices=DETECTORS,
+        help="keypoint detector: embedded (the embedded model's faces) or face (photographs of real faces)",
+    )
     p.add_argument("--json", action="store_true", help='print {"size": [W, H], "points": {name: [x, y]}}')
     p.add_argument("--out", default=None, help="write the image with the labelled points to this PNG")
     p.add_argument("--template", type=Path, default=None, metavar="T.json",
-                   help="find the points taught with `keypoints teach` (needs --seed; the model's features, no detector)")
+                   help="find the points taught with `keypoints teach` "
+                        "(needs --seed; the model's features, no detector)")
     p.add_argument("--min-confidence", type=argtypes.confidence, default=None,
                    help="leave out template points less sure than this, 0-1 (default: the template's, 0.25)")
     p.set_defaults(run=run_keypoints)
@@ -48,7 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "teach", help="store named points of one sample as a template that finds them on other samples",
         description="Name points on one sample of a model; the template finds them on any other sample of it.")
     t.add_argument("--model", default="embedded", help="generator file (.pkl or .safetensors), or 'embedded'")
-    t.add_argument("--seed", type=argtypes.seed, required=True, help=f"the sample the points are on (truncation psi {PSI})")
+    t.add_argument(
+        "--seed", type=argtypes.seed, required=True, help=f"the sample the points are on (truncation psi {PSI})"
+    )
     t.add_argument("--points", required=True, metavar='"NAME=X,Y;NAME=X,Y"',
                    help='named points in image pixels, e.g. "nose=120,200;left_ear_tip=80,60"')
     t.add_argument("--out", type=Path, required=True, help="the template JSON to write")
@@ -168,7 +182,7 @@ def parse_named_points(spec: str) -> dict[str, Point]:
     return points
 
 
-def _seed_latent(model: str, seed: int) -> tuple[object, Image.Image, object]:
+def _seed_latent(model: str, seed: int) -> tuple[Generator, Image.Image, torch.Tensor]:
     from voicedrag.models import load_model_file
     from voicedrag.registry import model_path
 
@@ -191,11 +205,11 @@ def run_teach(args: argparse.Namespace) -> int:
     base = KeypointTemplate.load(args.add_to) if args.add_to is not None else None
     if base is not None and blocks is None:
         blocks = base.blocks
-    template = teach(G, ws, points, seed=args.seed, blocks=blocks)  # type: ignore[arg-type]
+    template = teach(G, ws, points, seed=args.seed, blocks=blocks)
     if base is not None:
         from keypoints.template import check_model
 
-        check_model(base, G)  # type: ignore[arg-type]
+        check_model(base, G)
         template = base.merged(template)
     if args.rules is not None:
         from voicedrag.planning.rules import load_rules
@@ -222,7 +236,7 @@ def _template_points(args: argparse.Namespace) -> tuple[Image.Image, dict[str, P
         raise VoicedragError("--min-confidence must be between 0 and 1, such as 0.5.")
     template = KeypointTemplate.load(args.template)
     G, image, ws = _seed_latent(args.model, args.seed)
-    found = find(template, G, ws, min_confidence=conf)  # type: ignore[arg-type]
+    found = find(template, G, ws, min_confidence=conf)
     for why in found.left_out.values():
         print(f"voicedrag: {why}", file=sys.stderr)
     return image, found.points, {"confidence": found.confidence, "left_out": found.left_out}

@@ -15,7 +15,7 @@ from voicedrag.cli.output import json_line
 from voicedrag.errors import VoicedragError
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "parse",
         help="show how a typed, transcribed or spoken command is understood",

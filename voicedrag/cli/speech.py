@@ -32,12 +32,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Transcribe short spoken commands with Whisper, offline.",
     )
     parser.add_argument("files", nargs="*", metavar="FILE", help="WAV, FLAC or MP3 files, any rate or channel count")
-    parser.add_argument("--mic", action="store_true", help="record one command from the microphone, ending after silence")
+    parser.add_argument(
+        "--mic", action="store_true", help="record one command from the microphone, ending after silence"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object per file, one per line")
     parser.add_argument("--model", default=None, help="Whisper model name or .pt path (default: tiny.en, offline)")
     parser.add_argument("--no-prompt", action="store_true", help="decode without the command-vocabulary prompt")
     parser.add_argument("--max-seconds", type=argtypes.seconds, default=30.0, help="refuse longer files (default 30)")
-    parser.add_argument("--threads", type=argtypes.threads, default=1, help="CPU threads while transcribing (default 1: fastest for short commands)")
+    parser.add_argument(
+        "--threads", type=argtypes.threads, default=1,
+        help="CPU threads while transcribing (default 1: fastest for short commands)",
+    )
     parser.set_defaults(run=run)
 
 

@@ -16,10 +16,14 @@ from dataclasses import dataclass, field
 from math import gcd
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from voicedrag.errors import VoicedragError
+
+if TYPE_CHECKING:
+    import sounddevice
 
 SAMPLE_RATE = 16_000
 # A tool for spoken commands: anything longer is almost certainly the wrong file
@@ -115,7 +119,9 @@ def load_audio(path: str | Path, max_seconds: float | None = DEFAULT_MAX_SECONDS
     try:
         data, rate = sf.read(str(p), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as err:
-        raise AudioError(f"{p} could not be decoded ({_short(err)}); the file may be damaged, record it again.") from err
+        raise AudioError(
+            f"{p} could not be decoded ({_short(err)}); the file may be damaged, record it again."
+        ) from err
     if data.shape[0] == 0:
         raise AudioError(f"{p} contains no audio samples; record the command again.")
     seconds = data.shape[0] / rate
@@ -247,7 +253,7 @@ class MicrophoneRecorder:
     """
 
     config: MicrophoneConfig = field(default_factory=MicrophoneConfig)
-    on_level: Callable[[float, float], None] | None = None
+    on_level: Callable[[float, float], object] | None = None  # its result is ignored
     level: float = 0.0
     level_dbfs: float = -120.0
 
@@ -255,7 +261,7 @@ class MicrophoneRecorder:
         self._blocks: list[np.ndarray] = []
         self._lock = threading.Lock()
         self._done = threading.Event()
-        self._stream: object | None = None
+        self._stream: sounddevice.InputStream | None = None
         self._endpointer = Endpointer(self.config)
         self._reason = ""
 
@@ -312,8 +318,8 @@ class MicrophoneRecorder:
         stream, self._stream = self._stream, None
         if stream is not None:
             try:
-                stream.stop()  # type: ignore[attr-defined]
-                stream.close()  # type: ignore[attr-defined]
+                stream.stop()
+                stream.close()
             except Exception:
                 pass  # the device may already be gone (unplugged); the audio so far is kept
         if not self._done.is_set():
@@ -325,7 +331,9 @@ class MicrophoneRecorder:
         return Recording(samples, samples.size / SAMPLE_RATE, self._reason, self._endpointer.started)
 
 
-def record_command(config: MicrophoneConfig | None = None, on_level: Callable[[float, float], None] | None = None) -> Recording:
+def record_command(
+    config: MicrophoneConfig | None = None, on_level: Callable[[float, float], None] | None = None
+) -> Recording:
     """Record one spoken command from the microphone, ending after trailing silence."""
     recorder = MicrophoneRecorder(config or MicrophoneConfig(), on_level)
     recorder.start()

@@ -131,7 +131,9 @@ def read_ctranslate2_model(path: Path) -> CT2Model:
             )
         array = np.frombuffer(raw, dtype=_DTYPES[dtype_id])
         if array.size != int(np.prod(shape, dtype=np.int64)):
-            raise CheckpointError(f"{path} is corrupt ({name} has the wrong size); reinstall the package that ships it.")
+            raise CheckpointError(
+                f"{path} is corrupt ({name} has the wrong size); reinstall the package that ships it."
+            )
         variables[name] = array.reshape(shape)
     aliases: dict[str, str] = {}
     if reader.offset < len(data):
@@ -172,7 +174,9 @@ def whisper_dims(model: CT2Model) -> WhisperDims:
 
 def _check_architecture(model: CT2Model, path: Path) -> None:
     if model.spec_name != "WhisperSpec":
-        raise CheckpointError(f"{path} holds a CTranslate2 {model.spec_name}, not a Whisper model; pick a Whisper model.")
+        raise CheckpointError(
+            f"{path} holds a CTranslate2 {model.spec_name}, not a Whisper model; pick a Whisper model."
+        )
     flags = {
         "decoder/activation": _ACTIVATION_GELU,
         "decoder/pre_norm": 1,
@@ -181,7 +185,9 @@ def _check_architecture(model: CT2Model, path: Path) -> None:
     }
     for name, expected in flags.items():
         if name in model.variables and _scalar(model, name) != expected:
-            raise CheckpointError(f"{path} is a Whisper variant this converter does not know ({name}); use a whisper .pt checkpoint.")
+            raise CheckpointError(
+                f"{path} is a Whisper variant this converter does not know ({name}); use a whisper .pt checkpoint."
+            )
 
 
 def _split_rows(array: np.ndarray, parts: int) -> list[np.ndarray]:
@@ -255,17 +261,25 @@ def whisper_state_arrays(model: CT2Model, path: Path) -> tuple[WhisperDims, dict
             state.update(_attention(model, f"{src}/attention", f"{dst}.cross_attn", False, path))
             state.update(_ffn(model, f"{src}/ffn", f"{dst}.mlp"))
     except KeyError as err:
-        raise CheckpointError(f"{path} lacks the Whisper weight {err.args[0]}; reinstall the package that ships it.") from err
+        raise CheckpointError(
+            f"{path} lacks the Whisper weight {err.args[0]}; reinstall the package that ships it."
+        ) from err
     for name, array in state.items():
         if name.endswith("mlp.0.weight") and array.shape[0] != 4 * array.shape[1]:
-            raise CheckpointError(f"{path} has a feed-forward width Whisper does not use ({name}); use a whisper .pt checkpoint.")
+            raise CheckpointError(
+                f"{path} has a feed-forward width Whisper does not use ({name}); use a whisper .pt checkpoint."
+            )
     # Whisper ties the output projection to the token embedding; anything else cannot be represented.
     projection = model.aliases.get("decoder/projection/weight")
     if projection is None and "decoder/projection/weight" in v:
         if not np.array_equal(v["decoder/projection/weight"], v["decoder/embeddings/weight"]):
-            raise CheckpointError(f"{path} has an untied output projection, which Whisper cannot hold; use a whisper .pt checkpoint.")
+            raise CheckpointError(
+                f"{path} has an untied output projection, which Whisper cannot hold; use a whisper .pt checkpoint."
+            )
     elif projection not in (None, "decoder/embeddings/weight"):
-        raise CheckpointError(f"{path} has an untied output projection, which Whisper cannot hold; use a whisper .pt checkpoint.")
+        raise CheckpointError(
+            f"{path} has an untied output projection, which Whisper cannot hold; use a whisper .pt checkpoint."
+        )
     return dims, state
 
 

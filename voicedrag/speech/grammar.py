@@ -15,7 +15,7 @@ two equal.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -148,7 +148,7 @@ def _hidden(model: Any, prompt: Prompt, tokens: torch.Tensor) -> torch.Tensor:
         return prompt.last.expand(n, -1, -1)
     y = dec.token_embedding(tokens) + dec.positional_embedding[start:start + length]
     mask = torch.cat([torch.zeros(length, start), torch.full((length, length), float("-inf")).triu_(1)], dim=1)
-    for block, (k, v, ck, cv) in zip(dec.blocks, prompt.cache):
+    for block, (k, v, ck, cv) in zip(dec.blocks, prompt.cache, strict=True):
         h = block.attn_ln(y)
         keys = torch.cat([k.expand(n, -1, -1), block.attn.key(h)], dim=1)
         values = torch.cat([v.expand(n, -1, -1), block.attn.value(h)], dim=1)
@@ -184,7 +184,7 @@ def score_texts(model: Any, tokenizer: Any, initial: Sequence[int], audio_featur
         logp = _logprobs(model, _hidden(model, prompt, tokens)[:, :-1][keep])
         picked = logp.gather(-1, tokens[keep][:, None])[:, 0]
         totals = torch.zeros(n, dtype=picked.dtype).index_add_(0, keep.nonzero()[:, 0], picked)
-    return [Scored(t, float(total), len(s)) for t, total, s in zip(texts, totals, seqs)]
+    return [Scored(t, float(total), len(s)) for t, total, s in zip(texts, totals, seqs, strict=True)]
 
 
 PrefixTree = dict[tuple[int, ...], dict[int, "str | None"]]  # prefix -> next token -> the text it ends, if any
@@ -228,7 +228,7 @@ def decode_in_grammar(model: Any, initial: Sequence[int], audio_features: torch.
             tokens = torch.tensor([list(h[0]) for h in live], dtype=torch.long).reshape(len(live), -1)
             logp = _logprobs(model, _hidden(model, prompt, tokens)[:, -1])
             grown: list[tuple[tuple[int, ...], tuple[int, ...], tuple[str, ...], float]] = []
-            for (seq, node, done, total), row in zip(live, logp.tolist()):
+            for (seq, node, done, total), row in zip(live, logp.tolist(), strict=True):
                 for token, ends in tree[node].items():
                     if ends is None:
                         grown.append((seq + (token,), node + (token,), done, total + row[token]))
@@ -259,15 +259,15 @@ def score_texts_reference(model: Any, tokenizer: Any, initial: Sequence[int], au
     return out
 
 
-def closest(free_text: str, phrases: Sequence[str], limit: int) -> list[str]:
-    """The grammar's phrases nearest the free transcript in spelling (letters, not words: a
-    mishearing keeps sounds, and so letters, more often than words)."""
+def closest(free_text: str, phrases: Iterable[str], limit: int) -> list[str]:
+    """The grammar's phrases (or a dict's spoken forms, its keys) nearest the free transcript in
+    spelling (letters, not words: a mishearing keeps sounds, and so letters, more often than words)."""
     said = " ".join(free_text.lower().split())
     ranked = sorted(phrases, key=lambda p: -difflib.SequenceMatcher(None, said, p).ratio())
     return list(dict.fromkeys(ranked))[:limit]
 
 
-def candidates(free_text: str, reading: Reading, phrases: Sequence[str], settings: GrammarSettings) -> list[str]:
+def candidates(free_text: str, reading: Reading, phrases: Iterable[str], settings: GrammarSettings) -> list[str]:
     """The grammar's readings to score: its closest spoken forms, and the parser's own correction."""
     near = closest(free_text, phrases, settings.max_candidates)
     return list(dict.fromkeys(near + ([reading.text] if reading.understood and reading.text else [])))
@@ -369,8 +369,11 @@ def command_phrases(parser: Any) -> dict[str, str]:
         first, _, rest = phrase.partition(" ")
         words = verbs.get((meaning.action, None), set()) | verbs.get((meaning.action, meaning.part), set())
         words |= {p for w in list(words) for p in particles.get(w, [])}
-        spoken = [phrase] + [f"{v} {rest}".strip() for v in sorted(words) if v != first] if first in words | {meaning.action} \
+        spoken = (
+            [phrase] + [f"{v} {rest}".strip() for v in sorted(words) if v != first]
+            if first in words | {meaning.action}
             else [phrase]
+        )
         for form in spoken:
             for variant in (form, form.replace(" to the left", " left").replace(" to the right", " right"),
                             form.replace(" the ears", " both ears").replace(" the eyes", " both eyes")):

@@ -125,7 +125,8 @@ def _converted_tiny_en() -> Path | None:
         return convert_to_file(source, target)
     except OSError as err:
         raise ModelNotFoundError(
-            f"Could not write the converted model to {target} ({err.strerror}); set XDG_CACHE_HOME to a writable folder."
+            f"Could not write the converted model to {target} ({err.strerror}); "
+            "set XDG_CACHE_HOME to a writable folder."
         ) from err
 
 
@@ -394,7 +395,9 @@ class Transcriber:
     def model_name(self) -> str:
         return self.resolved.name
 
-    def transcribe_file(self, path: str | Path, max_seconds: float | None = DEFAULT_MAX_SECONDS) -> tuple[AudioClip, Transcript]:
+    def transcribe_file(
+        self, path: str | Path, max_seconds: float | None = DEFAULT_MAX_SECONDS
+    ) -> tuple[AudioClip, Transcript]:
         clip = load_audio(path, max_seconds=max_seconds)
         return clip, self.transcribe(clip.samples)
 
@@ -496,7 +499,7 @@ class Transcriber:
         with torch.inference_mode():
             # The encoder runs once; grammar scoring reuses its features.
             features = self.whisper.embed_audio(mel[None])
-            task._get_audio_features = lambda _mel: features  # type: ignore[method-assign]
+            task._get_audio_features = lambda _mel: features
             result = task.run(mel[None])[0]
         text = heard = strip_repetition(result.text)
         # Whisper's own no-speech rule (sure there was no speech, unsure of the text), and a floor

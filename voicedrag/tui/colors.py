@@ -80,7 +80,7 @@ def _tmux_client_rgb() -> bool:
     return "RGB" in out.split(",")
 
 
-def _rich_index(rgb: tuple[int, int, int]) -> int:
+def _rich_index(rgb: tuple[int, ...]) -> int:  # (r, g, b)
     from rich.color import Color, ColorSystem
 
     number = Color.from_rgb(*rgb).downgrade(ColorSystem.EIGHT_BIT).number
@@ -100,7 +100,7 @@ def palette_256() -> np.ndarray:
     from rich.color import EIGHT_BIT_PALETTE
 
     keep = [tuple(EIGHT_BIT_PALETTE[i]) for i in range(16, 256)]
-    keep = [c for c in keep if tuple(EIGHT_BIT_PALETTE[_rich_index(c)]) == c]  # type: ignore[arg-type]
+    keep = [c for c in keep if tuple(EIGHT_BIT_PALETTE[_rich_index(c)]) == c]
     return np.array(sorted(set(keep)), dtype=np.uint8)
 
 
@@ -111,7 +111,7 @@ def as_terminal_shows(image: np.ndarray) -> np.ndarray:
 
     flat = image.reshape(-1, 3)
     colours, inverse = np.unique(flat, axis=0, return_inverse=True)
-    shown = np.array([EIGHT_BIT_PALETTE[_rich_index(tuple(int(v) for v in c))] for c in colours],  # type: ignore[arg-type]
+    shown = np.array([EIGHT_BIT_PALETTE[_rich_index(tuple(int(v) for v in c))] for c in colours],
                      dtype=np.uint8)
     return shown[inverse.reshape(-1)].reshape(image.shape)
 

@@ -64,11 +64,14 @@ def compose(image: np.ndarray, size: tuple[int, int], overlay: Overlay) -> Image
         cx, cy = at(overlay.mask_corner)
         draw.rectangle([cx - r, cy - r, cx + r, cy + r], outline=MASK, width=1)
 
-    for name, p in overlay.keypoints.items():
+    for p in overlay.keypoints.values():
         x, y = at(p)
-        draw.point([(x, y)], fill=KEYPOINT) if r <= 1.2 else draw.ellipse([x - r * 0.6, y - r * 0.6, x + r * 0.6, y + r * 0.6], fill=KEYPOINT)
+        if r <= 1.2:
+            draw.point([(x, y)], fill=KEYPOINT)
+        else:
+            draw.ellipse([x - r * 0.6, y - r * 0.6, x + r * 0.6, y + r * 0.6], fill=KEYPOINT)
 
-    for hnd, tgt in zip(overlay.handles, overlay.targets):
+    for hnd, tgt in zip(overlay.handles, overlay.targets, strict=False):  # extra handles wait for a target
         hx, hy = at(hnd)
         tx, ty = at(tgt)
         draw.line([(hx, hy), (tx, ty)], fill=ARROW, width=max(int(unit * 0.6), 1))
