@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import abc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -140,7 +141,9 @@ class Editor:
         yield planned
         yield from self._drag(request, planned)
 
-    def _plan(self, result: ParseResult, request: EditRequest, text: str) -> Iterator[EditEvent]:
+    def _plan(
+        self, result: ParseResult, request: EditRequest, text: str
+    ) -> abc.Generator[EditEvent, None, Planned | None]:
         """Keypoints (found once per entry, reported before the plan so that labels show what the
         plan was made from) and the plan; returns the Planned event, or None after a Refused."""
         why = refusal(result)

@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from engine.types import DEFAULT_PSI
 from voicedrag.cli import argtypes
+
+if TYPE_CHECKING:
+    from voicedrag.tui.app import TuiOptions
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keypoints taught with `voicedrag keypoints teach`, for a model without a detector")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--steps", type=argtypes.steps, default=300, help="most drag steps per edit (default 300)")
-    p.add_argument("--psi", type=argtypes.psi, default=DEFAULT_PSI, help=f"truncation psi for seeds (default {DEFAULT_PSI})")
+    p.add_argument(
+        "--psi", type=argtypes.psi, default=DEFAULT_PSI, help=f"truncation psi for seeds (default {DEFAULT_PSI})"
+    )
     p.add_argument("--out", default="voicedrag-out", help="folder that saves go into (default ./voicedrag-out)")
     p.add_argument("--renderer", default="auto", choices=["auto", "halfcell", "unicode", "sixel", "tgp"],
                    help="how the image is drawn: auto picks Kitty or Sixel graphics when the terminal has them")
@@ -35,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=argtypes.threads, default=None, help="torch CPU threads (default: torch's choice)")
 
 
-def options_from_args(args: argparse.Namespace) -> object:
+def options_from_args(args: argparse.Namespace) -> TuiOptions:
     from voicedrag.tui.app import TuiOptions
 
     return TuiOptions(
@@ -48,7 +54,7 @@ def options_from_args(args: argparse.Namespace) -> object:
 def run(args: argparse.Namespace) -> int:
     from voicedrag.tui.app import run_tui
 
-    return run_tui(options_from_args(args))  # type: ignore[arg-type]
+    return run_tui(options_from_args(args))
 
 
 def main_tui(argv: list[str]) -> int:

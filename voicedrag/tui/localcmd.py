@@ -25,7 +25,9 @@ _CLEAR_RE = re.compile(r"^(?:/)?clear(?:\s+(?:the\s+)?points?)?$")
 _GO_RE = re.compile(r"^(?:/)?(?:go|run|drag|start)$")
 # "name nose" (at the cursor) or "name nose 30,40": teach a keypoint template the point.
 _NAME_RE = re.compile(rf"^(?:/)?(?:name|teach)\s+([a-z][a-z0-9_]*)(?:\s+(?:at\s+)?{_NUM}{_SEP}{_NUM})?$")
-_LABELS_RE = re.compile(r"^(?:/)?(?:labels|keypoints|show\s+(?:the\s+)?(?:labels|keypoints)|hide\s+(?:the\s+)?(?:labels|keypoints))$")
+_LABELS_RE = re.compile(
+    r"^(?:/)?(?:labels|keypoints|show\s+(?:the\s+)?(?:labels|keypoints)|hide\s+(?:the\s+)?(?:labels|keypoints))$"
+)
 _BEFORE_RE = re.compile(r"^(?:/)?(?:show\s+)?(?:the\s+)?(before|after)(?:\s+(?:the\s+)?(?:edit|drag|image))?$")
 _MARKERS_RE = re.compile(r"^(?:/)?(show|hide)\s+(?:the\s+)?(?:drag\s+)?(?:points|markers|handles)$")
 # The control words and their keys, from the one table (intents.CONTROL_TABLE); quitting is the app's own.

@@ -139,7 +139,7 @@ class EditStream(PointerInput):
 
     def show_planned(self, event: Planned) -> None:
         self.timings.planned_at = time.perf_counter()
-        for name, p in zip(event.names, event.pairs):
+        for name, p in zip(event.names, event.pairs, strict=True):
             self.log_line(f"  [red]●[/] {name} ({p.handle.x:.0f},{p.handle.y:.0f}) → "
                           f"[blue]●[/] ({p.target.x:.0f},{p.target.y:.0f})")
         if event.mask:

@@ -93,7 +93,7 @@ class HalfBlockPicture(Widget):
         """One row of cells from its upper and lower pixels, each as 0xRRGGBB."""
         styles = self._styles
         segments = []
-        for key in zip(upper, lower):
+        for key in zip(upper, lower, strict=True):
             style = styles.get(key)
             if style is None:
                 style = styles[key] = Style(color=self._colour(key[0]), bgcolor=self._colour(key[1]))
