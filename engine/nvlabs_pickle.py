@@ -18,13 +18,14 @@ file is refused in one sentence, within about a second and a hundred megabytes
 from __future__ import annotations
 
 import collections
+import functools
 import io
 import math
 import os
 import pickle
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -52,6 +53,7 @@ MAX_LINE = 1 << 16  # bytes of a text argument (protocol-0 opcodes, global names
 MAX_DIGITS = 100  # digits of an integer written as text (protocol-0 INT and LONG)
 MAX_LONG_BYTES = 1024  # bytes of one integer (official pickles hold none above 8)
 MAX_HEADER_OPCODES = 10_000  # each small pickle at the head of a legacy tensor storage
+MAX_STORAGES = 5_000  # tensor storages parsed (the fixture snapshots: 180-234)
 
 
 @dataclass
@@ -140,6 +142,18 @@ class _Budget:
     # Ints, floats and tuples hash the same on every run, so a file can give a dict thousands of
     # keys of one hash, and each insertion then compares with all the keys before it.
     number_keys: int = MAX_NUMBER_KEYS
+    # Bytes the stream's calls may copy (storages, numpy data, encoded strings). A call's argument
+    # can come from the memo any number of times for three bytes each, so a megabyte of data
+    # copied once per call would be a gigabyte for a kilobyte of file; an official file's calls copy
+    # each of its bytes at most twice (a protocol-2 storage is decoded, then parsed).
+    copies: int = 1 << 20
+    storages: int = MAX_STORAGES
+    parsed: dict[int, tuple[object, torch.Tensor]] = field(default_factory=dict)  # id(blob) -> (blob, tensor)
+
+    def spend_copies(self, n: int) -> None:
+        self.copies -= n
+        if self.copies < 0:
+            raise _Unusable("its values copy more data than the file holds")
 
     def spend(self, n: int) -> None:
         self.elements -= n
@@ -442,10 +456,24 @@ def _storage_header_names(module: str, name: str) -> bool:
     return module == "torch" and name in _STORAGE_DTYPES
 
 
-def _load_storage(blob: Any) -> torch.Tensor:
-    """Parse one storage saved in torch's legacy format; returns it as a flat tensor."""
+def _load_storage(blob: Any, budget: _Budget) -> torch.Tensor:
+    """Parse one storage saved in torch's legacy format; returns it as a flat tensor. The same
+    blob (a memo reference) is parsed once."""
     if not isinstance(blob, (bytes, bytearray)):
         raise _Unusable("a tensor storage in it is not bytes", damaged=True)
+    seen = budget.parsed.get(id(blob))
+    if seen is not None and seen[0] is blob:
+        return seen[1]
+    budget.storages -= 1
+    if budget.storages < 0:
+        raise _Unusable(f"it holds more than {MAX_STORAGES:,} tensor storages, far more than any network")
+    budget.spend_copies(len(blob))
+    storage = _parse_storage(blob)
+    budget.parsed[id(blob)] = (blob, storage)  # the blob is kept, so that its id is not reused
+    return storage
+
+
+def _parse_storage(blob: bytes | bytearray) -> torch.Tensor:
     f = io.BytesIO(blob)
     for _ in range(5):  # magic number, protocol, system info, the storage, its keys
         _check_opcodes(f, len(blob), _Budget(), MAX_HEADER_OPCODES, _storage_header_names, persistent_ids=True)
@@ -537,19 +565,21 @@ def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> An
     return func(*args)
 
 
-def _latin1(text: Any, encoding: Any = "latin1") -> bytes:
+def _latin1(text: Any, encoding: Any = "latin1", *, budget: _Budget) -> bytes:
     # Protocol-2 pickles spell bytes as _codecs.encode(str, 'latin1'); nothing else is allowed.
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
         raise _Unusable("it encodes bytes in an unsupported way", damaged=True)
+    budget.spend_copies(len(text))
     return text.encode("latin1")
 
 
-def _bytearray(data: Any = b"", encoding: Any = None) -> bytearray:
+def _bytearray(data: Any = b"", encoding: Any = None, *, budget: _Budget) -> bytearray:
     # As protocols 2-4 write one: from bytes, or from a str and 'latin-1'. Never from a number,
     # which bytearray() would take as a size to allocate and fill.
     if isinstance(data, bytes) and encoding is None:
+        budget.spend_copies(len(data))
         return bytearray(data)
-    return bytearray(_latin1(data, encoding))
+    return bytearray(_latin1(data, encoding, budget=budget))
 
 
 def _copying(make: Callable[[Any], Any], budget: _Budget) -> _Call:
@@ -628,6 +658,9 @@ class _ArraySpec:
         count = math.prod(shape)
         if count * dtype.dtype.itemsize != len(raw):
             raise ValueError("numpy array data does not match its shape")
+        budget = getattr(type(self), "budget", None)  # set on each load's own copy of the class
+        if isinstance(budget, _Budget):
+            budget.spend_copies(len(raw))
         flat = np.frombuffer(raw, dtype=dtype.dtype, count=count)
         self.array = flat.reshape(shape[::-1]).T.copy() if fortran else flat.reshape(shape).copy()
 
@@ -636,31 +669,38 @@ class _ArraySpec:
 # instance can only go through the checked __setstate__.
 _StreamEasyDict = _Sealed("EasyDict", (_EasyDict,), {})
 _StreamDType = _Sealed("dtype", (_DTypeSpec,), {"__slots__": ()})
-_StreamArray = _Sealed("ndarray", (_ArraySpec,), {"__slots__": ()})
 
 _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _Call(_reconstruct_persistent_obj),
     ("dnnlib.util", "EasyDict"): _StreamEasyDict,
     ("dnnlib", "EasyDict"): _StreamEasyDict,
-    ("builtins", "complex"): complex, ("_codecs", "encode"): _Call(_latin1),
-    ("builtins", "bytearray"): _Call(_bytearray),
+    ("builtins", "complex"): complex,
     ("torch._utils", "_rebuild_tensor_v2"): _REBUILD_TENSOR,
     ("torch._utils", "_rebuild_parameter"): _REBUILD_PARAMETER,
     ("torch._utils", "_rebuild_parameter_with_state"): _REBUILD_PARAMETER,
     ("torch._tensor", "_rebuild_from_type_v2"): _Call(_rebuild_from_type_v2),
     ("torch", "Tensor"): _TensorType(),
-    ("torch.storage", "_load_from_bytes"): _Call(_load_storage),
     ("numpy", "dtype"): _StreamDType,
-    ("numpy", "ndarray"): _StreamArray,
-    **{(m, n): f for m in ("numpy.core.multiarray", "numpy._core.multiarray")
-       for n, f in (("scalar", _Call(_numpy_scalar)), ("_reconstruct", _StreamArray))},
+    **{(m, "scalar"): _Call(_numpy_scalar) for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
     **{("torch", n): d for n, d in {**_STORAGE_DTYPES, **_TORCH_DTYPES}.items()},
 }
-# Calls that copy their argument: bound to each load's budget.
-_COPYING: dict[tuple[str, str], Callable[[Any], Any]] = {
-    ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-}
+
+
+def _budgeted(budget: _Budget) -> dict[tuple[str, str], Any]:
+    """The allowed names whose calls copy data, bound to one load's budget."""
+    array = _Sealed("ndarray", (_ArraySpec,), {"__slots__": (), "budget": budget})
+    return {
+        ("builtins", "set"): _copying(set, budget), ("builtins", "frozenset"): _copying(frozenset, budget),
+        ("collections", "OrderedDict"): _copying(collections.OrderedDict, budget),
+        ("_codecs", "encode"): _Call(functools.partial(_latin1, budget=budget)),
+        ("builtins", "bytearray"): _Call(functools.partial(_bytearray, budget=budget)),
+        ("torch.storage", "_load_from_bytes"): _Call(functools.partial(_load_storage, budget=budget)),
+        ("numpy", "ndarray"): array,
+        **{(m, "_reconstruct"): array for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    }
+
+
+_BUDGETED_NAMES = frozenset(_budgeted(_Budget()))
 
 
 def _is_torch_module(module: str, name: str) -> bool:
@@ -670,13 +710,13 @@ def _is_torch_module(module: str, name: str) -> bool:
 def _allowed(module: str, name: str) -> bool:
     if module == "__builtin__":  # protocol-2 spelling; an overriding find_class sees it unmapped
         module = "builtins"
-    return (module, name) in _ALLOWED or (module, name) in _COPYING or _is_torch_module(module, name)
+    return (module, name) in _ALLOWED or (module, name) in _BUDGETED_NAMES or _is_torch_module(module, name)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file: BinaryIO, budget: _Budget) -> None:
         super().__init__(file)
-        self._copying = {key: _copying(make, budget) for key, make in _COPYING.items()}
+        self._budgeted = _budgeted(budget)
         self._modules: dict[str, type] = {}
 
     def find_class(self, module: str, name: str) -> Any:
@@ -684,8 +724,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             module = "builtins"
         if (module, name) in _ALLOWED:
             return _ALLOWED[(module, name)]
-        if (module, name) in self._copying:
-            return self._copying[(module, name)]
+        if (module, name) in self._budgeted:
+            return self._budgeted[(module, name)]
         if _is_torch_module(module, name):
             # A stock torch module (e.g. ModuleList) inside a network: keep only its state. One
             # class per name and load, so that a stream naming it again makes nothing new.
@@ -832,8 +872,9 @@ def read_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> PickledNetwork:
                     f"{path} is not a pickle (empty, or starts with {head!r}); "
                     "give an official NVlabs StyleGAN .pkl or a .safetensors generator.")
             f.seek(0)
-            budget = _Budget()
-            _check_opcodes(f, os.fstat(f.fileno()).st_size, budget, MAX_OPCODES, _allowed)
+            size = os.fstat(f.fileno()).st_size
+            budget = _Budget(copies=3 * size + (1 << 20))
+            _check_opcodes(f, size, budget, MAX_OPCODES, _allowed)
             f.seek(0)
             top = _RestrictedUnpickler(f, budget).load()
         if not isinstance(top, dict):

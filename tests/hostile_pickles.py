@@ -304,6 +304,20 @@ def hostile_checkpoints() -> list[Hostile]:
         + (get(2) + tup(get(1)) + REDUCE + POP) * 1_000 + NONE + STOP)
     add("100,000 number keys of one hash", PROTO2 + dct(*[(num(k * (2**61 - 1)), NONE) for k in range(1, 100_001)])
         + STOP)
+    # Calls whose argument comes from the memo for three bytes each, and copies it every time.
+    load = glob("torch.storage", "_load_from_bytes") + put(0) + POP
+    add("one storage parsed 100,000 times", PROTO2 + load + tup(raw(storage_blob(4))) + put(1) + POP
+        + (get(0) + get(1) + REDUCE + POP) * 100_000 + NONE + STOP)
+    add("25,000 storages", PROTO2 + load + (get(0) + tup(raw(storage_blob(1))) + REDUCE + POP) * 25_000 + NONE + STOP)
+    encode = glob("_codecs", "encode") + put(0) + POP + text("x" * 1_000_000) + put(1) + POP
+    add("a megabyte encoded 1,000 times", PROTO2 + encode
+        + (get(0) + MARK + get(1) + text("latin1") + b"t" + REDUCE + POP) * 1_000 + NONE + STOP)
+    array = (glob("numpy.core.multiarray", "_reconstruct") + put(0) + POP + raw(bytes(1 << 20)) + put(1) + POP
+             + call(glob("numpy", "dtype"), text("f8"), FALSE, TRUE) + tup(
+                 num(3), text("<"), NONE, NONE, NONE, num(-1), num(-1), num(0)) + BUILD + put(2) + POP)
+    add("a megabyte of numpy data copied 1,000 times", PROTO2 + array + (
+        get(0) + tup(glob("numpy", "ndarray"), tup(num(0)), b"C\x01b") + REDUCE
+        + tup(num(1), tup(num(1 << 17)), get(2), FALSE, get(1)) + BUILD + POP) * 1_000 + NONE + STOP)
     add("half a million empty sets", PROTO4 + EMPTY_SET * 499_000 + STOP)
     add("more than half a million opcodes", PROTO2 + NONE * 600_000 + STOP)
     # Length claims past the end of the file, and integers of any size.
