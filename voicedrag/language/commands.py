@@ -221,7 +221,7 @@ class CommandParser:
             return result
         got = _Understood()
         failures = {id(f.clause): f for f in reading.failures}
-        for clause, edit in zip(reading.clauses, reading.edits):
+        for clause, edit in zip(reading.clauses, reading.edits, strict=True):
             if edit is not None:
                 got.edits.append(edit)
                 if clause.unknown:

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 # Verbs and control words come from the one table in intents.py; re-exported here with the rest
 # of the language.
-from voicedrag.intents import CONTROL_WORDS, CONTROLS, DEFAULT_PART, VERB_TABLE, VERB_WORDS  # noqa: F401
+from voicedrag.intents import (  # noqa: F401
+    CONTROL_WORDS,
+    CONTROLS,
+    DEFAULT_PART,
+    VERB_TABLE,
+    VERB_WORDS,
+)
 
 # Generic verbs -> canonical action.
 VERBS: dict[str, str] = VERB_WORDS
@@ -35,7 +41,7 @@ MAKE_WORDS = frozenset({"make", "makes", "give", "gives", "let", "get", "have", 
 CORRECTION_TARGETS = frozenset({v.action for v in VERB_TABLE}) | frozenset(CONTROLS) | frozenset("""
 shut lift drop rotate look grin make bigger smaller longer shorter wider narrower push pull
 up down left right both little bit slightly wide much very pixels point corners cancel
-""".split())
+""".split())  # noqa: SIM905 - a word list reads best as words
 
 # Words of the language beside the verbs and the rules' parts that a speech recogniser is primed
 # with (directions, amounts, the words of explicit drags).
@@ -154,7 +160,7 @@ the a an his her its their my your our this that these of some any to in on for 
 please kindly okay ok um uh umm uhh er erm hmm ah oh hey alright right_now maybe actually also
 him he she me us you we i'm you're is are be can could would will should do does want like need
 little bit same way way's there here over there's side sides face's area part region
-""".split()) - {"to", "of", "way", "little"}
+""".split()) - {"to", "of", "way", "little"}  # noqa: SIM905
 
 UNITS = {"zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
          "nine": 9}

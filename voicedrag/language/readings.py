@@ -70,7 +70,7 @@ def best_reading(vocab: Vocabulary, words: list[str]) -> Reading:
         # Second pass: valid words that fit nowhere may be mishearings too ("lift" for "left").
         suspects = odd or {w for c in best.clauses for w in c.words if w in lx.VERBS and c.action_word != w}
         widened = []
-        for w, s in zip(words, slots):
+        for w, s in zip(words, slots, strict=True):
             if w in suspects and len(s) == 1:
                 extra = [(c.word, c.cost + SECOND_PASS_PENALTY) for c in vocab.corrector.candidates(w, 4)
                          if c.word != w][:3]
@@ -126,8 +126,8 @@ def _search(vocab: Vocabulary, words: list[str], slots: Slots) -> Reading:
     best: Reading | None = None
     for choice in itertools.product(*slots):
         chosen = [c[0] for c in choice]
-        corrections = [(w, c[0]) for w, c in zip(words, choice) if c[0] != w]
-        costs = {c[0]: c[1] for w, c in zip(words, choice) if c[0] != w}
+        corrections = [(w, c[0]) for w, c in zip(words, choice, strict=True) if c[0] != w]
+        costs = {c[0]: c[1] for w, c in zip(words, choice, strict=True) if c[0] != w}
         reading = read(vocab, chosen, sum(c[1] for c in choice), corrections, costs)
         if best is None or reading.score() < best.score():
             best = reading

@@ -24,7 +24,8 @@ AMOUNT_RANGE = (0.1, 4.0)
 
 @dataclass
 class Failure:
-    kind: str  # incomplete | unknown_part | no_rule | needs_direction | coordinates | negation | mixed | noise | unclear
+    # incomplete | unknown_part | no_rule | needs_direction | coordinates | negation | mixed | noise | unclear
+    kind: str
     message: str
     clause: Clause
 

@@ -128,7 +128,7 @@ def suggest(vocab: Vocabulary, index: Index | None, c: Clause, reading: Reading)
 def _closest_spelled(templates: list[Template], ok: list[bool], query: str) -> list[str]:
     """Without the sentence model: the allowed phrasings most alike in spelling."""
     scored = []
-    for (phrase, _), good in zip(templates, ok):
+    for (phrase, _), good in zip(templates, ok, strict=True):
         if good:
             scored.append((difflib.SequenceMatcher(None, query, phrase).ratio(), phrase))
     scored.sort(key=lambda t: -t[0])

@@ -19,7 +19,8 @@ from voicedrag.planning.rules import Rules
 Template = tuple[str, EditIntent | str]
 
 
-@dataclass(frozen=True)
+# Frozen so no stage can change what the others read; compared by identity (its tables are not hashable).
+@dataclass(frozen=True, eq=False)
 class Vocabulary:
     """Everything the stages share about one rules file; build it with `Vocabulary.build`."""
 
