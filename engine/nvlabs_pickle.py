@@ -18,13 +18,15 @@ file is refused in one sentence, within about a second and a hundred megabytes
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
+import gc
 import io
 import math
 import os
 import pickle
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -858,6 +860,20 @@ def _describe(err: BaseException) -> str:
     return type(err).__name__
 
 
+@contextlib.contextmanager
+def _collection_paused() -> Iterator[None]:
+    """No garbage collection while a stream is built and read: half a million containers (which a file within
+    the bounds may hold) would start a collection every 700 and take ten times as long, and nothing
+    built while loading is garbage before the load ends."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def read_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> PickledNetwork:
     """Read network `key` of an NVlabs snapshot pickle, executing nothing stored in the file."""
     path = Path(path)
@@ -865,40 +881,41 @@ def read_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> PickledNetwork:
         what = "is not a file" if path.exists() else "does not exist"
         raise CheckpointError(f"Checkpoint {path} {what}; check the path or download the file again.")
     try:
-        with path.open("rb") as f:
-            head = f.read(2)
-            if len(head) < 2 or head[0] != 0x80:
-                raise CheckpointError(
-                    f"{path} is not a pickle (empty, or starts with {head!r}); "
-                    "give an official NVlabs StyleGAN .pkl or a .safetensors generator.")
-            f.seek(0)
-            size = os.fstat(f.fileno()).st_size
-            budget = _Budget(copies=3 * size + (1 << 20))
-            _check_opcodes(f, size, budget, MAX_OPCODES, _allowed)
-            f.seek(0)
-            top = _RestrictedUnpickler(f, budget).load()
-        if not isinstance(top, dict):
-            raise CheckpointError(f"{path} holds a {_type_name(top)}, not an NVlabs snapshot dict; "
-                                  "give an official NVlabs StyleGAN .pkl.")
-        net = top.get(key)
-        if not isinstance(net, _Record) or not isinstance(net.state, dict):
-            found = [repr(_shown(k, 40)) for k, v in top.items() if isinstance(v, _Record) and isinstance(k, str)]
-            names = ", ".join(found[:8]) + (", ..." if len(found) > 8 else "") or "none"
-            raise CheckpointError(f"{path} has no network {key!r} (its networks: {names}); choose one of those.")
-        if not (isinstance(net.class_name, str) and net.class_name.isidentifier() and len(net.class_name) <= 100):
-            raise _Unusable(f"its network {key!r} has no class name")
-        state_dict = _state_dict(net, budget)
-        init_args, init_kwargs = net.state.get("_init_args", ()), net.state.get("_init_kwargs", {})
-        if not isinstance(init_args, (tuple, list)) or not isinstance(init_kwargs, dict):
-            raise CheckpointError(f"{path} stores its network's arguments as a {_type_name(init_kwargs)}, not "
-                                  "keywords; the file is damaged or not an NVlabs StyleGAN checkpoint.")
-        return PickledNetwork(
-            class_name=net.class_name,
-            family=_family(state_dict),
-            init_args=_plain(tuple(init_args), budget),
-            init_kwargs=_plain(dict(init_kwargs), budget),
-            state_dict=state_dict,
-        )
+        with _collection_paused():
+            with path.open("rb") as f:
+                head = f.read(2)
+                if len(head) < 2 or head[0] != 0x80:
+                    raise CheckpointError(
+                        f"{path} is not a pickle (empty, or starts with {head!r}); "
+                        "give an official NVlabs StyleGAN .pkl or a .safetensors generator.")
+                f.seek(0)
+                size = os.fstat(f.fileno()).st_size
+                budget = _Budget(copies=3 * size + (1 << 20))
+                _check_opcodes(f, size, budget, MAX_OPCODES, _allowed)
+                f.seek(0)
+                top = _RestrictedUnpickler(f, budget).load()
+            if not isinstance(top, dict):
+                raise CheckpointError(f"{path} holds a {_type_name(top)}, not an NVlabs snapshot dict; "
+                                      "give an official NVlabs StyleGAN .pkl.")
+            net = top.get(key)
+            if not isinstance(net, _Record) or not isinstance(net.state, dict):
+                found = [repr(_shown(k, 40)) for k, v in top.items() if isinstance(v, _Record) and isinstance(k, str)]
+                names = ", ".join(found[:8]) + (", ..." if len(found) > 8 else "") or "none"
+                raise CheckpointError(f"{path} has no network {key!r} (its networks: {names}); choose one of those.")
+            if not (isinstance(net.class_name, str) and net.class_name.isidentifier() and len(net.class_name) <= 100):
+                raise _Unusable(f"its network {key!r} has no class name")
+            state_dict = _state_dict(net, budget)
+            init_args, init_kwargs = net.state.get("_init_args", ()), net.state.get("_init_kwargs", {})
+            if not isinstance(init_args, (tuple, list)) or not isinstance(init_kwargs, dict):
+                raise CheckpointError(f"{path} stores its network's arguments as a {_type_name(init_kwargs)}, not "
+                                      "keywords; the file is damaged or not an NVlabs StyleGAN checkpoint.")
+            return PickledNetwork(
+                class_name=net.class_name,
+                family=_family(state_dict),
+                init_args=_plain(tuple(init_args), budget),
+                init_kwargs=_plain(dict(init_kwargs), budget),
+                state_dict=state_dict,
+            )
     except CheckpointError:
         raise
     except _Refused as err:
