@@ -36,6 +36,11 @@ MAX_COST = 0.45
 ONSET_PENALTY = 0.04
 
 
+# Letter pairs with one sound ("gh" is silent), and letters coded alike whatever follows them.
+_DIGRAPHS = {"th": "0", "sh": "X", "ch": "X", "ph": "F", "gh": "", "ck": "K", "ng": "N"}
+_LETTERS = {"q": "K", "x": "KS", "z": "S", "d": "T", "v": "F", "b": "P"}
+
+
 def phonetic_key(word: str) -> str:
     """A coarse code of how a word sounds: consonant classes plus a leading vowel mark."""
     w = "".join(c for c in word.lower() if c.isalpha())
@@ -46,80 +51,45 @@ def phonetic_key(word: str) -> str:
             w = rep + w[len(prefix):]
             break
     out: list[str] = []
-
-    def emit(code: str) -> None:
-        if not out or out[-1] != code:
-            out.append(code)
-
     i = 0
-    n = len(w)
-    while i < n:
-        c = w[i]
-        nxt = w[i + 1] if i + 1 < n else ""
+    while i < len(w):
         two = w[i:i + 2]
-        if c in VOWELS:
-            if i == 0:
-                emit("A")
-            i += 1
-            continue
-        if two == "th":
-            emit("0")
-            i += 2
-            continue
-        if two in ("sh", "ch"):
-            emit("X")
-            i += 2
-            continue
-        if two == "ph":
-            emit("F")
-            i += 2
-            continue
-        if two == "gh":
-            i += 2
-            continue
-        if two == "ck":
-            emit("K")
-            i += 2
-            continue
-        if two == "ng":
-            emit("N")
-            i += 2
-            continue
-        if c == "c":
-            emit("S" if nxt in ("e", "i", "y") else "K")
-        elif c == "g":
-            emit("J" if nxt in ("e", "i", "y") and i > 0 else "K")
-        elif c == "q":
-            emit("K")
-        elif c == "x":
-            emit("K")
-            emit("S")
-        elif c == "z":
-            emit("S")
-        elif c == "d":
-            emit("T")
-        elif c == "v":
-            emit("F")
-        elif c == "b":
-            emit("P")
-        elif c == "y":
-            # Only a consonant before a vowel at the start ("year"); otherwise a vowel ("eyes").
-            if i == 0 and nxt in VOWELS:
-                emit("Y")
-            elif i == 0:
-                emit("A")
-        elif c == "w":
-            if nxt in VOWELS:
-                emit("W")
-            elif i == 0:
-                emit("A")
-        elif c == "h":
-            if i == 0 and nxt in VOWELS:
-                emit("H")
+        if w[i] in VOWELS:
+            codes, step = ("A" if i == 0 else ""), 1
+        elif two in _DIGRAPHS:
+            codes, step = _DIGRAPHS[two], 2
         else:
-            emit(c.upper())
-        i += 1
+            codes, step = _consonant(w, i), 1
+        for code in codes:
+            # A sound said twice in a row is heard once.
+            if not out or out[-1] != code:
+                out.append(code)
+        i += step
     return "".join(out)
+
+
+def _consonant(w: str, i: int) -> str:
+    """The code of the single consonant w[i] (empty where it is silent)."""
+    c = w[i]
+    nxt = w[i + 1] if i + 1 < len(w) else ""
+    if c == "c":
+        return "S" if nxt in ("e", "i", "y") else "K"
+    if c == "g":
+        return "J" if nxt in ("e", "i", "y") and i > 0 else "K"
+    if c in _LETTERS:
+        return _LETTERS[c]
+    if c == "y":
+        # Only a consonant before a vowel at the start ("year"); otherwise a vowel ("eyes").
+        if i == 0 and nxt in VOWELS:
+            return "Y"
+        return "A" if i == 0 else ""
+    if c == "w":
+        if nxt in VOWELS:
+            return "W"
+        return "A" if i == 0 else ""
+    if c == "h":
+        return "H" if i == 0 and nxt in VOWELS else ""
+    return c.upper()
 
 
 def edit_distance(a: str, b: str, near: bool = False) -> float:
