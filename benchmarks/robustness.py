@@ -1,6 +1,6 @@
 """Robustness: bad input never crashes, hangs or loses work.
 
-    python benchmarks/robustness.py [--jobs 2] [--sample N] [--only CATEGORY ...] [--list]
+    python benchmarks/robustness.py [--jobs 2] [--sample N] [--only CATEGORY ...] [--list] [--times]
 
 Runs at least 1,400 probes over every subcommand: typed commands fuzzed through
 `parse --json -` and `edit --say`, numbers, points and masks, devices, output
@@ -9,7 +9,12 @@ and scalar states, code-running globals, deep nesting, a billion-laughs memo,
 hostile init arguments, voicedrag configs with wrong types and sizes, weights
 that are not finite), images (bombs, lying headers, odd formats), audio (lying
 headers, odd encodings), signals (Ctrl-C at chosen moments, kill -9 during a
-save over an existing file) and the TUI without a terminal.
+save over an existing file) and the TUI without a terminal. Two categories
+reuse files written for the tests: "checkpoint bombs" (tests/hostile_pickles.py:
+memo and nesting bombs, length claims, out-of-band buffers, persistent ids,
+giant shapes, forbidden globals), each through `render` and `drag` within
+5 s and 500 MB more than the process had, and "malformed rules"
+(tests/malformed_rules.py) through `parse --rules` and a model's kit.
 
 Each probe names the exit code it expects and, for a user error, a pattern the
 one-sentence message must match. A probe ends as one of:
@@ -28,7 +33,9 @@ Most probes run the command in a child forked from this process, which has
 imported the command line, torch and the models' code but run nothing (so each
 probe starts clean and fast); signals and the TUI run `python -m voicedrag` as
 a real process. `--sample N` runs every Nth probe of each category (the test
-suite uses it). Prints a table, the probes that failed, then one JSON object.
+suite uses it). Prints a table (with each category's slowest probe and the most
+memory a forked probe added to what it started with), the probes that failed,
+with `--times` every probe's seconds and memory, then one JSON object.
 """
 from __future__ import annotations
 
@@ -51,6 +58,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -66,6 +74,8 @@ class Result:
     stderr: str
     folder: Path
     signalled: bool = False  # the probe itself sent the signal that ended it
+    seconds: float | None = None  # from start to exit
+    grew_mb: float | None = None  # forked probes: peak resident memory less what the child had at its start
 
 
 @dataclass
@@ -168,6 +178,14 @@ def _child(probe: Probe, folder: Path) -> None:
         os.chdir(folder)
         # A runaway allocation ends as MemoryError (a traceback, so a failed probe), not in swap.
         resource.setrlimit(resource.RLIMIT_AS, (12 << 30, 12 << 30))
+        # The peak resident memory starts again from here (Linux), so that what the probe itself
+        # adds can be told from the pages it shares with this process.
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            (folder / ".rss").write_text(f"{_resident_mb():.1f}")
+        except OSError:
+            pass
         fd = os.open(folder / ".stdin", os.O_RDONLY)
         os.dup2(fd, 0)
         for n, name in ((1, ".stdout"), (2, ".stderr")):
@@ -206,6 +224,9 @@ class _Running:
             path.write_bytes(data)
         self.proc: subprocess.Popen | None = None
         self.pid = 0
+        self.seconds: float | None = None
+        self.grew_mb: float | None = None
+        self.base_mb = _resident_mb()  # what a forked child starts with, where it cannot say itself
         if probe.process:
             env = {**os.environ, "PYTHONPATH": str(REPO), **probe.env}
             with (folder / ".stdin").open("rb") as fin, (folder / ".stdout").open("wb") as fout, \
@@ -233,10 +254,17 @@ class _Running:
         if self.proc is not None:
             rc = self.proc.poll()
             if rc is not None:
+                self.seconds = now
                 return rc
         else:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
             if pid:
+                self.seconds = now
+                try:
+                    start = float((self.folder / ".rss").read_text())
+                except (OSError, ValueError):
+                    start = self.base_mb
+                self.grew_mb = max(0.0, usage.ru_maxrss / 1024 - start)
                 return os.waitstatus_to_exitcode(status)
         if now > self.probe.timeout:
             self._signal(signal.SIGKILL)
@@ -259,11 +287,19 @@ class _Running:
 
     def result(self, rc: int | None) -> Result:
         read = lambda name: (self.folder / name).read_bytes().decode("utf-8", "replace")  # noqa: E731
-        return Result(rc, read(".stdout"), read(".stderr"), self.folder, self.signalled)
+        return Result(rc, read(".stdout"), read(".stderr"), self.folder, self.signalled, self.seconds, self.grew_mb)
+
+
+def _resident_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration, ValueError):
+        return 0.0
 
 
 def run_probes(probes: Sequence[Probe], jobs: int = 2,
-               report: Callable[[Probe, list[tuple[str, str, str]]], None] | None = None
+               report: Callable[[Probe, list[tuple[str, str, str]], Result], None] | None = None
                ) -> list[tuple[Probe, list[tuple[str, str, str]]]]:
     """Run every probe (`jobs` at a time); each gives (input name, verdict, detail) per input."""
     _preload()
@@ -292,7 +328,7 @@ def run_probes(probes: Sequence[Probe], jobs: int = 2,
                     outcomes = [(item.probe.name, kind, detail)] * item.probe.count
                 done.append((item.probe, outcomes))
                 if report:
-                    report(item.probe, outcomes)
+                    report(item.probe, outcomes, res)
                 shutil.rmtree(item.folder, ignore_errors=True)
     finally:
         for item in running:
@@ -327,7 +363,8 @@ def _fuzz_commands(rng: random.Random, n: int) -> list[bytes]:
         lambda: " ; ".join(f"{rng.randint(0, 64)},{rng.randint(0, 64)}>{rng.randint(0, 64)},{rng.randint(0, 64)}"
                            for _ in range(rng.randint(1, 30))),
         lambda: rng.choice(["\t", " ", "\x00", "\x1b[2J", "\x07", "%s%n", "{0}", "${HOME}", "$(touch PWNED)",
-                            "`touch PWNED`", "'; touch PWNED", "../../etc/passwd", "\\", "\"", "'"]) * rng.randint(1, 5),
+                            "`touch PWNED`", "'; touch PWNED", "../../etc/passwd", "\\", "\"", "'"])
+        * rng.randint(1, 5),
     ]
     out: list[bytes] = []
     for _ in range(n):
@@ -376,9 +413,11 @@ def command_probes(rng: random.Random) -> list[Probe]:
         ("drag -5,-5 to 30,30", 2, "negative"), ("drag 1,2 to 3,4; 5,6 to 7,8", 0, None),
         ("make it look like a van gogh painting", 2, "can move|cannot"), ("paint it red", 2, "can move|cannot"),
         ("give him a hat", 2, "can move|cannot"), ("", 2, "command"), ("   ", 2, "command"),
-        ("drag 1e400,2 to 3,4", 2, "command|point|number"), ("drag nan,2 to 3,4", 2, "command|point|number"), ("drag 900,900 to 910,910", 2, "outside|image"),
+        ("drag 1e400,2 to 3,4", 2, "command|point|number"), ("drag nan,2 to 3,4", 2, "command|point|number"),
+        ("drag 900,900 to 910,910", 2, "outside|image"),
         ("open the mouth", 0, None), ("close the eyes", 0, None), ("raise the left ear", 0, None),
-        ("x" * 5000, 2, "command|edit"), ("undo", 2, "control word"), ("open the wings", 2, "wings|part|can move|command"),
+        ("x" * 5000, 2, "command|edit"), ("undo", 2, "control word"),
+        ("open the wings", 2, "wings|part|can move|command"),
     ]
     for text, code, pattern in known:
         probes.append(Probe("commands", f"edit --say {text[:40]!r}", ["edit", "--say", text, "--steps", "2",
@@ -447,7 +486,8 @@ def number_probes() -> list[Probe]:
                     continue  # in range: psi -1 mirrors the face about the average (in GOOD_NUMBERS)
                 argv = _set(base[cmd], flag, value)
                 # "-1" and "--" read as options: argparse then says the flag needs a value, also exit 2.
-                probes.append(Probe("numbers", f"{cmd} {flag} {value!r}", argv, sentence=flag.lstrip("-") + "|expected one argument"))
+                probes.append(Probe("numbers", f"{cmd} {flag} {value!r}", argv,
+                                    sentence=flag.lstrip("-") + "|expected one argument"))
             if cmd in ("render", "drag"):
                 for value in GOOD_NUMBERS[flag]:
                     probes.append(Probe("numbers", f"{cmd} {flag} {value} (in range)", _set(base[cmd], flag, value),
@@ -456,11 +496,13 @@ def number_probes() -> list[Probe]:
         probes.append(Probe("numbers", f"transcribe --threads {value!r}", ["transcribe", "--threads", value, "x.wav"],
                             sentence="threads|expected one argument"))
     for value in ["nan", "inf", "-1", "0", "abc", "1e309", "100000"]:
-        probes.append(Probe("numbers", f"transcribe --max-seconds {value!r}", ["transcribe", "x.wav", "--max-seconds", value],
+        probes.append(Probe("numbers", f"transcribe --max-seconds {value!r}",
+                            ["transcribe", "x.wav", "--max-seconds", value],
                             sentence="max-seconds|max_seconds|expected one argument"))
     for value in ["nan", "-1", "2", "abc", "inf"]:
         probes.append(Probe("numbers", f"keypoints --min-confidence {value!r}",
-                            ["keypoints", "--json", "--seed", "0", "--min-confidence", value], sentence="confidence|expected one argument"))
+                            ["keypoints", "--json", "--seed", "0", "--min-confidence", value],
+                            sentence="confidence|expected one argument"))
     probes.append(Probe("devices", "render --device '' (the default)", _set(base["render"], "--device", ""), expect=0,
                         check=_wrote_if_ok("o.png")))
     for device in ["cpu:5", "cuda:99", "cuda:-1", "meta", "mps", "gpu", "cuda:x", "tpu", "cpu,cuda", "cuda:1e9"]:
@@ -509,7 +551,8 @@ def output_probes() -> list[Probe]:
     edit = ["edit", "--say", "open the mouth", "--steps", "1"]
     cases: list[tuple[str, list[str], dict[str, bytes], str]] = []
     probes_ok: list[Probe] = []
-    for cmd, argv in (("render", ["render"]), ("drag", drag), ("edit", edit), ("keypoints", ["keypoints", "--seed", "0"])):
+    keypoints = ["keypoints", "--seed", "0"]
+    for cmd, argv in (("render", ["render"]), ("drag", drag), ("edit", edit), ("keypoints", keypoints)):
         # A missing folder is made (as `mkdir -p` would): the save then succeeds.
         probes_ok.append(Probe("outputs", f"{cmd} --out in a missing folder", [*argv, "--out=no/such/dir/o.png"],
                                expect=0, check=_wrote_if_ok("no/such/dir/o.png")))
@@ -622,16 +665,20 @@ def _pickle_cases() -> list[tuple[str, bytes, str]]:
         ("dtype state of wrong length", dtype_file("f8", (3, "<"))),
         ("dtype state with a string flag", dtype_file("f8", (3, "<", None, None, None, 8, 1, "x"))),
         ("scalar with short data", pickle.dumps({"G_ema": _Reduce(multiarray.scalar, (f8, b"\x00"))}, protocol=2)),
-        ("scalar of an object dtype", pickle.dumps({"G_ema": _Reduce(multiarray.scalar, (np.dtype("O"), 3))}, protocol=2)),
-        ("ndarray state past its buffer", pickle.dumps({"G_ema": _Reduce(multiarray._reconstruct, (np.ndarray, (0,), b"b"),
-                                                        (1, (10**6,), f8, False, b"\x00" * 8))}, protocol=2)),
-        ("ndarray with negative shape", pickle.dumps({"G_ema": _Reduce(multiarray._reconstruct, (np.ndarray, (0,), b"b"),
-                                                      (1, (-5,), f8, False, b""))}, protocol=2)),
+        ("scalar of an object dtype",
+         pickle.dumps({"G_ema": _Reduce(multiarray.scalar, (np.dtype("O"), 3))}, protocol=2)),
+        ("ndarray state past its buffer",
+         pickle.dumps({"G_ema": _Reduce(multiarray._reconstruct, (np.ndarray, (0,), b"b"),
+                                        (1, (10**6,), f8, False, b"\x00" * 8))}, protocol=2)),
+        ("ndarray with negative shape",
+         pickle.dumps({"G_ema": _Reduce(multiarray._reconstruct, (np.ndarray, (0,), b"b"),
+                                        (1, (-5,), f8, False, b""))}, protocol=2)),
         ("os.system", pickle.dumps({"G_ema": _Reduce(os.system, ("touch PWNED",))}, protocol=4)),
         ("builtins.eval", pickle.dumps({"G_ema": _Reduce(eval, ("open('PWNED','w')",))}, protocol=4)),
         ("builtins.exec", pickle.dumps({"G_ema": _Reduce(exec, ("open('PWNED','w')",))}, protocol=4)),
         ("subprocess.Popen", pickle.dumps({"G_ema": _Reduce(subprocess.Popen, (["touch", "PWNED"],))}, protocol=4)),
-        ("getattr chain", pickle.dumps({"G_ema": _Reduce(getattr, (_Reduce(__import__, ("os",)), "system"))}, protocol=4)),
+        ("getattr chain",
+         pickle.dumps({"G_ema": _Reduce(getattr, (_Reduce(__import__, ("os",)), "system"))}, protocol=4)),
         ("builtins.open", pickle.dumps({"G_ema": _Reduce(open, ("PWNED", "w"))}, protocol=4)),
         ("importlib", pickle.dumps({"G_ema": _Reduce(__import__, ("os",))}, protocol=4)),
         ("numpy.load", pickle.dumps({"G_ema": _Reduce(np.load, ("/etc/passwd",))}, protocol=4)),
@@ -656,7 +703,8 @@ def _pickle_cases() -> list[tuple[str, bytes, str]]:
                        ("w_dim", -3), ("img_channels", 10**6), ("c_dim", -1), ("mapping_kwargs", {"num_layers": 10**7}),
                        ("mapping_kwargs", "eight"), ("synthesis_kwargs", {"channel_base": 2**40}),
                        ("synthesis_kwargs", {"channel_max": 10**9, "channel_base": 10**9}),
-                       ("synthesis_kwargs", {"architecture": "sideways"}), ("synthesis_kwargs", {"conv_clamp": float("inf")}),
+                       ("synthesis_kwargs", {"architecture": "sideways"}),
+                       ("synthesis_kwargs", {"conv_clamp": float("inf")}),
                        ("unknown_argument", 1)]:
         kwargs = {**good, key: value}
         cases.append((f"init {key}={value!r}"[:60], _persistent(kwargs)))
@@ -708,7 +756,7 @@ def model_probes(rng: random.Random) -> list[Probe]:
                                 ("registry model not downloaded", "ffhq512", "download")]:
         probes.append(Probe("models", name, [*render, path], files={"adir/x": b""}, sentence=pattern))
     weights, meta = _own_format()
-    for k, (name, data) in enumerate(_mutations(rng, weights, 24)):
+    for name, data in _mutations(rng, weights, 24):
         probes.append(Probe("models", f"safetensors {name}", [*render, "m.safetensors"], expect=(0, 2),
                             files={"m.safetensors": data, "m.json": json.dumps(meta).encode()},
                             sentence=anymodel, check=_wrote_if_ok("o.png")))
@@ -848,16 +896,20 @@ def image_probes(rng: random.Random) -> list[Probe]:
         ("zTXt bomb", _png(64, 1, _png_chunk(b"zTXt", bomb_text), _png_chunk(b"IDAT", rows)), (0, 2), bad),
         ("iCCP bomb", _png(64, 1, _png_chunk(b"iCCP", b"p\x00\x00" + zlib.compress(b"\x00" * (100 << 20), 9)),
                            _png_chunk(b"IDAT", rows)), (0, 2), bad),
-        ("IDAT missing", _png(64, 64), 2, bad), ("IDAT short", _png(64, 64, _png_chunk(b"IDAT", rows)), (0, 2), bad),  # Pillow reads the rows given
+        ("IDAT missing", _png(64, 64), 2, bad),
+        ("IDAT short", _png(64, 64, _png_chunk(b"IDAT", rows)), (0, 2), bad),  # Pillow reads the rows given
         ("bad CRC", _png(64, 64)[:-4] + b"\x00\x00\x00\x00", 2, bad),
         ("empty", b"", 2, bad), ("text", b"hello", 2, bad), ("random", rng.randbytes(5000), 2, bad),
         ("PNG signature only", b"\x89PNG\r\n\x1a\n", 2, bad),
         ("SVG", b"<svg xmlns='http://www.w3.org/2000/svg' width='64' height='64'/>", 2, bad),
-        ("RGB 64", _image("RGB", (64, 64), "PNG"), (0, 2), bad), ("RGBA 64", _image("RGBA", (64, 64), "PNG"), (0, 2), bad),
-        ("grey 64", _image("L", (64, 64), "PNG"), (0, 2), bad), ("16-bit grey", _image("I;16", (64, 64), "PNG"), (0, 2), bad),
+        ("RGB 64", _image("RGB", (64, 64), "PNG"), (0, 2), bad),
+        ("RGBA 64", _image("RGBA", (64, 64), "PNG"), (0, 2), bad),
+        ("grey 64", _image("L", (64, 64), "PNG"), (0, 2), bad),
+        ("16-bit grey", _image("I;16", (64, 64), "PNG"), (0, 2), bad),
         ("palette", _image("P", (64, 64), "PNG"), (0, 2), bad), ("1-bit", _image("1", (64, 64), "PNG"), (0, 2), bad),
         ("1x1", _image("RGB", (1, 1), "PNG"), (0, 2), bad), ("3000x20", _image("RGB", (3000, 20), "PNG"), (0, 2), bad),
-        ("JPEG", _image("RGB", (128, 96), "JPEG"), (0, 2), bad), ("CMYK JPEG", _image("CMYK", (64, 64), "JPEG"), (0, 2), bad),
+        ("JPEG", _image("RGB", (128, 96), "JPEG"), (0, 2), bad),
+        ("CMYK JPEG", _image("CMYK", (64, 64), "JPEG"), (0, 2), bad),
         ("GIF", _image("P", (64, 64), "GIF"), (0, 2), bad), ("BMP", _image("RGB", (64, 64), "BMP"), (0, 2), bad),
         ("TIFF", _image("RGB", (64, 64), "TIFF"), (0, 2), bad), ("WebP", _image("RGB", (64, 64), "WEBP"), (0, 2), bad),
         ("JPEG truncated", _image("RGB", (128, 96), "JPEG")[:200], 2, bad),
@@ -879,8 +931,10 @@ def _wav(rate: int = 16000, channels: int = 1, width: int = 2, frames: bytes | N
     data = frames if frames is not None else b"\x00" * int(rate * seconds) * channels * width
     # Fields are written modulo their width, as a lying header carries them.
     fields = (fmt, channels, rate, rate * channels * width, channels * width, width * 8)
-    fmt_chunk = struct.pack("<HHIIHH", *(v % (1 << bits) for v, bits in zip(fields, (16, 16, 32, 32, 16, 16))))
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt_chunk)) + fmt_chunk + b"data" + struct.pack("<I", len(data)) + data
+    fmt_chunk = struct.pack("<HHIIHH", *(v % (1 << bits) for v, bits in zip(fields, (16, 16, 32, 32, 16, 16),
+                                                                            strict=True)))
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt_chunk)) + fmt_chunk
+            + b"data" + struct.pack("<I", len(data)) + data)
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
@@ -923,7 +977,8 @@ def audio_probes(rng: random.Random) -> list[Probe]:
                                 files={"a.wav": data}, sentence=pattern))
             probes.append(Probe("audio", f"edit --audio {name}", ["edit", "--audio", "a.wav", "--out", "o.png"],
                                 expect=code, files={"a.wav": data}, sentence=pattern))
-    for name, path, pattern in [("missing", "nope.wav", "no such audio file"), ("a folder", "adir", "folder|directory")]:
+    for name, path, pattern in [("missing", "nope.wav", "no such audio file"),
+                                ("a folder", "adir", "folder|directory")]:
         probes.append(Probe("audio", f"transcribe {name}", ["transcribe", "--json", path], files={"adir/x": b""},
                             sentence=pattern, json_error=True))
     return probes
@@ -1000,12 +1055,67 @@ def _interrupted_or_done(res: Result) -> str | None:
     return _interrupted(res)
 
 
+# --- probes: checkpoint bombs and malformed rules ---------------------------------------------
+
+BOMB_SECONDS = 5.0
+BOMB_MB = 500.0
+
+
+def _written_for_the_tests(name: str) -> Any:
+    """A module of tests/ that writes hostile inputs (they are shared, not copied, so that the tests
+    and this suite always probe the same files)."""
+    import importlib
+
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module(f"tests.{name}")
+
+
+def _bounded(res: Result) -> str | None:
+    # The time limit itself is the probe's timeout ("hang"); the memory is checked here.
+    if res.grew_mb is not None and res.grew_mb > BOMB_MB:
+        return f"wrong-output: the process grew by {res.grew_mb:.0f} MB, more than {BOMB_MB:.0f} MB"
+    return None
+
+
+def bomb_probes() -> list[Probe]:
+    """Every hostile checkpoint through `render` and `drag`: one sentence, exit 2, within 5 s and 500 MB."""
+    anymodel = ("model|pickle|refused|corrupt|checkpoint|network|generator|argument|keyword|resolution|"
+                "usable|truncated|holds a|not an|positional")
+    commands = {"render": ["render", "--out", "o.png", "--model", "m.pkl"],
+                "drag": ["drag", "--points", "30,40>31,41", "--steps", "1", "--out", "o.png", "--model", "m.pkl"]}
+    return [Probe("checkpoint bombs", f"{cmd}: {hostile.name}", argv, files={"m.pkl": hostile.data},
+                  sentence=anymodel, timeout=BOMB_SECONDS, check=_bounded)
+            for hostile in _written_for_the_tests("hostile_pickles").hostile_checkpoints()
+            for cmd, argv in commands.items()]
+
+
+def rules_probes(seed: int = 0) -> list[Probe]:
+    """Malformed rules files through `parse --rules` and through a model whose kit names them: each is
+    read (and used) or refused in one sentence."""
+    made = _written_for_the_tests("malformed_rules")
+    texts = made.malformed_rules(seed=seed, random_count=40)
+    cases = [(name, text.encode("utf-8")) for name, text in texts] + made.malformed_rules_bytes()
+    parse = ["parse", "--rules", "r.toml", "--no-embeddings", "--json", "open the mouth"]
+    probes = [Probe("malformed rules", f"parse: {name}", parse, expect=(0, 2), files={"r.toml": data},
+                    sentence=r"rules|toml") for name, data in cases]
+    weights, meta = _own_format()
+    meta = {**meta, "kit": {**meta["kit"], "rules": "r.toml"}}
+    edit = ["edit", "--model", "m.safetensors", "--say", "open the mouth", "--steps", "1", "--out", "o.png"]
+    particular = [(n, d) for n, d in cases if "mutated" not in n]  # the random ones go through parse only
+    probes += [Probe("malformed rules", f"edit, the model's kit: {name}", edit, expect=(0, 2),
+                     files={"m.safetensors": weights, "m.json": json.dumps(meta).encode(), "r.toml": data},
+                     sentence=r"rules|toml", check=_wrote_if_ok("o.png")) for name, data in particular]
+    return probes
+
+
 # --- the suite --------------------------------------------------------------------------------
 
 def all_probes(seed: int = 0) -> list[Probe]:
     rng = random.Random(seed)
     return (command_probes(rng) + number_probes() + point_probes() + output_probes() + model_probes(rng)
-            + model_file_probes() + image_probes(rng) + audio_probes(rng) + signal_probes())
+            + model_file_probes() + image_probes(rng) + audio_probes(rng) + signal_probes() + bomb_probes()
+            + rules_probes(seed))
 
 
 def sample(probes: Sequence[Probe], every: int) -> list[Probe]:
@@ -1032,6 +1142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", default=None, help="categories to run")
     ap.add_argument("--list", action="store_true", help="list the probes and exit")
     ap.add_argument("--seed", type=int, default=0, help="seed of the fuzzed inputs")
+    ap.add_argument("--times", action="store_true", help="print every probe's seconds and memory")
     args = ap.parse_args(argv)
     probes = all_probes(args.seed)
     if args.only:
@@ -1039,13 +1150,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     probes = sample(probes, args.sample)
     if args.list:
         for p in probes:
-            print(f"{p.category:9s} {p.name}")
+            print(f"{p.category:16s} {p.name}")
         print(f"{sum(p.count for p in probes)} probes")
         return 0
     t0 = time.monotonic()
     failures: list[tuple[str, str, str, str]] = []
+    times: list[tuple[str, str, float | None, float | None]] = []
 
-    def report(probe: Probe, outcomes: list[tuple[str, str, str]]) -> None:
+    def report(probe: Probe, outcomes: list[tuple[str, str, str]], res: Result) -> None:
+        times.append((probe.category, probe.name, res.seconds, res.grew_mb))
         for name, kind, detail in outcomes:
             if kind != "ok":
                 failures.append((probe.category, name, kind, detail))
@@ -1054,11 +1167,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     done = run_probes(probes, jobs=args.jobs, report=report)
     summary = summarise(done)
     summary["seconds"] = round(time.monotonic() - t0, 1)
-    print(f"{'category':10s} {'probes':>6s} " + " ".join(f"{v:>12s}" for v in VERDICTS))
+    worst = {c: {"slowest_s": round(max((s for cat, _, s, _ in times if cat == c and s is not None), default=0.0), 2),
+                 "most_mb": round(max((m for cat, _, _, m in times if cat == c and m is not None), default=0.0), 1)}
+             for c in summary["by_category"]}
+    summary["worst"] = worst
+    width = max([10, *(len(c) for c in summary["by_category"])])
+    print(f"{'category':{width}s} {'probes':>6s} " + " ".join(f"{v:>12s}" for v in VERDICTS)
+          + f" {'slowest s':>10s} {'most +MB':>9s}")
     for category, row in summary["by_category"].items():
-        print(f"{category:10s} {sum(row.values()):6d} " + " ".join(f"{row[v]:12d}" for v in VERDICTS))
-    print(f"{'all':10s} {summary['probes']:6d} " + " ".join(f"{summary[v]:12d}" for v in VERDICTS))
+        print(f"{category:{width}s} {sum(row.values()):6d} " + " ".join(f"{row[v]:12d}" for v in VERDICTS)
+              + f" {worst[category]['slowest_s']:10.2f} {worst[category]['most_mb']:9.1f}")
+    print(f"{'all':{width}s} {summary['probes']:6d} " + " ".join(f"{summary[v]:12d}" for v in VERDICTS))
     print(f"{summary['probes'] - summary['ok']} of {summary['probes']} probes failed in {summary['seconds']} s")
+    if args.times:
+        print(f"{'seconds':>8s} {'+MB':>7s}  probe")
+        for category, name, secs, grew in sorted(times, key=lambda t: (t[0], -(t[2] or 0.0))):
+            shown_mb = "-" if grew is None else f"{grew:7.1f}"
+            print(f"{secs or 0.0:8.2f} {shown_mb:>7s}  {category}: {name}")
+        summary["times"] = [dict(category=c, probe=n, seconds=None if s is None else round(s, 3),
+                                 grew_mb=None if m is None else round(m, 1)) for c, n, s, m in times]
     summary["failures"] = [dict(category=c, probe=n, verdict=k, detail=d) for c, n, k, d in failures]
     print(json.dumps(summary))
     return 0 if summary["ok"] == summary["probes"] else 1

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import copy
 import datetime
-import json
 import math
-import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from voicedrag.planning.rules import RULES_DIR, RulesError, load_rules, parse_rules
+from tests.malformed_rules import malformed_rules, malformed_rules_bytes, nest, places, shipped, toml_document
+from voicedrag.planning.rules import RulesError, load_rules, parse_rules
 
-SHIPPED = {name: tomllib.loads((RULES_DIR / f"{name}.toml").read_text()) for name in ("face", "animal")}
+SHIPPED = shipped()
 
 
 def one_line(err: RulesError) -> str:
@@ -26,45 +24,30 @@ def one_line(err: RulesError) -> str:
     return msg
 
 
-# --- a TOML writer, so that mutated documents go through load_rules as files -------------------
-
-def toml_string(text: str) -> str:
-    # JSON's escapes are TOML's, except that TOML wants DEL escaped too.
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        return ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
-    if isinstance(value, str):
-        return toml_string(value)
-    if isinstance(value, (datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{toml_string(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(type(value))
+def test_the_writer_round_trips_the_shipped_rules(tmp_path: Path) -> None:
+    for name, data in SHIPPED.items():
+        path = tmp_path / f"{name}.toml"
+        path.write_text(toml_document(data), encoding="utf-8")
+        assert load_rules(path) == parse_rules(data, path)
 
 
-def toml_document(data: dict) -> str:
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 10_000))  # the writer recurses per level; the reader must not
+@pytest.mark.parametrize("name, text", malformed_rules(seed=0, random_count=40))
+def test_malformed_rules_files_load_or_say_one_sentence(name: str, text: str, tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text(text, encoding="utf-8")
     try:
-        return "".join(f"{toml_string(k)} = {toml_value(v)}\n" for k, v in data.items())
-    finally:
-        sys.setrecursionlimit(limit)
+        load_rules(path)
+    except RulesError as err:
+        one_line(err)
 
 
-def test_the_writer_round_trips_the_shipped_rules() -> None:
-    for data in SHIPPED.values():
-        assert tomllib.loads(toml_document(data)) == data
+@pytest.mark.parametrize("name, data", malformed_rules_bytes())
+def test_rules_files_that_are_not_text_say_one_sentence(name: str, data: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_bytes(data)
+    with pytest.raises(RulesError) as info:
+        load_rules(path)
+    one_line(info.value)
 
 
 # --- particular faults --------------------------------------------------------------------------
@@ -151,14 +134,6 @@ def test_deep_nesting_is_one_sentence(tmp_path: Path) -> None:
         parse_rules(data)
 
 
-def test_unreadable_rules_file_is_one_sentence(tmp_path: Path) -> None:
-    path = tmp_path / "r.toml"
-    path.write_bytes(b"name = \"\xff\xfe\"\n")
-    with pytest.raises(RulesError, match="not valid TOML") as info:
-        load_rules(path)
-    one_line(info.value)
-
-
 # --- any mutation of the shipped rules ----------------------------------------------------------
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
@@ -168,42 +143,23 @@ VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=
                                                         st.dictionaries(TEXT, inner, max_size=4)), max_leaves=8)
 
 
-def _places(value: object) -> list[tuple[object, object]]:
-    """Every (container, key or index) in a parsed document, the document itself included."""
-    out: list[tuple[object, object]] = []
-    todo = [value]
-    while todo:
-        node = todo.pop()
-        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-        for key, child in items:
-            out.append((node, key))
-            todo.append(child)
-    return out
-
-
-def _nest(value: object, depth: int, as_table: bool) -> object:
-    for _ in range(depth):
-        value = {"a": value} if as_table else [value]
-    return value
-
-
 @st.composite
 def mutated_rules(draw: st.DrawFn) -> dict:
     data = copy.deepcopy(SHIPPED[draw(st.sampled_from(sorted(SHIPPED)))])
     for _ in range(draw(st.integers(1, 3))):
-        places = _places(data)
-        if not places:
+        spots = places(data)
+        if not spots:
             break
-        container, key = draw(st.sampled_from(places))
+        container, key = draw(st.sampled_from(spots))
         action = draw(st.sampled_from(["replace", "delete", "nest", "wrap"]))
         if action == "replace":
             container[key] = draw(VALUES)  # type: ignore[index]
         elif action == "delete":
             del container[key]  # type: ignore[attr-defined]
         elif action == "nest":  # deep enough that a recursive reader of the TOML text runs out of stack
-            container[key] = _nest(container[key], draw(st.integers(1, 600)), draw(st.booleans()))  # type: ignore
+            container[key] = nest(container[key], draw(st.integers(1, 600)), draw(st.booleans()))  # type: ignore
         else:  # the value one level down, as a list or a table of one
-            container[key] = _nest(container[key], 1, draw(st.booleans()))  # type: ignore
+            container[key] = nest(container[key], 1, draw(st.booleans()))  # type: ignore
     return data
 
 
