@@ -100,6 +100,7 @@ class _Call:
     BUILD could set and is no type that NEWOBJ could instantiate."""
 
     __slots__ = ("target",)
+    target: Callable[..., Any]
 
     def __init__(self, target: Callable[..., Any]) -> None:
         object.__setattr__(self, "target", target)

@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 
@@ -206,7 +207,7 @@ _NAME_OR_NAMES = "a keypoint name or a list of them"
 _NUMBER = "a finite number"
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -342,10 +343,10 @@ def _parse_handle(raw: dict[str, object], where: str) -> HandleSpec:
         move=move,
         along=_float(raw["along"], where) if "along" in raw else None,
         rotate=_float(raw["rotate"], where) if "rotate" in raw else None,
-        pivot=raw["pivot"] if isinstance(raw.get("pivot"), str) else None,
+        pivot=pivot if isinstance(pivot := raw.get("pivot"), str) else None,
         scale=_float(raw["scale"], where) if "scale" in raw else None,
         center=_str_tuple(raw["center"], where) if "center" in raw else (),
-        toward=raw["toward"] if isinstance(raw.get("toward"), str) else None,
+        toward=toward if isinstance(toward := raw.get("toward"), str) else None,
         fraction=_float(raw["fraction"], where) if "fraction" in raw else None,
     )
 
