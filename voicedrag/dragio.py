@@ -89,8 +89,8 @@ def parse_mask(spec: str, size: tuple[int, int]) -> np.ndarray:
 
 
 class DragProgress:
-    """A drag's progress on stderr: a rich bar on a terminal, and one summary line when it ends
-    (the only output where stderr is a file or a pipe)."""
+    """Progress on stderr (a drag's steps, an inversion's): a rich bar on a terminal, and for a drag
+    one summary line when it ends (the only output where stderr is a file or a pipe)."""
 
     def __init__(self, total: int, label: str = "drag") -> None:
         from rich.console import Console
@@ -100,16 +100,23 @@ class DragProgress:
         self.start = time.perf_counter()
         self.console = Console(stderr=True)
         self.bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[px]:>6} px  {task.fields[rate]:>5} it/s"),
+                            TextColumn("{task.fields[value]:>6} {task.fields[unit]}  {task.fields[rate]:>5} it/s"),
                             console=self.console, transient=True, disable=not self.console.is_terminal)
-        self.task = self.bar.add_task(label, total=total, px="", rate="")
+        self.task = self.bar.add_task(label, total=total, value="", unit="", rate="")
         self.bar.start()
 
+    def advance(self, done: int, value: float, unit: str) -> None:
+        rate = done / max(time.perf_counter() - self.start, 1e-9)
+        self.bar.update(self.task, completed=done, value=f"{value:.2f}", unit=unit, rate=f"{rate:.1f}")
+
     def update(self, step: Step) -> None:
-        self.bar.update(self.task, completed=step.step + 1, px=f"{step.mean_distance:.2f}", rate=f"{step.rate:.1f}")
+        self.advance(step.step + 1, step.mean_distance, "px")
+
+    def stop(self) -> None:
+        self.bar.stop()
 
     def close(self, finished: Finished | None) -> None:
-        self.bar.stop()
+        self.stop()
         if finished is None:
             return
         e = finished.entry

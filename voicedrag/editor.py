@@ -20,6 +20,7 @@ import time
 from collections import abc
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,9 +33,12 @@ from voicedrag.events import (
     EditRequest,
     Finished,
     Heard,
+    ImageState,
+    Inverting,
     KeypointsFound,
     Mask,
     Parsed,
+    PhotoOpened,
     Planned,
     Refused,
     Step,
@@ -59,7 +63,10 @@ if TYPE_CHECKING:
     import torch
 
     from engine.drag import DragResult, DragSession, StepResult
+    from engine.invert import InvertConfig
+    from engine.stylegan2 import Generator
     from voicedrag.language.commands import CommandParser, ParseResult
+    from voicedrag.photoedit import CancelHandle, PhotoState
     from voicedrag.speech.listen import Listener
     from voicedrag.speech.transcribe import Transcriber
 
@@ -95,6 +102,7 @@ class Editor:
         self.paraphrase = paraphrase
         self._parser = parser
         self._listener: Listener | None = None
+        self._photo: CancelHandle | None = None  # the running photo inversion's cancel handle
         self._cache: dict[int, dict[str, Point]] = {}
         self._cache_lock = threading.Lock()
         self._cancel = threading.Event()
@@ -156,7 +164,8 @@ class Editor:
         state = request.state
         keypoints: dict[str, Point] = {}
         if needs_keypoints(result.edits):
-            cached = None if state.entry_id is None else self.cached_keypoints(state.entry_id)
+            cached = state.keypoints if state.keypoints is not None else (
+                None if state.entry_id is None else self.cached_keypoints(state.entry_id))
             found = Keypoints(cached) if cached is not None else self.keypoints(state.entry_id, state.image, state.ws)
             if cached is None:
                 yield KeypointsFound(state.entry_id, dict(found.points), found.notice)
@@ -181,11 +190,11 @@ class Editor:
         from voicedrag.session import Entry
 
         opts, state = request.drag, request.state
+        mask = mask_array(None if planned.mask is None else list(planned.mask), state.size)
         try:
-            steps = self.drag(state.ws, list(planned.pairs), mask_array(None if planned.mask is None else
-                                                                        list(planned.mask), state.size),
-                              opts.max_steps, preview_every=opts.preview_every,
-                              preview_seconds=opts.preview_seconds, lr=opts.lr, space=opts.space)
+            steps = self.drag(state.ws, list(planned.pairs), mask, opts.max_steps, preview_every=opts.preview_every,
+                              preview_seconds=opts.preview_seconds, lr=opts.lr, space=opts.space,
+                              generator=None if state.photo is None else state.photo.generator)
         except ValueError as err:  # a point outside the image
             yield Refused(f"{err}; place the points inside the image.")
             return
@@ -199,14 +208,61 @@ class Editor:
             yield Step(r.step, opts.max_steps, tuple(r.points), r.mean_distance,
                        (r.step + 1) / max(now - started, 1e-9), r.image)
         final = self.result()
+        photo_image = None
+        if state.photo is not None:
+            from keypoints.align import paste_back
+
+            # The edit, warped back into the photo as it stands; every pixel outside the blend
+            # region stays the photo's own.
+            base = state.photo_image if state.photo_image is not None else state.photo.photo.rgb
+            photo_image, _ = paste_back(base, final.image, state.image, state.photo.alignment, mask)
         yield Finished(Entry(
             label=planned.label, kind="drag", ws=final.ws.detach().cpu().numpy().astype(np.float32),
             image=final.image, pairs=list(planned.pairs), final_points=list(final.points),
             mask=None if planned.mask is None else list(planned.mask), steps=final.steps,
             converged=final.converged, verdict=final.verdict, cancelled=final.cancelled,
             mean_distance=final.mean_distance, seconds=final.seconds, frames=list(final.frames),
-            edits=list(planned.edits), warnings=list(planned.warnings),
+            edits=list(planned.edits), warnings=list(planned.warnings), photo=state.photo, photo_image=photo_image,
         ))
+
+    # ------------------------------------------------------------ photos
+
+    def open_photo(self, path: str | Path, config: InvertConfig | None = None, use_cache: bool = True,
+                   report_seconds: float = 0.0) -> Iterator[EditEvent]:
+        """A user's photo into the model: Inverting per step of its inversion (none when it is
+        cached), then PhotoOpened; or Refused (not an image, no face, a face too small, stopped)."""
+        from engine.invert import InvertStep
+        from voicedrag.photoedit import CancelHandle, PhotoState, open_photo
+
+        handle = CancelHandle()
+        self._photo = handle
+        total = None
+        reported = 0.0
+        try:
+            for item in open_photo(self.kit, path, config, use_cache=use_cache, handle=handle):
+                if self.cancelled:
+                    handle.cancel()
+                if isinstance(item, PhotoState):
+                    yield PhotoOpened(item)
+                    return
+                assert isinstance(item, InvertStep)
+                if total is None and handle.inversion is not None:
+                    c = handle.inversion.config
+                    total = c.w_steps + c.wplus_steps + (c.tune_steps if c.tune else 0)
+                now = time.perf_counter()
+                if item.image is None and now - reported < report_seconds:
+                    continue
+                reported = now
+                yield Inverting(item.phase, handle.inversion.step_count if handle.inversion else 0, total or 0,
+                                item.psnr, item.image)
+        except UserError as err:
+            yield Refused(str(err))
+        finally:
+            self._photo = None
+
+    def photo_state(self, photo: PhotoState) -> ImageState:
+        """The image state of an opened photo: its inversion, its own keypoints, the photo itself."""
+        return ImageState(photo.ws, photo.image, keypoints=photo.keypoints, photo=photo, photo_image=photo.photo.rgb)
 
     # ------------------------------------------------------------ words
 
@@ -315,6 +371,9 @@ class Editor:
         session = self._session
         if session is not None:
             session.cancel()
+        photo = self._photo
+        if photo is not None:
+            photo.cancel()
 
     @property
     def cancelled(self) -> bool:
@@ -322,15 +381,16 @@ class Editor:
 
     def drag(self, ws: torch.Tensor | np.ndarray, pairs: list[DragPair], mask: np.ndarray | None, max_steps: int,
              preview_every: int = 0, preview_seconds: float | None = None, lr: float | None = None,
-             space: str | None = None) -> Iterator[StepResult]:
+             space: str | None = None, generator: Generator | None = None) -> Iterator[StepResult]:
         """Start a drag with the model's own settings (overridden by the arguments that are not None)
         and return its steps; `result()` then holds the outcome. Raises ValueError at once for points
-        outside the image."""
+        outside the image. `generator` draws the latent where it is not the model's own (a photo's
+        tuned copy)."""
         import torch
 
         from engine.drag import DragConfig, DragSession
 
-        G = self.kit.generator
+        G = generator if generator is not None else self.kit.generator
         config = DragConfig.for_generator(G, max_steps=max_steps, lr=lr, space=space, preview_every=preview_every,
                                           preview_seconds=preview_seconds)
         w = torch.from_numpy(np.ascontiguousarray(ws)).to(G.device) if isinstance(ws, np.ndarray) else ws

@@ -21,6 +21,7 @@ from engine.types import DragPair, Point
 
 if TYPE_CHECKING:
     from voicedrag.language.commands import ParseResult
+    from voicedrag.photoedit import PhotoState
     from voicedrag.planning.rules import Plan
     from voicedrag.session import Entry
 
@@ -38,6 +39,9 @@ class ImageState:
     ws: np.ndarray  # [1, num_ws, w_dim] float32
     image: np.ndarray  # [H, W, 3] uint8
     entry_id: int | None = None  # the history entry's id: keypoints are found once per entry
+    keypoints: dict[str, Point] | None = None  # known already (a photo's own): used instead of a search
+    photo: PhotoState | None = None  # the user's photo this image stands for (its crop in the model)
+    photo_image: np.ndarray | None = None  # that photo as it stands, edits pasted back (photo-sized)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -153,6 +157,24 @@ class Finished:
 
 
 @dataclass(frozen=True)
+class Inverting:
+    """A step of a photo's inversion into the model (opening a photo)."""
+
+    phase: str  # "start" | "w" | "w+" | "tune"
+    step: int  # over all phases
+    total: int  # the most steps it may take
+    psnr: float  # dB against the photo's crop
+    image: np.ndarray | None = None  # a preview of the reconstruction
+
+
+@dataclass(frozen=True)
+class PhotoOpened:
+    """The photo is in the model: its crop, latent and keypoints, ready to edit."""
+
+    state: PhotoState
+
+
+@dataclass(frozen=True)
 class Refused:
     """The edit cannot run, in one sentence that says what to do instead."""
 
@@ -160,4 +182,4 @@ class Refused:
     suggestions: tuple[str, ...] = ()
 
 
-EditEvent = Heard | Parsed | Control | KeypointsFound | Planned | Step | Finished | Refused
+EditEvent = Heard | Parsed | Control | KeypointsFound | Planned | Step | Finished | Refused | Inverting | PhotoOpened

@@ -18,6 +18,7 @@ import numpy as np
 if TYPE_CHECKING:
     # engine's package import pulls in torch; the TUI imports this module before torch is needed.
     from engine.types import DragPair, Point
+    from voicedrag.photoedit import PhotoState
 
 Rect = tuple[int, int, int, int]  # x0, y0, x1, y1: inclusive-exclusive pixels
 
@@ -27,7 +28,7 @@ class Entry:
     """One state of the image and how it was reached from the previous one."""
 
     label: str  # what the user asked for: "seed 3", "open the mouth", "drag 30,40 to 50,60", "reset"
-    kind: str  # "seed" | "drag" | "reset"
+    kind: str  # "seed" | "photo" | "drag" | "reset"
     ws: np.ndarray  # [1, num_ws, w_dim] float32
     image: np.ndarray  # [H, W, 3] uint8
     pairs: list[DragPair] = field(default_factory=list)
@@ -43,6 +44,8 @@ class Entry:
     edits: list[dict[str, object]] = field(default_factory=list)  # parsed intents, as EditIntent.to_json()
     warnings: list[str] = field(default_factory=list)
     seed: int | None = None  # for a "seed" entry: the seed its image was drawn from
+    photo: PhotoState | None = None  # the user's photo this state stands for (a "photo" entry and its edits)
+    photo_image: np.ndarray | None = None  # that photo with the edits so far pasted back (photo-sized)
     # A process-wide serial number: caches keyed by it (keypoints per image) stay right when undo
     # history is cut and entries are freed, where id() would be reused.
     id: int = field(default_factory=itertools.count(1).__next__)
@@ -80,6 +83,17 @@ class Session:
         self.index = -1
         self.new_seed(seed, ws, image)
 
+    @classmethod
+    def restored(cls, entries: list[Entry], index: int, model: str = "") -> Session:
+        """A session with this history and cursor (read back from a journal, voicedrag.journal)."""
+        if not entries or not 0 <= index < len(entries):
+            raise ValueError(f"a history of {len(entries)} entries has no position {index}")
+        session = cls.__new__(cls)
+        session.model = model
+        session.entries = list(entries)
+        session.index = index
+        return session
+
     # ------------------------------------------------------------ state
 
     @property
@@ -90,7 +104,7 @@ class Session:
     def original(self) -> Entry:
         """The seed image the current state was edited from."""
         for entry in reversed(self.entries[: self.index + 1]):
-            if entry.kind == "seed":
+            if entry.kind in ("seed", "photo"):
                 return entry
         return self.entries[0]
 
@@ -180,7 +194,8 @@ class Session:
         except OSError as err:
             from voicedrag.errors import VoicedragError
 
-            raise VoicedragError(f"cannot create the folder {folder} ({err.strerror}); choose a writable --out folder.") from err
+            raise VoicedragError(f"cannot create the folder {folder} ({err.strerror}); "
+                                 "choose a writable --out folder.") from err
         files = [save_png(self.current.image, folder / "image.png")]
         files.append(save_npy(self.current.ws, folder / "latent.npy"))
         history = folder / "history.json"

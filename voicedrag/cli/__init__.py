@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES: list[str] = [
     "voicedrag.cli.demo",
     "voicedrag.cli.parse",
     "voicedrag.cli.edit",
+    "voicedrag.cli.photo",
     "voicedrag.cli.keypoints",
     "voicedrag.cli.models",
     "voicedrag.cli.tui",

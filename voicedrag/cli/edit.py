@@ -7,6 +7,7 @@ from typing import Any
 
 from voicedrag.cli.engine import add_drag_args, add_model_args, add_template_arg
 from voicedrag.cli.output import json_line
+from voicedrag.cli.photo import add_image_args, photo_start
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     say.add_argument("--say", metavar="TEXT", help='the command, e.g. "open the mouth"')
     say.add_argument("--audio", metavar="FILE", help="a spoken command (WAV, FLAC or MP3)")
     add_drag_args(p)
+    add_image_args(p)
     p.set_defaults(run=run_edit)
 
 
@@ -33,8 +35,11 @@ def run_edit(args: argparse.Namespace) -> int:
         from voicedrag.speech.audio import load_audio
 
         samples = load_audio(args.audio).samples  # a bad file is reported before Whisper loads
-    ws, image = editor.seed(args.seed, args.psi)
-    request = EditRequest(ImageState(ws, image), text=args.say, audio=samples, drag=drag_options(args))
+    state = photo_start(editor, args)
+    if state is None:
+        ws, image = editor.seed(args.seed, args.psi)
+        state = ImageState(ws, image)
+    request = EditRequest(state, text=args.say, audio=samples, drag=drag_options(args))
     outcome = consume(editor, request)
     assert outcome.parsed is not None and outcome.planned is not None and outcome.planned.plan is not None
     report: dict[str, Any] = {}
@@ -43,6 +48,8 @@ def run_edit(args: argparse.Namespace) -> int:
         if outcome.heard.source == "grammar":  # the free transcript could not be read as heard
             report["heard"] = outcome.heard.free_text
     drag = save_outputs(outcome, args, kit.size)
+    if state.photo is not None:
+        drag["photo"] = state.photo.to_json()
     report.update({
         "text": outcome.parsed.result.text,
         "edits": list(outcome.planned.edits),

@@ -68,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--points", required=True, help='"x1,y1>x2,y2;x3,y3>x4,y4" (handle>target pairs, pixels)')
     p.add_argument("--mask", default=None, help="x0,y0,x1,y1: only this rectangle may move")
     add_drag_args(p)
+    from voicedrag.cli.photo import add_image_args
+
+    add_image_args(p)
     p.set_defaults(run=run_drag)
 
 
@@ -91,7 +94,7 @@ def run_render(args: argparse.Namespace) -> int:
 
 # What each output flag may be named: the image formats written, by the name's ending.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-OUTPUT_SUFFIXES = {"--out": IMAGE_SUFFIXES, "--gif": (".gif",)}
+OUTPUT_SUFFIXES = {"--out": IMAGE_SUFFIXES, "--gif": (".gif",), "--preview": IMAGE_SUFFIXES}
 
 
 def input_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
@@ -125,11 +128,12 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def check_outputs(args: argparse.Namespace) -> None:
+def check_outputs(args: argparse.Namespace, out_suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> None:
     """Refuse, before any work, outputs that would overwrite one another or an input, that cannot
-    be files, or whose names say a format the command does not write."""
+    be files, or whose names say a format the command does not write (`out_suffixes`: --out's)."""
     named = [(flag, getattr(args, attr, None)) for flag, attr in
-             (("--out", "out"), ("--gif", "gif"), ("--save-latent", "save_latent"))]
+             (("--out", "out"), ("--gif", "gif"), ("--save-latent", "save_latent"), ("--preview", "preview"))]
+    allowed = {**OUTPUT_SUFFIXES, "--out": out_suffixes}
     seen: dict[Path, str] = {}
     inputs = input_files(args)
     for flag, value in named:
@@ -139,7 +143,7 @@ def check_outputs(args: argparse.Namespace) -> None:
         path = Path(value).expanduser()
         if path.is_dir():
             raise SpecError(f"{flag} {value} is a folder; give a file name in it.")
-        suffixes = OUTPUT_SUFFIXES.get(flag)
+        suffixes = allowed.get(flag)
         if suffixes is not None and path.suffix.lower() not in suffixes:
             raise SpecError(f"{flag} {value}: the name must end in {', '.join(suffixes)} (the format written); "
                             "choose such a name.")
@@ -223,7 +227,8 @@ def save_outputs(outcome: StreamOutcome, args: argparse.Namespace, size: tuple[i
     drag fields."""
     assert outcome.finished is not None
     entry = outcome.finished.entry
-    out = save_png(entry.image, args.out)
+    # A photo's edit is written photo-sized, pasted back into the photo; the model's crop otherwise.
+    out = save_png(entry.photo_image if entry.photo_image is not None else entry.image, args.out)
     report: dict[str, Any] = {
         "model": str(args.model),
         "seed": args.seed,
@@ -268,9 +273,16 @@ def run_drag(args: argparse.Namespace) -> int:
     size = editor.kit.size
     pairs = tuple(parse_points(args.points, size))
     mask = (rect_of(parse_mask(args.mask, size)),) if args.mask else None
-    ws, image = editor.seed(args.seed, args.psi)
-    outcome = consume(editor, EditRequest(ImageState(ws, image), pairs=pairs, mask=mask, drag=drag_options(args)))
+    from voicedrag.cli.photo import photo_start
+
+    state = photo_start(editor, args)
+    if state is None:
+        ws, image = editor.seed(args.seed, args.psi)
+        state = ImageState(ws, image)
+    outcome = consume(editor, EditRequest(state, pairs=pairs, mask=mask, drag=drag_options(args)))
     report = save_outputs(outcome, args, size)
+    if state.photo is not None:
+        report["photo"] = state.photo.to_json()
     if args.json:
         print(json_line(report))
     elif not report["interrupted"]:
