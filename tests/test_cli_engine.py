@@ -76,8 +76,8 @@ def test_user_errors_exit_2_with_one_sentence(args, needle, tmp_path):
 def test_outputs_that_would_overwrite_each_other_are_refused_before_any_work(command, tmp_path):
     what = ["--points", "20,30>26,30"] if command == "drag" else ["--say", "open the mouth"]
     same = tmp_path / "x.png"
-    p = voicedrag(command, *what, "--out", str(same), "--gif", str(same))
-    assert p.returncode == 2 and "--out and --gif both name" in p.stderr and "Traceback" not in p.stderr
+    p = voicedrag(command, *what, "--out", str(same), "--save-latent", str(same))
+    assert p.returncode == 2 and "--out and --save-latent both name" in p.stderr and "Traceback" not in p.stderr
     assert not same.exists()
     p = voicedrag(command, *what, "--out", str(same), "--save-latent", str(tmp_path))
     assert p.returncode == 2 and "is a folder" in p.stderr and not same.exists()

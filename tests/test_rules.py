@@ -161,7 +161,7 @@ def test_animal_rules_plan_each_command_on_template_points(text: str, moved: set
     assert parse.ok, parse.error
     image = np.zeros((256, 256, 3), np.uint8)
     keypoints = {n: Point(float(x), float(y)) for n, (x, y) in ANIMAL_POINTS.items()}
-    planned = plan_command(parse, image, None, rules=rules, keypoints=keypoints)
+    planned = plan_command(parse, (image.shape[1], image.shape[0]), keypoints, rules=rules)
     got = {n: (p.target.x - p.handle.x, p.target.y - p.handle.y) for n, p in zip(planned.plan.names, planned.pairs)}
     assert set(got) == moved and check(got)
     for n, p in zip(planned.plan.names, planned.pairs):

@@ -90,7 +90,7 @@ def test_unknown_stylegan3_arguments_are_one_sentence(tmp_path, monkeypatch) -> 
         return real(args, {**kwargs, "warp_field": 3}, state, source)
 
     monkeypatch.setattr(loading, "_build3", odd)
-    with pytest.raises(UserError, match=r"cannot build \(warp_field\)") as err:
+    with pytest.raises(UserError, match=r"cannot be built \(warp_field\)") as err:
         load_generator(path, device="cpu")
     assert str(err.value).endswith("checkpoint.")
 
