@@ -200,7 +200,7 @@ def test_cli_image_file_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture
     assert cli_main(["keypoints", "--json"]) == 2
     assert "exactly one" in capsys.readouterr().err
     assert cli_main(["keypoints", "--image", str(tmp_path / "none.png"), "--json"]) == 2
-    assert "no image" in capsys.readouterr().err
+    assert "no photo at" in capsys.readouterr().err  # read as every photo is
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
     assert cli_main(["keypoints", "--image", str(bad)]) == 2

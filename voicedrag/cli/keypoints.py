@@ -7,12 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import struct
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
 from engine.errors import UserError
 from engine.types import DEFAULT_PSI, Point
@@ -91,31 +90,15 @@ def _render_model_image(model: str, seed: int) -> Image.Image:
         raise
 
 
-# Larger pictures are refused before their pixels are decoded: the header alone can claim
-# 65535 x 65535 (12 GiB of RGB), and the detector works on a few hundred pixels anyway.
-MAX_IMAGE_SIDE = 8192
-MAX_IMAGE_PIXELS = 40_000_000
-
-
 def _load_image(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if max(w, h) > MAX_IMAGE_SIDE or w * h > MAX_IMAGE_PIXELS:
-                raise VoicedragError(f"{path} is {w} x {h} pixels, more than voicedrag reads "
-                                     f"({MAX_IMAGE_SIDE} on a side, {MAX_IMAGE_PIXELS // 1_000_000} MP); "
-                                     "scale it down first.")
-            return im.convert("RGB")
-    except FileNotFoundError as err:
-        raise VoicedragError(f"no image at {path}; check the path.") from err
-    except IsADirectoryError as err:
-        raise VoicedragError(f"{path} is a folder; pass an image file.") from err
-    except Image.DecompressionBombError as err:
-        raise VoicedragError(f"{path} is too large to decode safely; scale it down first.") from err
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error) as err:
-        # ValueError: a text chunk that inflates past Pillow's limit (a zTXt bomb); SyntaxError and
-        # struct.error: some broken headers.
-        raise VoicedragError(f"{path} is not an image Pillow can read safely; pass a PNG or JPEG.") from err
+    """A user's image, read as every photo is (size limits before decoding, EXIF rotation, any
+    mode converted to RGB, one sentence for what cannot be read)."""
+    from voicedrag.photo import load_photo
+
+    photo = load_photo(path)
+    for note in photo.notes:
+        print(f"voicedrag: {note}", file=sys.stderr)
+    return Image.fromarray(photo.rgb)
 
 
 def _source_image(args: argparse.Namespace) -> Image.Image:
