@@ -17,6 +17,7 @@ _EXPORTS = {
     "Generator": "engine.stylegan2", "GeneratorConfig": "engine.stylegan2", "MappingConfig": "engine.stylegan2",
     "SynthesisOutput": "engine.stylegan2",
     "DragPair": "engine.types", "Point": "engine.types",
+    "Inversion": "engine.invert", "InversionResult": "engine.invert", "InvertConfig": "engine.invert",
 }
 __all__ = sorted(_EXPORTS)
 
