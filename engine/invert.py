@@ -60,7 +60,7 @@ class InversionError(UserError):
 
 @dataclass
 class InvertConfig:
-    """Defaults measured on the embedded 128 px model with face-world faces it never drew
+    """Defaults measured on the project's own 128 px face model with rendered faces it never drew
     (benchmarks/inversion.py; the figures are in the model card)."""
 
     # Steps per phase; 0 skips a phase. Most of the budget goes to tuning: on faces outside the
