@@ -239,6 +239,10 @@ def reconstruction_loss(image: torch.Tensor, target: torch.Tensor, config: Inver
     """Per sample ([N]): over `scales` levels (each 2x average-pooled), l1 * mean |x - t| +
     l2 * mean (x - t)^2 + gradient * mean |grad x - grad t|, averaged over the levels; plus
     ssim * (1 - SSIM) at full size. image [N, C, H, W], target [1, C, H, W], both in [-1, 1]."""
+    # Where the target sits at the end of the range, anything beyond it displays the same:
+    # an image brighter than a white target is not wrong. Clamping only there keeps the pull of
+    # every pixel whose target lies inside the range, whichever side the image is on.
+    image = torch.where(target >= 1, image.clamp(max=1), torch.where(target <= -1, image.clamp(min=-1), image))
     total = image.new_zeros(image.shape[0])
     # Levels stop at 8x8: below that a face is a few blobs, and the pooled terms only repeat the coarser ones.
     levels = 1
@@ -373,6 +377,8 @@ class Inversion:
         self.target_uint8 = to_uint8(self.target)
         self._cancel = threading.Event()
         self._rng = torch.Generator().manual_seed(self.config.seed)
+        self._w_std: float | None = None
+        self._stats_done = False
         self._start = self._check_start(start)
         self._work: GeneratorBase | None = None  # the private copy: noise and tuning change it
         self.ws = self._start if self._start is not None else self._w_avg().reshape(1, 1, -1).repeat(1, self.num_ws, 1)
@@ -383,8 +389,6 @@ class Inversion:
         self.psnr_by_phase: dict[str, float] = {}
         self.done = False  # target PSNR reached: no further phase runs
         self._best_loss, self._since_best = math.inf, 0
-        self._w_std: float | None = None
-        self._stats_done = False
 
     # -- helpers
 
@@ -526,7 +530,7 @@ class Inversion:
                 loss = reconstruction_loss(img, self.target, cfg)[0]
                 psnr = psnr_db(img, self.target)
                 if not noisy:  # a noisy step's loss is of a w that is not the one kept
-                    best.offer(float(loss), psnr, lambda: w.detach().clone())
+                    best.offer(float(loss.detach()), psnr, lambda: w.detach().clone())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
