@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -53,6 +53,9 @@ STAT_SAMPLES = 1000
 # without a 512 px batch's memory growing past a few hundred MB.
 START_BATCH = 8
 
+
+# The generator a result is applied to comes back as the same kind (a copy of it when tuned).
+GenT = TypeVar("GenT", bound=GeneratorBase)
 
 class InversionError(UserError):
     """An image that cannot be inverted as given (wrong size, type or range)."""
@@ -100,6 +103,9 @@ class InvertConfig:
     locality_weight: float = 1.0
     locality_alpha: float = 0.3
     locality_samples: int = 8
+    # The locality term on every this many steps (PTI's interval); the steps between render the
+    # pivot alone, a batch of one instead of two.
+    locality_every: int = 1
     # Early stop: the whole inversion ends once a step reaches `target_psnr` dB; a phase ends
     # when its loss has not improved by `min_improvement` (relative) for `patience` steps.
     target_psnr: float | None = None
@@ -132,6 +138,7 @@ class InvertConfig:
         number("start_psi", 0.0, 2.0)
         number("scales", 1, 8, whole=True)
         number("locality_samples", 1, 1024, whole=True)
+        number("locality_every", 1, 1_000_000, whole=True)
         number("target_psnr", 0.0, 200.0, optional=True)
         number("patience", 1, 1_000_000, whole=True, optional=True)
         number("seed", 0, 2**63 - 1, whole=True)
@@ -176,7 +183,7 @@ class InversionResult:
     noise: dict[str, torch.Tensor] | None = None
     psnr_by_phase: dict[str, float] | None = None  # the last step's PSNR of each phase that ran
 
-    def apply_to(self, generator: GeneratorBase) -> GeneratorBase:
+    def apply_to(self, generator: GenT) -> GenT:
         """A generator that draws `image` from `ws`: `generator` itself when nothing of it changed,
         else a copy holding the optimised noise and the tuned weights (the original is untouched)."""
         changed = {**(self.noise or {}), **(self.tuned_state or {})}
@@ -631,10 +638,11 @@ class Inversion:
         for p in params.values():
             p.requires_grad_(True)
         opt = torch.optim.Adam(list(params.values()), lr=cfg.tune_lr)
+        # Only the state before tuning is kept to fall back on, not the best step's: the weights
+        # improve on almost every step, and a copy of them each time (120 MB at 512 px) would
+        # cost more than the fallback is worth once the learning rate has ramped down.
         best = _Best()
-
-        def snapshot() -> dict[str, torch.Tensor]:
-            return {name: p.detach().clone() for name, p in params.items()}
+        first = True
 
         def restore(state: dict[str, torch.Tensor]) -> None:
             with torch.no_grad():
@@ -646,8 +654,8 @@ class Inversion:
                 t0 = time.perf_counter()
                 for group in opt.param_groups:
                     group["lr"] = cfg.tune_lr * _lr_ramp(step / n, cfg.lr_rampup, cfg.lr_rampdown)
-                if loc_ws is not None and loc_imgs is not None:
-                    k = step % len(loc_ws)
+                if loc_ws is not None and loc_imgs is not None and step % cfg.locality_every == 0:
+                    k = (step // cfg.locality_every) % len(loc_ws)
                     img, local = self._tune_images(G, pivot, loc_ws[k : k + 1])
                     rec = reconstruction_loss(img, self.target, cfg)[0]
                     loss = rec + cfg.locality_weight * (local - loc_imgs[k : k + 1]).square().mean()
@@ -655,8 +663,9 @@ class Inversion:
                     img = self._synth(G, pivot)
                     rec = loss = reconstruction_loss(img, self.target, cfg)[0]
                 psnr = psnr_db(img, self.target)
-                # The pivot's loss alone decides what is kept: the locality term's sample changes every step.
-                best.offer(float(rec.detach()), psnr, snapshot)
+                if first:  # the pivot's loss alone decides: the locality term's sample changes every step
+                    best.offer(float(rec.detach()), psnr, lambda: before)
+                    first = False
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -5,16 +5,14 @@ import math
 import re
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from collections.abc import Callable
-from typing import TextIO
+from pathlib import Path
 
 import numpy as np
 
 from engine.atomic import atomic_path
-from voicedrag.errors import VoicedragError
 from engine.types import DragPair, Point
+from voicedrag.errors import VoicedragError
 from voicedrag.events import Finished, Step
 
 
@@ -202,7 +200,7 @@ def save_npy(array: np.ndarray, path: str | Path) -> Path:
 def pair_report(pairs: list[DragPair], finals: list[Point]) -> list[dict[str, list[float]]]:
     return [
         {"handle": p.handle.as_list(), "target": p.target.as_list(), "final": f.as_list()}
-        for p, f in zip(pairs, finals)
+        for p, f in zip(pairs, finals, strict=True)
     ]
 
 

@@ -175,7 +175,9 @@ def save_inversion(path: Path, state: PhotoState, changed: dict[str, torch.Tenso
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
-            np.savez(f, ws=state.ws, image=state.image, meta=np.array(json.dumps(meta)), **arrays)
+            arrays.update(ws=state.ws, image=state.image, meta=np.array(json.dumps(meta)))
+            # numpy's stub reads **arrays as its allow_pickle flag; every value here is an array.
+            np.savez(f, **arrays)  # type: ignore[arg-type]
     except OSError as err:
         raise VoicedragError(f"cannot write {path} ({err.strerror or err}); choose a writable path.") from err
     return path
