@@ -131,15 +131,10 @@ class DragConfig:
 
     def check(self) -> None:
         """Raise ValueError naming the first setting out of its range (a model's JSON config is user input)."""
+        from engine.settings import check_number
+
         def number(name: str, lo: float, hi: float, whole: bool = False, optional: bool = False) -> None:
-            value = getattr(self, name)
-            if value is None and optional:
-                return
-            kinds = (int,) if whole else (int, float)
-            if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
-                    or not lo <= value <= hi:
-                raise ValueError(f"the drag setting {name} must be a {'whole ' if whole else ''}number from "
-                                 f"{lo:g} to {hi:g}, not {value!r}")
+            check_number("drag", name, getattr(self, name), lo, hi, whole, optional)
 
         number("r1", 0.0, 512.0)
         number("r2", 0.0, 512.0)

@@ -117,15 +117,10 @@ class InvertConfig:
 
     def check(self) -> None:
         """Raise ValueError naming the first setting out of its range."""
+        from engine.settings import check_number
+
         def number(name: str, lo: float, hi: float, whole: bool = False, optional: bool = False) -> None:
-            value = getattr(self, name)
-            if value is None and optional:
-                return
-            kinds = (int,) if whole else (int, float)
-            if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) \
-                    or not lo <= value <= hi:
-                raise ValueError(f"the inversion setting {name} must be a {'whole ' if whole else ''}number "
-                                 f"from {lo:g} to {hi:g}, not {value!r}")
+            check_number("inversion", name, getattr(self, name), lo, hi, whole, optional)
 
         for name in ("w_steps", "wplus_steps", "tune_steps", "start_candidates", "preview_every"):
             number(name, 0, 1_000_000, whole=True)
