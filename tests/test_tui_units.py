@@ -158,5 +158,6 @@ def test_auto_renderer_is_the_apps_own_half_blocks_without_graphics(monkeypatch:
         pass
 
     monkeypatch.setattr(tiw, "Image", Detected)
+    monkeypatch.setattr(widgets, "CELL_MEASURED", True)  # graphics need the terminal's cell size
     expected = Detected if renderable == "tgp" else widgets.HalfBlockPicture
     assert widgets.renderer_class("auto") is expected

@@ -151,6 +151,25 @@ def run_tui(options: TuiOptions) -> int:
 
         # TEXTUAL_COLOR_SYSTEM is Textual's own override; it wins over the detection.
         options.colors = None if os.environ.get("TEXTUAL_COLOR_SYSTEM") else detect_color_system()
+    lenient_terminal_input()
     app = VoiceDragApp(options)
     result = app.run()
     return int(result or 0)
+
+
+def lenient_terminal_input() -> None:
+    """Read the terminal's bytes that are not UTF-8 as U+FFFD instead of ending the app.
+
+    Textual's input thread decodes strict UTF-8: one other byte (a key on a Latin-1 terminal, a
+    garbled answer to a query that came late) ends that thread, and Textual then ends the app with
+    its traceback. The thread asks its module for the decoder by name when it starts."""
+    import codecs
+    from functools import partial
+
+    try:
+        import textual.drivers.linux_driver as driver
+    except ImportError:  # not a POSIX system: another driver
+        return
+    if getattr(driver, "getincrementaldecoder", None) is codecs.getincrementaldecoder:
+        driver.getincrementaldecoder = lambda encoding: partial(codecs.getincrementaldecoder(encoding),
+                                                                 errors="replace")

@@ -1,13 +1,13 @@
 """Widgets of the voicedrag TUI: the image pane, the command bar and the level meter."""
 from __future__ import annotations
 
+import logging
+import os
+import sys
+from types import ModuleType
 from typing import Any
 
 import numpy as np
-
-# textual-image asks the terminal for its cell size and graphics support when
-# imported, which only works before Textual takes over the terminal.
-import textual_image.widget as tiw
 from PIL import Image as PILImage
 from rich.color import Color, ColorType
 from rich.color_triplet import ColorTriplet
@@ -26,6 +26,62 @@ from voicedrag.tui.colors import dither_256
 from voicedrag.tui.overlay import Overlay, compose, short_name
 
 XY = tuple[float, float]
+
+# A typical cell (VT340's, textual-image's own guess): 1:2, so that half-block pixels are square.
+DEFAULT_CELL = (10, 20)
+
+
+class _QueryLog(logging.Handler):
+    """textual-image's log: kept off the screen, noting whether a terminal query failed.
+
+    Its failed queries are logged as warnings with the exception's traceback; with no handler of
+    its own, Python's last-resort handler printed them on stderr above the app."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.WARNING:
+            self.failed = True
+
+
+def probe_terminal() -> tuple[ModuleType | None, bool]:
+    """Ask the terminal for its cell size and graphics, once, before Textual takes it over (the
+    answers come on stdin, which Textual then reads): (textual_image.widget, or None where it
+    cannot be loaded; whether the cell size was measured).
+
+    A terminal that reports no pixel size and does not answer the size query (SSH, the Linux
+    console) times the query out; one with no size at all divides by zero in it; a stdin that is
+    not a terminal fails in termios. Each of these means a typical cell and the app's own half
+    blocks, silently."""
+    from textual_image import _terminal
+
+    log = logging.getLogger("textual_image")
+    quiet = next((h for h in log.handlers if isinstance(h, _QueryLog)), None)
+    if quiet is None:
+        quiet = _QueryLog()
+        log.addHandler(quiet)
+    quiet.failed = False
+    try:
+        _terminal.get_cell_size()
+        measured = not quiet.failed
+    except Exception:  # noqa: BLE001 - any failure of the query is a terminal that cannot tell
+        measured = False
+    stdout = sys.__stdout__
+    if stdout is None or stdout.closed or not stdout.isatty():
+        measured = False  # nothing was asked: the guess made for a pipe or a test
+    if not measured and not (os.environ.get("TEXTUAL_CELL_WIDTH") and os.environ.get("TEXTUAL_CELL_HEIGHT")):
+        # Cached where textual-image's widgets read it, so that none of them asks again.
+        _terminal.get_cell_size._result = _terminal.CellSize(*DEFAULT_CELL)  # type: ignore[attr-defined]
+    try:
+        import textual_image.widget as module  # its import asks for Sixel and Kitty graphics
+    except Exception:  # noqa: BLE001 - a terminal that fails those queries gets half blocks
+        return None, measured
+    return module, measured
+
+
+tiw, CELL_MEASURED = probe_terminal()
 
 
 class HalfBlockPicture(Widget):
@@ -137,11 +193,17 @@ class HalfBlockPicture(Widget):
 def renderer_class(name: str) -> type[Any]:
     """The picture widget for `name`: auto (Kitty/Sixel when the terminal has them, else half blocks),
     halfcell, unicode, sixel, tgp."""
+    names = ("auto", "halfcell", "unicode", "sixel", "tgp")
+    if name not in names:
+        raise ValueError(f"unknown image renderer {name!r}; use one of {', '.join(names)}")
+    if tiw is None:  # textual-image could not be loaded in this terminal (probe_terminal)
+        return HalfBlockPicture
     table = {"auto": tiw.Image, "halfcell": HalfBlockPicture, "unicode": tiw.UnicodeImage,
              "sixel": tiw.SixelImage, "tgp": tiw.TGPImage}
-    if name not in table:
-        raise ValueError(f"unknown image renderer {name!r}; use one of {', '.join(table)}")
     if table[name] is tiw.HalfcellImage:
+        return HalfBlockPicture
+    if name == "auto" and not CELL_MEASURED:
+        # Graphics are drawn to the cell's size in pixels; a guessed size would crop or shrink them.
         return HalfBlockPicture
     if name == "auto" and renderer_kind(table[name]) == "cells":
         # A terminal without graphics: textual-image's choice would be its half-cell or its
@@ -163,13 +225,14 @@ def renderer_kind(cls: type[Any]) -> str:
 
 
 def cell_size() -> tuple[int, int]:
+    """A terminal cell's size in pixels: as the terminal told it (probe_terminal), else DEFAULT_CELL."""
     try:
         from textual_image._terminal import get_cell_size
 
-        size = get_cell_size()
+        size = get_cell_size()  # cached by probe_terminal: never asks the terminal again
         return max(size.width, 1), max(size.height, 1)
-    except Exception:  # noqa: BLE001 - no terminal to ask (tests, pipes): a typical cell
-        return 10, 20
+    except Exception:  # noqa: BLE001 - no terminal to ask (stdout closed): a typical cell
+        return DEFAULT_CELL
 
 
 class ImagePane(Container, can_focus=True):
