@@ -298,7 +298,23 @@ def config3_from_init_kwargs(init_kwargs: dict[str, Any]) -> StyleGAN3Config:
     if unknown:
         raise ValueError(", ".join(unknown))
     defaults = {"num_layers": 2, "lr_multiplier": 0.01, "w_avg_beta": 0.998}
-    return StyleGAN3Config(mapping=MappingConfig(**{**defaults, **mapping}), **kw)
+    cfg = StyleGAN3Config(mapping=MappingConfig(**{**defaults, **mapping}), **kw)
+    check_sizes(cfg)
+    return cfg
+
+
+def check_sizes(cfg: StyleGAN3Config) -> None:
+    """ValueError for sizes no StyleGAN3 has: a file's arguments are checked before any weight is
+    allocated (z_dim = 10**9 would ask for hundreds of GB)."""
+    from engine.settings import check_number
+
+    for name, lo, hi in (("z_dim", 1, 4096), ("c_dim", 0, 4096), ("w_dim", 1, 4096), ("img_resolution", 4, 4096),
+                         ("img_channels", 1, 4), ("channel_base", 1, 2**20), ("channel_max", 1, 4096),
+                         ("num_layers", 1, 64), ("num_critical", 0, 64), ("margin_size", 0, 1024),
+                         ("num_fp16_res", 0, 64), ("conv_kernel", 1, 7), ("filter_size", 1, 64),
+                         ("lrelu_upsampling", 1, 8)):
+        check_number("StyleGAN3", name, getattr(cfg, name), lo, hi, whole=True)
+    check_number("StyleGAN3 mapping", "num_layers", cfg.mapping.num_layers, 1, 64, whole=True)
 
 
 __all__ = ["Generator3", "StyleGAN3Config", "config3_from_init_kwargs"]

@@ -107,3 +107,13 @@ def test_the_gpu_check_says_so_on_a_machine_without_cuda() -> None:
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and json.loads(out.stdout.strip().splitlines()[-1])["cuda"] is False
     assert "no CUDA device" in out.stderr
+
+
+@pytest.mark.parametrize("field, value", [("z_dim", 10**9), ("w_dim", 0), ("img_resolution", 2**20),
+                                          ("channel_max", -1), ("num_layers", 10**6)])
+def test_sizes_no_stylegan3_has_are_refused_before_anything_is_allocated(field: str, value: int) -> None:
+    from engine.stylegan3 import config3_from_init_kwargs
+
+    kwargs = {"z_dim": 512, "w_dim": 512, "img_resolution": 64, "img_channels": 3, field: value}
+    with pytest.raises(ValueError, match=f"{field} must be a whole number"):
+        config3_from_init_kwargs(kwargs)
