@@ -286,7 +286,8 @@ def test_save_new_seed_and_history(model: Path, tmp_path: Path) -> None:
             await type_command(pilot, "drag 10,10 to 13,12")
             await idle(pilot)
             await pilot.press("ctrl+s")
-            folders = list((tmp_path / "out").iterdir())
+            # The session's journal (session-<stamp>) shares the folder with the saves.
+            folders = [p for p in (tmp_path / "out").iterdir() if not p.name.startswith("session-")]
             assert len(folders) == 1
             names = sorted(p.name for p in folders[0].iterdir())
             assert names == ["history.json", "image.png", "last_drag.gif", "latent.npy"]

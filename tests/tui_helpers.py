@@ -1,6 +1,7 @@
 """Shared pieces of the TUI tests: a tiny generator on disk and waiting helpers."""
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,9 +28,23 @@ def save_tiny(generator: object, folder: Path, drag: dict[str, object] | None = 
     return path
 
 
+def scratch_folder() -> str:
+    """A folder of this test process (removed when it ends), where an app's session journal goes
+    unless the test names its own --out."""
+    global _SCRATCH
+    if _SCRATCH is None:
+        _SCRATCH = tempfile.TemporaryDirectory(prefix="voicedrag-tui-tests-")
+    return tempfile.mkdtemp(dir=_SCRATCH.name)
+
+
+_SCRATCH: tempfile.TemporaryDirectory[str] | None = None
+
+
 def make_app(model: Path | str, **overrides: object) -> VoiceDragApp:
     opts = dict(model=str(model), steps=12, renderer="halfcell", preload_parser=False, paraphrase=False,
                 preview_seconds=0.0, load_delay=0.0)
+    if "out_dir" not in overrides:
+        opts["out_dir"] = scratch_folder()
     opts.update(overrides)
     return VoiceDragApp(TuiOptions(**opts))  # type: ignore[arg-type]
 

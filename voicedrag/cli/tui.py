@@ -11,6 +11,10 @@ if TYPE_CHECKING:
     from voicedrag.tui.app import TuiOptions
 
 
+class _Default(str):
+    """A default value, told apart from the same text typed (--resume refuses only a --model given)."""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tui", help="open the terminal UI (the default with no arguments)",
                        description="Speak or type edits and watch the drag in the terminal.")
@@ -19,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="embedded", help="generator file (.pkl or .safetensors), or 'embedded'")
+    p.add_argument("--model", default=_Default("embedded"),
+                   help="generator file (.pkl or .safetensors), or 'embedded'")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the first image (default 0)")
     p.add_argument("--template", default=None, metavar="T.json",
                    help="keypoints taught with `voicedrag keypoints teach`, for a model without a detector")
@@ -39,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-paraphrase", action="store_true",
                    help="read commands with the grammar alone (no sentence model; faster start, less forgiving)")
     p.add_argument("--threads", type=argtypes.threads, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--resume", nargs="?", const="", default=None, metavar="DIR",
+                   help="restore a session that was cut short (its model, psi and history, undo included): DIR "
+                        "is its folder (default: the newest session in --out)")
 
 
 def options_from_args(args: argparse.Namespace) -> TuiOptions:
@@ -54,7 +62,23 @@ def options_from_args(args: argparse.Namespace) -> TuiOptions:
 def run(args: argparse.Namespace) -> int:
     from voicedrag.tui.app import run_tui
 
-    return run_tui(options_from_args(args))
+    options = options_from_args(args)
+    if args.resume is not None:
+        import sys
+
+        from voicedrag.journal import JournalError, check_model, find_journal, read_journal
+
+        try:
+            journaled = read_journal(find_journal(args.resume or args.out))
+            check_model(None if isinstance(args.model, _Default) else args.model, journaled)
+        except JournalError as err:
+            print(f"voicedrag: {err}", file=sys.stderr)
+            return 2
+        options.resume = str(journaled.path)
+        options.model, options.psi = journaled.model_ref, journaled.psi
+        if args.template is None:
+            options.template = journaled.template
+    return run_tui(options)
 
 
 def main_tui(argv: list[str]) -> int:

@@ -17,11 +17,13 @@ from typing import ClassVar
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from engine.types import DEFAULT_PSI
 from voicedrag.tui import workers
 from voicedrag.tui.base import at as point_at
 from voicedrag.tui.base import example_drag
+from voicedrag.tui.guard import Guarded
 from voicedrag.tui.screen import EditScreen
 
 
@@ -64,9 +66,17 @@ class TuiOptions:
     template: str | None = None  # keypoint template for a model without a detector
     load_delay: float = 0.5  # seconds between the first frame and the start of model loading
     colors: str | None = None  # truecolor | 256 | standard; None: as Textual reads the environment
+    journal: bool = True  # keep the session's history in out_dir/session-<stamp> (voicedrag.journal)
+    resume: str | None = None  # a journal.json to restore (its model, psi and history) instead of a seed
 
 
-class VoiceDragApp(App[int]):
+# More bugs than this within BUG_WINDOW seconds is an app that cannot go on (a widget that fails on
+# every frame): Textual's own handling then ends it, with the traceback; the journal keeps the history.
+BUG_LIMIT = 20
+BUG_WINDOW = 10.0
+
+
+class VoiceDragApp(Guarded, App[int]):
     TITLE = "voicedrag"
     SUB_TITLE = "speak or type an edit"
     CSS_PATH = "app.tcss"  # beside this file; shipped as package data
@@ -85,6 +95,7 @@ class VoiceDragApp(App[int]):
         self.edit = EditScreen(self.options, self.backend)
         self.started = time.perf_counter()
         self.ready_at: float | None = None  # perf_counter when the UI took its first key
+        self.bugs: list[float] = []  # monotonic times of the exceptions survived (survive)
 
     def get_default_screen(self) -> Screen:
         return self.edit
@@ -109,8 +120,41 @@ class VoiceDragApp(App[int]):
 
     def _start_loading(self) -> None:
         self.run_worker(partial(workers.load_model, self.backend, self.options.model, self.options.device,
-                                self.options.seed, self.edit.post_message, self.options.template),
+                                self.options.seed, self.edit.post_message, self.options.template,
+                                self.options.resume),
                         thread=True, group="model", name="load model", exit_on_error=False)
+
+    # ------------------------------------------------------------ the app's edge
+
+    def survive(self, error: Exception, doing: str) -> bool:
+        """Report an exception that escaped a handler as one sentence and go on; False where Textual's
+        own handling must end the app: before the editor screen is up (it could not show the
+        sentence), or after BUG_LIMIT bugs in BUG_WINDOW seconds."""
+        if self.ready_at is None or not self.edit.is_mounted or self._exit:
+            return False
+        now = time.monotonic()
+        self.bugs = [t for t in self.bugs if now - t < BUG_WINDOW] + [now]
+        if len(self.bugs) > BUG_LIMIT:
+            return False
+        try:
+            self.edit.report_bug(error, doing)
+        except Exception:  # noqa: BLE001 - a screen that cannot even say so: Textual's own handling
+            return False
+        return True
+
+    def _handle_exception(self, error: Exception) -> None:
+        # What no handler of this app caught: a timer's callback, a widget mounted later, a frame
+        # that failed to draw. Textual ends the app for each; once the screen is up, it goes on.
+        from textual.worker import WorkerFailed
+
+        if not isinstance(error, WorkerFailed) and self.survive(error, "the screen"):
+            return
+        super()._handle_exception(error)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker of the app (loading the model) that ended in an exception: a bug to report."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.edit.report_bug(event.worker.error, f"the {event.worker.name} worker")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

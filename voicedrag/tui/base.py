@@ -7,6 +7,7 @@ own; `voicedrag.tui.screen.EditScreen` puts them together.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -14,15 +15,18 @@ from typing import TYPE_CHECKING
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import RichLog, Static
+from textual.worker import Worker, WorkerState
 
 from engine.types import DragPair, Point
 from voicedrag.events import Step
 from voicedrag.session import Entry, Session
+from voicedrag.tui.guard import Guarded
 from voicedrag.tui.overlay import Overlay
 from voicedrag.tui.state import LiveDrag, ViewState
 from voicedrag.tui.widgets import ImagePane
 
 if TYPE_CHECKING:
+    from voicedrag.journal import Journal
     from voicedrag.tui.app import TuiOptions
     from voicedrag.tui.workers import Backend
 
@@ -34,6 +38,18 @@ def escape(text: str) -> str:
     from rich.markup import escape as rich_escape
 
     return rich_escape(text)
+
+
+# Control characters (escape sequences among them) would reach the terminal through the log and
+# the command bar; unpaired surrogates cannot be encoded for it at all.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_BREAKS = re.compile("[\t\n\r\u2028\u2029]")
+
+
+def printable(text: str) -> str:
+    """A typed, pasted or spoken line as the screen may show it: tabs and line breaks as spaces,
+    control characters and unpaired surrogates as U+FFFD."""
+    return _UNPRINTABLE.sub("\ufffd", _BREAKS.sub(" ", text))
 
 
 def clip(text: str, limit: int = 200) -> str:
@@ -70,7 +86,7 @@ class Timings:
         self.command_at, self.planned_at, self.first_preview_at = time.perf_counter(), None, None
 
 
-class ScreenBase(Screen[None]):
+class ScreenBase(Guarded, Screen[None]):
     """The editor screen's shared state and its three text surfaces (log, hint, status)."""
 
     view: reactive[ViewState] = reactive(ViewState, always_update=True, init=False)
@@ -85,6 +101,8 @@ class ScreenBase(Screen[None]):
         self.model_error: str | None = None
         self.timings = Timings()
         self.last_step: Step | None = None  # the running drag's latest step
+        self.journal: Journal | None = None  # the session's history on disk (journal_history)
+        self.journal_error: str | None = None  # why the journal could not be written, once said
 
     # ------------------------------------------------------------ text
 
@@ -92,9 +110,11 @@ class ScreenBase(Screen[None]):
         self.query_one("#log", RichLog).write(text)
 
     def set_hint(self, text: str, error: bool = False) -> None:
+        """One plain sentence under the command bar (escaped here: it often quotes what was typed)."""
         hint = self.query_one("#hint", Static)
         hint.set_class(error, "error")
-        hint.update(text or "[dim]Enter runs · ↑/↓ history · tab: points on the image · ctrl+p: all actions[/]")
+        hint.update(escape(text) if text else
+                    "[dim]Enter runs · ↑/↓ history · tab: points on the image · ctrl+p: all actions[/]")
 
     def set_progress(self, text: str) -> None:
         self.query_one("#progress", Static).update(text, layout=False)
@@ -112,7 +132,64 @@ class ScreenBase(Screen[None]):
 
     def history_changed(self) -> None:
         """The session (or the keypoints found on it) changed: a new view, drawn once."""
+        self.journal_history()
         self.view = replace(self.view, revision=self.view.revision + 1)
+
+    def journal_history(self) -> None:
+        """Write the session's history to its journal when it changed (an edit, undo, redo, reset,
+        a new seed), so that a crash or a kill loses at most the drag that was running."""
+        if self.journal is None or self.session is None:
+            return
+        from voicedrag.tui.widgets import CommandBar
+
+        try:
+            self.journal.sync(self.session, self.query_one(CommandBar).history)
+        except OSError as err:
+            why = f"the session cannot be kept in {self.journal.folder} ({err.strerror or err})"
+            if why != self.journal_error:  # said once, not after every edit
+                self.journal_error = why
+                self.log_line(f"[yellow]{escape(why)}; edits will not survive a crash. Save with ctrl+s, or "
+                              "restart with a writable --out.[/]")
+            return
+        self.journal_error = None
+
+    # ------------------------------------------------------------ the app's edge
+
+    def report_bug(self, error: BaseException, doing: str) -> None:
+        """An exception no handler caught: one sentence in the log, the traceback beside the journal,
+        and the screen ready for the next command (guard.Guarded and VoiceDragApp.survive)."""
+        import traceback
+
+        from voicedrag.tui.workers import describe
+
+        sentence = describe(error, doing)
+        trace = "".join(traceback.format_exception(error))
+        self.log.error(trace)  # Textual's devtools console
+        if self.journal is not None:
+            self.journal.note_error(trace)
+        # Each on its own: the part of the screen that failed may fail again as it is redrawn (a
+        # view that cannot be drawn), and the report must still reach the others.
+        for show in (lambda: self.log_line(f"[red]{escape(sentence)}[/]"), lambda: self.set_hint(sentence, error=True),
+                     self.unless_editing):
+            try:
+                show()
+            except Exception as again:  # noqa: BLE001 - reported where it still can be
+                self.log.error(f"while reporting a bug: {again!r}")
+
+    def unless_editing(self) -> None:
+        """An edit whose last event never reached the view (a handler failed on it) must not leave
+        the screen busy for ever: once no edit's worker runs, the screen takes commands again."""
+        if self.busy and not any(w.is_running for w in self.workers if w.group == "drag"):
+            self.set_progress("")
+            self.view = replace(self.view, live=None)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # The workers catch what they expect; anything else would end them without a word.
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.report_bug(event.worker.error, f"the {event.worker.name} worker")
+        elif event.worker.group == "drag" and event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
+            # Its events were all posted before it ended, and so have been shown by now.
+            self.unless_editing()
 
     def before_entry(self) -> Entry | None:
         """The state the current one was made from (None for the first image)."""
@@ -141,7 +218,7 @@ class ScreenBase(Screen[None]):
             parts.append(f"[yellow]loading {escape(model_title(self.options.model))}…[/]")
         else:
             s = self.session
-            parts.append(f"[b]{self.model_name}[/b] · {self.device} · {s.size[0]}x{s.size[1]}")
+            parts.append(f"[b]{escape(self.model_name)}[/b] · {self.device} · {s.size[0]}x{s.size[1]}")
             parts.append(f"seed {s.seed} · edit {s.index + 1}/{len(s.entries)}")
         pane = self.query_one(ImagePane)
         if pane.image is not None:

@@ -31,7 +31,7 @@ class HistoryActions(ScreenBase):
         if how == "reset":
             self.log_line("reset to the original image (undo brings the edits back)")
         else:
-            self.log_line(f"{how} → {s.current.label} ({s.index + 1}/{len(s.entries)})")
+            self.log_line(f"{how} → {escape(clip(s.current.label, 80))} ({s.index + 1}/{len(s.entries)})")
         self.reset_progress()
         self.history_changed()
         self.labels_need_keypoints()
@@ -92,11 +92,11 @@ class HistoryActions(ScreenBase):
             saved = s.save(s.default_folder(self.options.out_dir))
         except UserError as err:
             self.set_hint(str(err), error=True)
-            self.notify(str(err), title="Not saved", severity="error")
+            self.notify(str(err), title="Not saved", severity="error", markup=False)
             return
         names = ", ".join(f.name for f in saved.files)
-        self.log_line(f"[green]saved[/] {names} to {saved.folder}")
-        self.notify(f"{names}\nin {saved.folder.resolve()}", title="Saved", timeout=10)
+        self.log_line(f"[green]saved[/] {escape(names)} to {escape(str(saved.folder))}")
+        self.notify(f"{names}\nin {saved.folder.resolve()}", title="Saved", timeout=10, markup=False)
 
     # ------------------------------------------------------------ views of the history
 
@@ -109,7 +109,7 @@ class HistoryActions(ScreenBase):
             self.set_hint("this is the first image; there is nothing before it to compare.")
             return
         before = not self.view.view_before
-        self.set_hint(f"before '{escape(clip(s.current.label, 60))}'; ctrl+b shows after" if before
+        self.set_hint(f"before '{clip(s.current.label, 60)}'; ctrl+b shows after" if before
                       else "after; ctrl+b shows before")
         self.view = replace(self.view, view_before=before)
         self.labels_need_keypoints()

@@ -18,9 +18,10 @@ _SEP = r"\s*[,\s]\s*"
 _MASK_RE = re.compile(rf"^(?:/)?mask\s+{_NUM}{_SEP}{_NUM}{_SEP}{_NUM}{_SEP}{_NUM}$")
 _MASK_OFF_RE = re.compile(r"^(?:/)?(?:mask\s+(?:off|none|clear)|no\s+mask|clear\s+(?:the\s+)?mask|unmask)$")
 _POINTS_RE = re.compile(r"^(?:/)?(?:points?\s+)?(-?\d[\d.,\s>;-]*>[\d.,\s>;-]*)$")
-_SEED_RE = re.compile(r"^(?:/)?seed\s+(\d{1,9})$")
+# Any number is read as the command it is meant to be, so that one out of range is told its range.
+_SEED_RE = re.compile(rf"^(?:/)?seed\s+{_NUM}$")
 _NEW_SEED_RE = re.compile(r"^(?:/)?(?:new|next|another|random)\s+(?:seed|image|face)$")
-_STEPS_RE = re.compile(r"^(?:/)?steps\s+(\d{1,5})$")
+_STEPS_RE = re.compile(rf"^(?:/)?steps\s+{_NUM}$")
 _CLEAR_RE = re.compile(r"^(?:/)?clear(?:\s+(?:the\s+)?points?)?$")
 _GO_RE = re.compile(r"^(?:/)?(?:go|run|drag|start)$")
 # "name nose" (at the cursor) or "name nose 30,40": teach a keypoint template the point.

@@ -6,12 +6,15 @@ the screen's own: the model, seeds, notices, the microphone and taught keypoints
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from textual.message import Message
 
 from voicedrag.events import EditEvent
+
+if TYPE_CHECKING:
+    from voicedrag.journal import Restored
 
 Severity = Literal["information", "warning", "error"]
 VoicePhase = Literal["idle", "loading", "recording", "transcribing"]
@@ -25,6 +28,7 @@ class ModelLoaded(Message):
     name: str
     device: str
     seconds: float
+    restored: Restored | None = None  # a session read back from its journal (--resume); seed, ws, image: its current
 
 
 @dataclass

@@ -59,7 +59,11 @@ def compose(image: np.ndarray, size: tuple[int, int], overlay: Overlay) -> Image
     r = max(unit * 1.2, 1.0)
 
     for x0, y0, x1, y1 in overlay.mask or []:
-        draw.rectangle([x0 * sx, y0 * sy, x1 * sx - 1, y1 * sy - 1], outline=MASK, width=max(int(unit), 1))
+        # A mask narrower than a display pixel is still drawn (Pillow refuses a rectangle whose far
+        # corner comes before its near one).
+        left, top = x0 * sx, y0 * sy
+        draw.rectangle([left, top, max(x1 * sx - 1, left), max(y1 * sy - 1, top)], outline=MASK,
+                       width=max(int(unit), 1))
     if overlay.mask_corner is not None:
         cx, cy = at(overlay.mask_corner)
         draw.rectangle([cx - r, cy - r, cx + r, cy + r], outline=MASK, width=1)

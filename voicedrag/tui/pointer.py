@@ -10,9 +10,14 @@ from pathlib import Path
 from engine.types import DragPair, Point
 from voicedrag.tui import messages as m
 from voicedrag.tui import workers
-from voicedrag.tui.base import XY, example_drag
+from voicedrag.tui.base import XY, escape, example_drag
 from voicedrag.tui.history import HistoryActions
 from voicedrag.tui.widgets import ImagePane
+
+# More handles than this is not a drag anyone means (DragGAN's examples use one to five), and each
+# costs every step of the drag a feature search.
+MAX_PAIRS = 32
+MAX_NAME = 40  # characters of a taught keypoint's name
 
 
 def pairs_text(pairs: tuple[tuple[XY, XY], ...]) -> str:
@@ -52,6 +57,9 @@ class PointerInput(HistoryActions):
             return
         from voicedrag.dragio import SpecError, parse_points
 
+        if spec.count(">") > MAX_PAIRS:
+            self.set_hint(f"at most {MAX_PAIRS} handle>target pairs can be dragged at once; give fewer.", error=True)
+            return
         try:
             pairs = parse_points(spec, size)
         except SpecError as err:
@@ -89,6 +97,10 @@ class PointerInput(HistoryActions):
     def on_image_pane_point_chosen(self, message: ImagePane.PointChosen) -> None:
         p = (float(message.x), float(message.y))
         v = self.view
+        if v.pending_handle is None and len(v.manual) >= MAX_PAIRS:
+            self.set_hint(f"{MAX_PAIRS} pairs are placed, the most one drag takes; g drags them, c clears them.",
+                          error=True)
+            return
         if v.pending_handle is None:
             self.set_hint(f"handle at {p[0]:.0f},{p[1]:.0f}; now place its target.")
             self.view = replace(v, pending_handle=p)
@@ -126,6 +138,10 @@ class PointerInput(HistoryActions):
         if size is None or self.session is None or self.backend.editor is None:
             self.set_hint("the model is still loading; name points when the image is shown.", error=True)
             return
+        if len(name) > MAX_NAME:
+            self.set_hint(f"a keypoint's name is at most {MAX_NAME} characters, such as nose or left_eye.",
+                          error=True)
+            return
         if self.backend.editor.kit.has_detector:
             self.set_hint("this model has its own keypoint detector; naming points is for models without one.",
                           error=True)
@@ -143,7 +159,9 @@ class PointerInput(HistoryActions):
 
     def on_point_taught(self, message: m.PointTaught) -> None:
         x, y = message.xy
+        if self.journal is not None:
+            self.journal.use_template(message.path)
         self.log_line(f"taught {message.name} at {x:g},{y:g}: the template knows {message.names} point(s) "
-                      f"and is saved in {message.path} (--template it next time)")
+                      f"and is saved in {escape(message.path)} (--template it next time)")
         self.history_changed()
         self.labels_need_keypoints()

@@ -6,7 +6,7 @@ adds the layout, the keys and the model's arrival.
 from __future__ import annotations
 
 from functools import partial
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual import events
 from textual.app import ComposeResult
@@ -18,9 +18,15 @@ from voicedrag.models import model_title
 from voicedrag.session import Session
 from voicedrag.tui import messages as m
 from voicedrag.tui import workers
-from voicedrag.tui.base import escape, example_drag
+from voicedrag.tui.base import clip, escape, example_drag
 from voicedrag.tui.voice import VoiceInput
 from voicedrag.tui.widgets import CommandBar, ImagePane, LevelMeter, cell_size
+
+if TYPE_CHECKING:
+    from voicedrag.journal import Restored
+
+
+LOG_LINES = 5000
 
 
 def placeholder_text(size: tuple[int, int] | None) -> str:
@@ -57,7 +63,8 @@ class EditScreen(VoiceInput):
                 yield LevelMeter("", id="voice")
                 yield Static("", id="progress")
                 yield ProgressBar(total=self.options.steps, show_eta=False, id="bar")
-                yield RichLog(id="log", wrap=True, markup=True, highlight=False, min_width=20)
+                # Bounded: a session of thousands of commands must not slow every later line down.
+                yield RichLog(id="log", wrap=True, markup=True, highlight=False, min_width=20, max_lines=LOG_LINES)
         yield CommandBar(placeholder=placeholder_text(None), id="command")
         yield Static("", id="hint")
         yield Footer()
@@ -92,11 +99,24 @@ class EditScreen(VoiceInput):
     # ------------------------------------------------------------ the model
 
     def on_model_loaded(self, message: m.ModelLoaded) -> None:
-        self.session = Session(message.seed, message.ws, message.image, model=message.name)
+        restored = message.restored
+        if restored is not None:
+            self.session = restored.session
+            self.journal = restored.journal
+            self.query_one(CommandBar).recall(restored.commands)
+        else:
+            self.session = Session(message.seed, message.ws, message.image, model=message.name)
+            if self.options.journal:
+                from voicedrag.journal import Journal
+
+                self.journal = Journal.start(self.options.out_dir, self.options.model, self.options.psi,
+                                             self.options.template)
         self.model_name = message.name
         self.device = message.device
         self.log_line(f"model ready: {escape(message.name)} on {message.device}, "
                       f"{message.image.shape[1]}x{message.image.shape[0]} px")
+        if restored is not None:
+            self.say_restored(restored)
         self.query_one(CommandBar).placeholder = placeholder_text(self.image_size)
         self.history_changed()
         if self.options.preload_parser:
@@ -106,13 +126,24 @@ class EditScreen(VoiceInput):
         for text in queued:
             self.submit(text, remember=False)
 
+    def say_restored(self, restored: Restored) -> None:
+        s = restored.session
+        edits = sum(e.kind != "seed" for e in s.entries)
+        self.log_line(f"[green]resumed[/] the session in {escape(str(restored.journal.folder))}: "
+                      f"{len(s.entries)} states ({edits} edits), at {s.index + 1}: "
+                      f"{escape(clip(s.current.label, 60))}; ctrl+z undoes it")
+        if restored.differ:
+            self.log_line(f"[yellow]{restored.differ} of the {restored.redrawn} images drawn again from their "
+                          "latents differ slightly from the first drawing (another device or version); the "
+                          "latents are exact.[/]")
+
     def on_model_failed(self, message: m.ModelFailed) -> None:
         self.model_error = message.error
-        self.query_one(ImagePane).set_placeholder(f"no model: {message.error}")
-        self.log_line(f"[red]model: {message.error}[/]")
-        self.notify(message.error, title="Model not loaded", severity="error", timeout=10)
+        self.query_one(ImagePane).set_placeholder(f"no model: {escape(message.error)}")
+        self.log_line(f"[red]model: {escape(message.error)}[/]")
+        self.notify(message.error, title="Model not loaded", severity="error", timeout=10, markup=False)
         self.refresh_status()
 
     def on_notice(self, message: m.Notice) -> None:
-        self.log_line(("[red]" if message.severity == "error" else "[yellow]") + message.text + "[/]")
-        self.notify(message.text, severity=message.severity, timeout=8)
+        self.log_line(("[red]" if message.severity == "error" else "[yellow]") + escape(message.text) + "[/]")
+        self.notify(message.text, severity=message.severity, timeout=8, markup=False)

@@ -11,13 +11,18 @@ from textual.widgets import ProgressBar
 
 from voicedrag.events import Control, Finished, KeypointsFound, Parsed, Planned, Refused, Step
 from voicedrag.tui import messages as m
-from voicedrag.tui.base import REDRAW_SECONDS, clip, escape, steps_text
+from voicedrag.tui.base import REDRAW_SECONDS, clip, escape, printable, steps_text
 from voicedrag.tui.localcmd import LocalCommand, LocalKind, read_local
 from voicedrag.tui.pointer import PointerInput
 from voicedrag.tui.state import LiveDrag
 from voicedrag.tui.widgets import CommandBar
 
 MAX_CORRECTIONS_SHOWN = 5
+# A command is a sentence or a few points; a longer line is a paste gone wrong, and the parser's time
+# grows faster than its length (30 s for 100 kB on one core), all of it on the one model thread.
+MAX_COMMAND_CHARS = 1000
+MAX_SEED = 2**32 - 1  # numpy's RandomState, which draws a seed's latent, takes no larger seed
+MAX_STEPS = 100_000  # as `--steps` (voicedrag.cli.argtypes)
 
 
 class EditStream(PointerInput):
@@ -35,6 +40,14 @@ class EditStream(PointerInput):
 
     def submit(self, text: str, remember: bool = True, spoken: bool = False) -> None:
         """Run one line of input: an app command, a control word, or an edit for the parser."""
+        text = printable(text).strip()
+        if not text:
+            return
+        if len(text) > MAX_COMMAND_CHARS:
+            self.log_line(("[magenta]heard[/] " if spoken else "[b]>[/b] ") + escape(clip(text, 80)))
+            self.set_hint(f"that line is {len(text)} characters long; a command is at most {MAX_COMMAND_CHARS} "
+                          "(a sentence, or a few points), so type a shorter one.", error=True)
+            return
         if remember:
             self.query_one(CommandBar).remember(text)
         self.log_line(("[magenta]heard[/] " if spoken else "[b]>[/b] ") + escape(clip(text)))
@@ -69,14 +82,28 @@ class EditStream(PointerInput):
             "labels": lambda c: self.action_labels(),
             "before": lambda c: self.action_before_after() if self.view.view_before != (c.word == "before") else None,
             "markers": lambda c: self.action_markers() if self.view.show_markers != (c.word == "show") else None,
-            "seed": lambda c: self.change_seed(int(c.numbers[0])),
+            "seed": lambda c: self.seed_command(c.numbers[0]),
             "new_seed": lambda c: self.action_new_seed(),
             "name": lambda c: self.teach_point(c.word, c.numbers),
-            "steps": lambda c: self.set_steps(int(c.numbers[0])),
+            "steps": lambda c: self.steps_command(c.numbers[0]),
         }
 
     def run_local(self, cmd: LocalCommand) -> None:
         self.local_commands()[cmd.kind](cmd)
+
+    def seed_command(self, value: float) -> None:
+        """`seed N`: a whole number in numpy's range, else the range in one sentence."""
+        if not (value.is_integer() and 0 <= value <= MAX_SEED):
+            self.set_hint(f"a seed is a whole number from 0 to {MAX_SEED}; try 'seed 7'.", error=True)
+            return
+        self.change_seed(int(value))
+
+    def steps_command(self, value: float) -> None:
+        """`steps N`: how many steps a drag may take at most."""
+        if not (value.is_integer() and 1 <= value <= MAX_STEPS):
+            self.set_hint(f"a drag takes from 1 to {MAX_STEPS} steps; try 'steps 100'.", error=True)
+            return
+        self.set_steps(int(value))
 
     def set_steps(self, steps: int) -> None:
         self.options.steps = max(steps, 1)
@@ -132,7 +159,7 @@ class EditStream(PointerInput):
         if event.notice and event.notice != self.keypoint_notice:
             # Said once: the same notice after every command would drown the log.
             self.keypoint_notice = event.notice
-            self.notify(event.notice, title="Keypoints", severity="warning", timeout=8)
+            self.notify(event.notice, title="Keypoints", severity="warning", timeout=8, markup=False)
             if not self.busy:  # during a command, the command's own failure says it
                 self.log_line(f"[yellow]{escape(event.notice)}[/]")
         self.history_changed()
@@ -171,11 +198,13 @@ class EditStream(PointerInput):
         assert self.session is not None
         entry = event.entry
         self.session.push(entry)
+        self.journal_history()  # first: whatever happens next, this edit is kept
         short = "stopped" if entry.cancelled else "converged" if entry.converged else "step limit"
         if entry.verdict:
             # A failed drag is not "done": say so, and offer the undo.
             self.log_line(f"  [yellow]{escape(event.summary)}[/]")
-            self.notify(f"{entry.verdict}.\nctrl+z undoes it.", title="Drag failed", severity="warning", timeout=10)
+            self.notify(f"{entry.verdict}.\nctrl+z undoes it.", title="Drag failed", severity="warning", timeout=10,
+                        markup=False)
             short = "failed"
         else:
             self.log_line(f"  [green]done[/]: {escape(event.summary)}")

@@ -50,7 +50,7 @@ class VoiceInput(EditStream):
         self.voice_error = message.error
         self.voice_note = f"[dim]voice: {escape(message.error)}[/]" if "microphone" in message.error.lower() else ""
         self.log_line(f"[yellow]voice: {escape(message.error)}[/]")
-        self.notify(message.error, title="Voice", severity="warning", timeout=6)
+        self.notify(message.error, title="Voice", severity="warning", timeout=6, markup=False)
 
     def on_transcribed(self, message: m.Transcribed) -> None:
         bar = self.query_one(CommandBar)

@@ -23,6 +23,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Static
 
 from voicedrag.tui.colors import dither_256
+from voicedrag.tui.guard import Guarded
 from voicedrag.tui.overlay import Overlay, compose, short_name
 
 XY = tuple[float, float]
@@ -235,7 +236,7 @@ def cell_size() -> tuple[int, int]:
         return DEFAULT_CELL
 
 
-class ImagePane(Container, can_focus=True):
+class ImagePane(Guarded, Container, can_focus=True):
     """The current image with points, arrows, keypoints, the cursor and the mask drawn on it.
 
     Arrow keys move a cursor over the image; Enter (or a click) places a
@@ -473,7 +474,7 @@ class ImagePane(Container, can_focus=True):
         self.post_message(self.GoRequested())
 
 
-class CommandBar(Input):
+class CommandBar(Guarded, Input):
     """The command line: Enter runs, up/down walk the history, space on an empty bar starts listening."""
 
     BINDINGS = [
@@ -489,6 +490,18 @@ class CommandBar(Input):
         self.history: list[str] = []
         self._pos = 0
         self._draft = ""
+
+    def replace(self, text: str, start: int, end: int) -> None:
+        # Every edit of the line (keys, a paste) comes through here: control characters in a paste
+        # (escape sequences) would be drawn into the terminal as they are.
+        from voicedrag.tui.base import printable
+
+        super().replace(printable(text), start, end)
+
+    def recall(self, lines: list[str]) -> None:
+        """Lines typed before (a resumed session's), in order, before those of this session."""
+        self.history[:0] = lines
+        self._pos = len(self.history)
 
     def remember(self, text: str) -> None:
         if text and (not self.history or self.history[-1] != text):

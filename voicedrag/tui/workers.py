@@ -46,6 +46,7 @@ from voicedrag.tui.messages import (
 
 if TYPE_CHECKING:
     from voicedrag.editor import Editor
+    from voicedrag.journal import Restored
 
 Post = Callable[[Message], object]
 Cancelled = Callable[[], bool]
@@ -125,8 +126,11 @@ def describe(err: BaseException, doing: str) -> str:
 
 @on_torch_thread
 def load_model(backend: Backend, model: str, device: str | None, seed: int, post: Post,
-               template: str | None = None) -> None:
+               template: str | None = None, resume: str | None = None) -> None:
+    """Load the model kit and draw the first image: the seed's, or (`resume`, a journal.json) the
+    session of a journal with every image drawn again from its latent."""
     started = time.perf_counter()
+    restored = None
     try:
         import torch
 
@@ -139,15 +143,50 @@ def load_model(backend: Backend, model: str, device: str | None, seed: int, post
 
         kit = load_kit(model, device, template=template)
         editor = Editor(kit, paraphrase=backend.paraphrase)
-        ws, image = editor.seed(seed, backend.psi)
+        if resume is not None:
+            restored = restore_journal(editor, resume)
+            current = restored.session.current
+            seed, ws, image = restored.session.seed, current.ws, current.image
+        else:
+            ws, image = editor.seed(seed, backend.psi)
         backend.editor = editor
     except Exception as err:  # noqa: BLE001 - any failure becomes one sentence on screen
-        post(ModelFailed(describe(err, "loading the model")))
+        post(ModelFailed(describe(err, "resuming the session" if resume is not None else "loading the model")))
         return
-    post(ModelLoaded(seed, ws, image, kit.title, str(kit.generator.device), time.perf_counter() - started))
+    post(ModelLoaded(seed, ws, image, kit.title, str(kit.generator.device), time.perf_counter() - started,
+                     restored))
     if kit.limits:
         post(Notice(kit.limits, "warning"))
     warm_up()
+
+
+def restore_journal(editor: Editor, path: str) -> Restored:
+    """A journal's session on this editor's model: each image drawn from its latent as it was
+    drawn the first time (a seed's by the generator's render, a drag's by the drag session's)."""
+    import torch
+
+    from engine.drag import DragConfig
+    from engine.ops import to_uint8
+    from voicedrag.journal import JournalError, read_journal, restore
+
+    journaled = read_journal(path)
+    G = editor.kit.generator
+    shape = journaled.entries[0].ws.shape
+    if shape[1:] != (G.num_ws, G.cfg.w_dim):
+        raise JournalError(f"the latents of the session in {journaled.folder} are {shape[1]}x{shape[2]}, and the "
+                           f"model's are {G.num_ws}x{G.cfg.w_dim}: it is not the model the session was made with; "
+                           "start a new session without --resume.")
+    config = DragConfig.for_generator(G)
+
+    def render_drag(ws: np.ndarray) -> np.ndarray:
+        # As engine.drag.DragSession.render draws a drag's result.
+        with torch.no_grad():
+            out = G.synthesis(torch.from_numpy(np.ascontiguousarray(ws)).to(G.device),
+                              noise_mode=config.noise_mode, fused=config.fused_modconv)
+        assert out.image is not None
+        return to_uint8(out.image)
+
+    return restore(journaled, editor.render, render_drag, model_name=editor.kit.title)
 
 
 def warm_up() -> None:
