@@ -14,7 +14,13 @@ reuse files written for the tests: "checkpoint bombs" (tests/hostile_pickles.py:
 memo and nesting bombs, length claims, out-of-band buffers, persistent ids,
 giant shapes, forbidden globals), each through `render` and `drag` within
 5 s and 500 MB more than the process had, and "malformed rules"
-(tests/malformed_rules.py) through `parse --rules` and a model's kit.
+(tests/malformed_rules.py) through `parse --rules` and a model's kit. "typed TUI
+commands" types fuzzed lines and every app command's grammar with numbers at
+every extreme into one headless TUI per batch (alive, its history kept, no
+handler failing, a known command answering after each line); "terminals
+without pixel size" opens the TUI on pseudo-terminals that report no pixel
+size and answer no query (or garbage, or too late), which must draw and quit
+with nothing printed before the screen.
 
 Each probe names the exit code it expects and, for a user error, a pattern the
 one-sentence message must match. A probe ends as one of:
@@ -96,6 +102,7 @@ class Probe:
     close_stdout: bool = False  # process probes: stdout is a pipe whose reader has gone (`| head -c 0`)
     timeout: float = 90.0
     count: int = 1  # inputs this probe stands for (a batch of typed commands counts each line)
+    run: Callable[[list[str]], int] | None = None  # forked probes: called with argv instead of the command line
 
 
 # --- the verdict ------------------------------------------------------------------------------
@@ -196,7 +203,7 @@ def _child(probe: Probe, folder: Path) -> None:
         import voicedrag.cli as cli
 
         try:
-            code = int(cli.main(probe.argv) or 0)
+            code = int((probe.run or cli.main)(probe.argv) or 0)
         except SystemExit as stop:
             if isinstance(stop.code, str):
                 print(stop.code, file=sys.stderr)
@@ -1109,13 +1116,225 @@ def rules_probes(seed: int = 0) -> list[Probe]:
     return probes
 
 
+# --- probes: the TUI: typed commands and terminals without pixel size --------------------------
+
+TUI_BATCH = 50  # lines typed into one app (one probe)
+TUI_NUMBERS = ["0", "-0", "1", "63", "127", "128", "-5", "4294967295", "4294967296", "9" * 400, "1" * 40, "1.5",
+               "-1.5", "1e400", "nan", "inf", "0x1f", "½", "٣", ""]
+TUI_WORDS = ["undo", "redo", "reset", "save", "stop", "help", "new seed", "clear", "go", "labels", "before",
+             "after", "show points", "hide points", "mask off", "/undo", "Undo.", "quit", "exit"]
+
+
+def _tui_fuzz(rng: random.Random, n: int) -> list[bytes]:
+    """Lines for the TUI: the typed-command fuzz, and every app command's grammar (voicedrag.tui.localcmd)
+    with numbers at every extreme, reversed and empty rectangles and forty pairs at once."""
+    def num() -> str:
+        return rng.choice([*TUI_NUMBERS, str(rng.randint(-200, 300)), str(rng.randint(0, SIZE - 1))])
+
+    def sep() -> str:
+        return rng.choice([",", " ", ", ", ";"])
+
+    def rect() -> str:
+        a, b = rng.randint(0, SIZE - 1), rng.randint(0, SIZE - 1)
+        return rng.choice([f"{b},{a},{a},{b}", f"{a},{a},{a},{a}", sep().join(num() for _ in range(4))])
+
+    grammar: list[Callable[[], str]] = [
+        lambda: f"{rng.choice(['mask', '/mask', 'MASK'])} {rect()}",
+        lambda: rng.choice(["points ", "point ", ""]) + rng.choice([";", "; "]).join(
+            f"{num()},{num()}>{num()},{num()}" for _ in range(rng.randint(1, 40))),
+        lambda: f"{rng.choice(['seed', 'steps', '/seed'])} {num()}",
+        lambda: f"name {rng.choice(['nose', 'x' * 80, 'left_eye', 'é', '_'])} {num()},{num()}",
+        lambda: f"drag {num()},{num()} to {num()},{num()}",
+        lambda: rng.choice(TUI_WORDS),
+    ]
+    fuzz = _fuzz_commands(rng, n)
+    return [fuzz[k] if k % 2 else rng.choice(grammar)().encode("utf-8") for k in range(n)]
+
+
+def _type_into_tui(argv: list[str]) -> int:
+    """A forked probe: each line of stdin typed into one headless TUI on the embedded model. One JSON
+    line per input: the app alive, a known command answering after it, its history kept, and the
+    sentence of any handler that failed (the app survives those; they are bugs all the same)."""
+    import asyncio
+
+    from voicedrag.tui.app import TuiOptions, VoiceDragApp
+    from voicedrag.tui.widgets import CommandBar
+    from voicedrag.tui.workers import describe
+
+    # As a terminal would deliver them: bytes that are not UTF-8 become lone surrogates here.
+    lines = [raw.decode("utf-8", "surrogateescape") for raw in sys.stdin.buffer.read().split(b"\n")[:-1]]
+    app = VoiceDragApp(TuiOptions(steps=2, renderer="halfcell", preload_parser=False, paraphrase=False,
+                                  preview_seconds=0.0, load_delay=0.0, threads=1, out_dir="out"))
+    bugs: list[str] = []
+
+    async def drive() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            deadline = time.monotonic() + 120
+            while app.edit.session is None and app.edit.model_error is None and time.monotonic() < deadline:
+                await pilot.pause(0.05)
+            if app.edit.session is None:
+                print(f"voicedrag: the model did not load ({app.edit.model_error}).", file=sys.stderr)
+                return
+            report = getattr(app.edit, "report_bug", None)  # where the app reports what a handler raised
+            if report is not None:
+                app.edit.report_bug = lambda err, doing: (bugs.append(describe(err, doing)), report(err, doing))
+            app.exit = lambda *args, **kwargs: None  # 'quit' is typed too: asking to leave loses nothing
+            bar = app.query_one(CommandBar)
+            for n, line in enumerate(lines):
+                s = app.edit.session
+                before, at = [e.id for e in s.entries], s.index
+                bugs.clear()
+                app.options.steps = 7
+                bar.post_message(CommandBar.Submitted(bar, line))
+                bar.post_message(CommandBar.Submitted(bar, "steps 2"))  # the known command
+                deadline = time.monotonic() + 30
+                while (app.options.steps != 2 or app.edit.busy or any(w.is_running for w in app.workers)) \
+                        and time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)
+                answered = app.options.steps == 2 and not app.edit.busy
+                await pilot.pause()  # and every frame drawn
+                now = [e.id for e in app.edit.session.entries]
+                print(json.dumps({"n": n, "alive": app.is_running and app._exception is None, "answered": answered,
+                                  "kept": now[: at + 1] == before[: at + 1], "bug": bugs[0] if bugs else None}),
+                      flush=True)
+                if not answered:
+                    break
+
+    asyncio.run(drive())
+    return 0
+
+
+def _tui_lines(inputs: list[bytes], first: int) -> Callable[[Result], list[tuple[str, str, str]]]:
+    def check(res: Result) -> list[tuple[str, str, str]]:
+        records: dict[int, dict] = {}
+        for line in res.stdout.splitlines():
+            try:
+                record = json.loads(line)
+                records[int(record["n"])] = record
+            except (ValueError, KeyError, TypeError):
+                continue
+        outcomes = []
+        for k, data in enumerate(inputs):
+            name = f"TUI line {first + k}: {data[:40]!r}"
+            r = records.get(k)
+            if r is None:
+                outcomes.append((name, "crash", f"no answer for it: {_last(res.stderr)}"))
+            elif r.get("bug"):
+                outcomes.append((name, "traceback", f"a handler failed: {str(r['bug'])[:160]}"))
+            elif not r.get("alive"):
+                outcomes.append((name, "crash", "the app ended"))
+            elif not r.get("kept"):
+                outcomes.append((name, "lost", "the history before it changed"))
+            elif not r.get("answered"):
+                outcomes.append((name, "hang", "a known command typed after it did not answer within 30 s"))
+            else:
+                outcomes.append((name, "ok", ""))
+        return outcomes
+    return check
+
+
+def tui_command_probes(rng: random.Random) -> list[Probe]:
+    inputs = _tui_fuzz(rng, 400)
+    return [Probe("typed TUI commands", f"TUI batch {b // TUI_BATCH}", [], expect=0,
+                  stdin=b"\n".join(inputs[b:b + TUI_BATCH]) + b"\n", run=_type_into_tui,
+                  lines=_tui_lines(inputs[b:b + TUI_BATCH], b), count=len(inputs[b:b + TUI_BATCH]), timeout=600)
+            for b in range(0, len(inputs), TUI_BATCH)]
+
+
+_QUERIES = (b"\x1b[16t", b"\x1b[c", b"\x1b_G")  # cell size, device attributes (Sixel), Kitty graphics
+_ANSWERS = {
+    "answers": {b"\x1b[16t": b"\x1b[6;20;10t", b"\x1b[c": b"\x1b[?62;22c"},  # a terminal that knows itself
+    "garbage": {q: b"\x1b[99999999999999999999;zz;t\x1b[?;;c" for q in _QUERIES},
+    "not UTF-8": {q: b"\xff\xfe\x1b[\xc3t" for q in _QUERIES},
+}
+
+
+def _open_on_terminal(argv: list[str]) -> int:
+    """A forked probe: `voicedrag tui` on a pseudo-terminal of rows x cols cells and xpx x ypx pixels
+    (0: unknown) that answers its queries as `mode` says (silent, late, answers, garbage, not UTF-8).
+    It must draw its screen and quit on ctrl+q; what it printed outside the screen goes to stderr,
+    'drew' to stdout once the screen was drawn."""
+    import fcntl
+    import select
+    import termios
+
+    rows, cols, xpx, ypx, mode, term = argv
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", int(rows), int(cols), int(xpx), int(ypx)))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TERM": term}
+    proc = subprocess.Popen([sys.executable, "-m", "voicedrag", "tui", "--out", "out"], stdin=slave, stdout=slave,
+                            stderr=slave, env=env, start_new_session=True, close_fds=True)
+    os.close(slave)
+    out, answered, late, drawn_at, quit_sent = b"", 0, [], None, False
+    start = time.monotonic()
+    while proc.poll() is None and time.monotonic() - start < 60:
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            out += chunk
+        for query in _QUERIES:  # answer each query once, as the mode says
+            while out.count(query) > answered and mode != "silent":
+                answer = _ANSWERS.get(mode, _ANSWERS["answers"]).get(query, b"")
+                if mode == "late":
+                    late.append((time.monotonic() + 0.6, answer))
+                else:
+                    os.write(master, answer)
+                answered += 1
+        for when, answer in [a for a in late if a[0] <= time.monotonic()]:
+            late.remove((when, answer))
+            os.write(master, answer)  # after textual-image gave up: Textual reads it as keys
+        screen = out.partition(b"\x1b[?1049h")[2]
+        if drawn_at is None and b"voicedrag" in screen:
+            drawn_at = time.monotonic()
+        if drawn_at is not None and not quit_sent and time.monotonic() - drawn_at > 0.5:
+            os.write(master, b"\x11")  # ctrl+q
+            quit_sent = True
+    if proc.poll() is None:
+        proc.kill()
+    code = proc.wait()
+    os.close(master)
+    before, _, rest = out.partition(b"\x1b[?1049h")
+    after = rest.rpartition(b"\x1b[?1049l")[2] if rest else b""
+    text = re.sub(rb"\x1b(\[[0-?]*[ -/]*[@-~]|_[^\x1b]*\x1b\\|\][^\x07]*\x07|.)", b"", before + after)
+    sys.stderr.write(text.decode("utf-8", "replace"))
+    print("drew" if drawn_at is not None else "never drew")
+    return 124 if code < 0 else code
+
+
+def _drew_and_said_nothing(res: Result) -> str | None:
+    if res.stdout.strip().splitlines()[-1:] != ["drew"]:
+        return f"wrong-output: the TUI never drew its screen: {_last(res.stderr)}"
+    shown = res.stderr.strip()
+    if shown:
+        return f"wrong-output: printed outside its screen: {shown[:160]!r}"
+    return None
+
+
+def terminal_probes() -> list[Probe]:
+    """The TUI on terminals that report no pixel size (SSH, the Linux console) and answer no query,
+    garbage, bytes that are not UTF-8, or too late; and, for contrast, ones that answer."""
+    probes = []
+    for rows, cols, xpx, ypx in [(24, 80, 0, 0), (50, 200, 0, 0), (12, 40, 0, 0), (24, 80, 800, 480)]:
+        for mode in ("silent", "late", "garbage", "not UTF-8", "answers"):
+            for term in ("linux", "xterm-256color", "vt100"):
+                probes.append(Probe("terminals without pixel size",
+                                    f"{rows}x{cols} cells, {xpx}x{ypx} px, {mode}, TERM={term}",
+                                    [str(rows), str(cols), str(xpx), str(ypx), mode, term], expect=0,
+                                    run=_open_on_terminal, check=_drew_and_said_nothing, timeout=90))
+    return probes
+
+
+
 # --- the suite --------------------------------------------------------------------------------
 
 def all_probes(seed: int = 0) -> list[Probe]:
     rng = random.Random(seed)
     return (command_probes(rng) + number_probes() + point_probes() + output_probes() + model_probes(rng)
             + model_file_probes() + image_probes(rng) + audio_probes(rng) + signal_probes() + bomb_probes()
-            + rules_probes(seed))
+            + rules_probes(seed) + tui_command_probes(rng) + terminal_probes())
 
 
 def sample(probes: Sequence[Probe], every: int) -> list[Probe]:

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
-
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.py"
 
 
@@ -33,7 +31,7 @@ def test_the_suite_has_at_least_1400_probes_in_every_category():
     categories = {p.category for p in probes}
     assert sum(p.count for p in probes) >= 1400
     assert {"commands", "numbers", "devices", "points", "outputs", "pickles", "models", "configs", "images",
-            "audio", "signals", "tui"} <= categories
+            "audio", "signals", "tui", "typed TUI commands", "terminals without pixel size"} <= categories
     # Every user error names what its message must say.
     assert all(p.sentence for p in probes if p.expect == 2 and p.lines is None)
 
@@ -43,8 +41,8 @@ def test_verdicts_tell_failures_apart(tmp_path):
     assert rb.verdict(probe, _result(tmp_path, 2, stderr="voicedrag: give a seed from 0.\n"))[0] == "ok"
     assert rb.verdict(probe, _result(tmp_path, None))[0] == "hang"
     assert rb.verdict(probe, _result(tmp_path, -11))[0] == "crash"
-    assert rb.verdict(probe, _result(tmp_path, 1, stderr="Traceback (most recent call last):\n  x\nValueError: y\n"))[0] \
-        == "traceback"
+    traceback = "Traceback (most recent call last):\n  x\nValueError: y\n"
+    assert rb.verdict(probe, _result(tmp_path, 1, stderr=traceback))[0] == "traceback"
     assert rb.verdict(probe, _result(tmp_path, 0))[0] == "wrong-exit"
     assert rb.verdict(probe, _result(tmp_path, 2, stderr="voicedrag: the psi is bad.\n"))[0] == "wrong-output"
     assert rb.verdict(probe, _result(tmp_path, 2, stderr="voicedrag: a seed.\nvoicedrag: and more.\n"))[0] \
@@ -68,6 +66,22 @@ def test_typed_command_batches_check_every_line(tmp_path):
     assert [v for _, v, _ in lines(_result(tmp_path, 0, stdout="\n".join(good)))] == ["ok", "ok"]
     assert [v for _, v, _ in lines(_result(tmp_path, 0, stdout=good[0]))] == ["ok", "wrong-output"]
     assert [v for _, v, _ in lines(_result(tmp_path, 0, stdout=good[0] + "\nNaN"))] == ["ok", "wrong-output"]
+
+
+def test_typed_tui_lines_check_every_line(tmp_path):
+    lines = rb._tui_lines([b"undo", b"mask 1,2,3,4", b"seed 1", b"steps 9", b"go"], 0)
+    ok = {"alive": True, "answered": True, "kept": True, "bug": None}
+    records = [{"n": 0, **ok}, {"n": 1, **ok, "bug": "the command failed (ValueError: x); this is a bug"},
+               {"n": 2, **ok, "kept": False}, {"n": 3, **ok, "answered": False}]
+    stdout = "\n".join(json.dumps(r) for r in records)
+    assert [v for _, v, _ in lines(_result(tmp_path, 0, stdout=stdout))] == ["ok", "traceback", "lost", "hang", "crash"]
+
+
+def test_a_terminal_probe_sees_what_was_printed_outside_the_screen(tmp_path):
+    assert rb._drew_and_said_nothing(_result(tmp_path, 0, stdout="drew\n")) is None
+    assert rb._drew_and_said_nothing(_result(tmp_path, 0, stdout="never drew\n")).startswith("wrong-output")
+    assert "printed outside" in rb._drew_and_said_nothing(_result(tmp_path, 0, stdout="drew\n",
+                                                                  stderr="Failed to get cell size\n"))
 
 
 def test_the_crafted_pickles_are_what_they_claim():
