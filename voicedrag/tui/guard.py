@@ -28,6 +28,7 @@ class Survivor(Protocol):
 def doing(message: Message) -> str:
     """What the user was doing when `message` failed, for the sentence that reports it."""
     from voicedrag.tui.base import clip
+    from voicedrag.tui.messages import EditUpdate
 
     if isinstance(message, events.Key):
         return f"the key {message.key}"
@@ -35,9 +36,8 @@ def doing(message: Message) -> str:
         return f"the command '{clip(' '.join(message.value.split()), 60)}'"
     if isinstance(message, events.MouseEvent):
         return "the mouse on the screen"
-    event = getattr(message, "event", None)  # messages.EditUpdate: one event of an edit's stream
-    if event is not None and type(message).__name__ == "EditUpdate":
-        return f"showing the edit's {type(event).__name__.lower()} event"
+    if isinstance(message, EditUpdate):  # one event of an edit's stream
+        return f"showing the edit's {type(message.event).__name__.lower()} event"
     return f"the {type(message).__name__} message"
 
 
