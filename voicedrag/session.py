@@ -196,7 +196,12 @@ class Session:
 
             raise VoicedragError(f"cannot create the folder {folder} ({err.strerror}); "
                                  "choose a writable --out folder.") from err
-        files = [save_png(self.current.image, folder / "image.png")]
+        current = self.current
+        if current.photo_image is not None:
+            # A photo's edits: the photo itself, edits pasted back, and the model's crop beside it.
+            files = [save_png(current.photo_image, folder / "image.png"), save_png(current.image, folder / "crop.png")]
+        else:
+            files = [save_png(current.image, folder / "image.png")]
         files.append(save_npy(self.current.ws, folder / "latent.npy"))
         history = folder / "history.json"
         write_text_atomic(history, json.dumps(self.history_json(), indent=2) + "\n")

@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=_Default("embedded"),
                    help="generator file (.pkl or .safetensors), or 'embedded'")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the first image (default 0)")
+    p.add_argument("--image", default=None, metavar="PHOTO",
+                   help="open this photo to edit (framed, put into the model; save writes it photo-sized)")
     p.add_argument("--template", default=None, metavar="T.json",
                    help="keypoints taught with `voicedrag keypoints teach`, for a model without a detector")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
@@ -55,7 +57,7 @@ def options_from_args(args: argparse.Namespace) -> TuiOptions:
     return TuiOptions(
         model=args.model, seed=args.seed, device=args.device, steps=max(args.steps, 1), psi=args.psi,
         renderer=args.renderer, auto_run_voice=not args.confirm_voice, out_dir=args.out, threads=args.threads,
-        paraphrase=not args.no_paraphrase, template=args.template, colors=args.colors,
+        paraphrase=not args.no_paraphrase, template=args.template, image=args.image, colors=args.colors,
     )
 
 

@@ -45,6 +45,7 @@ def help_text(size: tuple[int, int] | None) -> str:
   before · after (ctrl+b)   compare with the image before the last edit
   show points · hide points (ctrl+t)   the finished drag's handles and targets
   name nose [x,y]           on a model without a detector: teach a keypoint (at the cursor) that words use
+  open me.jpg               edit your own photo: framed, put into the model, edits pasted back (Esc stops)
 [b]On the image[/b] (tab to focus): arrows move the cursor (shift: 8 px), enter or a click places a
   handle then its target, m at two corners (or a mouse drag) draws the mask, c clears, g drags."""
 
@@ -64,6 +65,7 @@ class TuiOptions:
     paraphrase: bool = True  # free phrasings through the sentence model (off: the grammar alone)
     threads: int | None = None  # torch threads for the workers (None: torch's default, all cores)
     template: str | None = None  # keypoint template for a model without a detector
+    image: str | None = None  # a photo to open once the model is loaded (instead of editing the seed)
     load_delay: float = 0.5  # seconds between the first frame and the start of model loading
     colors: str | None = None  # truecolor | 256 | standard; None: as Textual reads the environment
     journal: bool = True  # keep the session's history in out_dir/session-<stamp> (voicedrag.journal)

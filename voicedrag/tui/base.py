@@ -281,7 +281,8 @@ class ScreenBase(Guarded, Screen[None]):
         assert self.session is not None
         entry = self.session.current
         request = EditRequest(
-            ImageState(entry.ws, entry.image, entry.id), text=text, pairs=pairs, mask=self.view.mask,
+            ImageState(entry.ws, entry.image, entry.id, photo=entry.photo, photo_image=entry.photo_image),
+            text=text, pairs=pairs, mask=self.view.mask,
             label=label, controls=True,
             drag=DragOptions(max_steps=self.options.steps, preview_seconds=self.options.preview_seconds,
                              report_seconds=REDRAW_SECONDS / 2),

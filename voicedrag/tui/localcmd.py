@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from voicedrag.intents import CONTROL_TABLE
@@ -37,7 +38,7 @@ _CONTROLS = {**{c.word: c.word for c in CONTROL_TABLE}, **{k: c.word for c in CO
 
 
 LocalKind = Literal["mask", "mask_off", "points", "seed", "new_seed", "steps", "clear", "go", "labels", "before",
-                    "markers", "name", "control"]
+                    "markers", "name", "control", "open"]
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,30 @@ class LocalCommand:
     word: str = ""  # control word, or the keypoint name of "name"
 
 
+# "open me.jpg": a photo to edit. Only a name with an image's ending, or a file that exists, is a
+# photo: "open the mouth" is an edit.
+_OPEN_RE = re.compile(r"^/?open\s+(.+?)\s*$", re.IGNORECASE)
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+
+
+def _photo_path(text: str) -> str | None:
+    m = _OPEN_RE.match(text.strip())
+    if m is None:
+        return None
+    name = m.group(1).strip().strip("'\"")
+    if name.lower().endswith(PHOTO_SUFFIXES) or Path(name).expanduser().is_file():
+        return str(Path(name).expanduser())
+    return None
+
+
 def read_local(text: str) -> LocalCommand | None:
     """The app command in `text`, or None when the edit grammar should read it."""
     t = " ".join(text.strip().lower().split()).rstrip(".!")
     if not t:
         return None
+    photo = _photo_path(text)  # before lower-casing: a file's name keeps its case
+    if photo is not None:
+        return LocalCommand("open", text, spec=photo)
     word = t.lstrip("/")
     if word in _CONTROLS:
         return LocalCommand("control", text, word=_CONTROLS[word])

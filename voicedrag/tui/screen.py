@@ -125,6 +125,8 @@ class EditScreen(VoiceInput):
         queued, self.queued = self.queued, []
         for text in queued:
             self.submit(text, remember=False)
+        if self.options.image:
+            self.open_photo(self.options.image)
 
     def say_restored(self, restored: Restored) -> None:
         s = restored.session

@@ -9,11 +9,21 @@ from dataclasses import replace
 from textual import on
 from textual.widgets import ProgressBar
 
-from voicedrag.events import Control, Finished, KeypointsFound, Parsed, Planned, Refused, Step
+from voicedrag.events import (
+    Control,
+    Finished,
+    Inverting,
+    KeypointsFound,
+    Parsed,
+    PhotoOpened,
+    Planned,
+    Refused,
+    Step,
+)
 from voicedrag.tui import messages as m
 from voicedrag.tui.base import REDRAW_SECONDS, clip, escape, printable, steps_text
 from voicedrag.tui.localcmd import LocalCommand, LocalKind, read_local
-from voicedrag.tui.pointer import PointerInput
+from voicedrag.tui.photos import PhotoInput
 from voicedrag.tui.state import LiveDrag
 from voicedrag.tui.widgets import CommandBar
 
@@ -25,7 +35,7 @@ MAX_SEED = 2**32 - 1  # numpy's RandomState, which draws a seed's latent, takes 
 MAX_STEPS = 100_000  # as `--steps` (voicedrag.cli.argtypes)
 
 
-class EditStream(PointerInput):
+class EditStream(PhotoInput):
     queued: list[str]
     keypoint_notice: str | None
 
@@ -84,6 +94,7 @@ class EditStream(PointerInput):
             "markers": lambda c: self.action_markers() if self.view.show_markers != (c.word == "show") else None,
             "seed": lambda c: self.seed_command(c.numbers[0]),
             "new_seed": lambda c: self.action_new_seed(),
+            "open": lambda c: self.open_photo(c.spec),
             "name": lambda c: self.teach_point(c.word, c.numbers),
             "steps": lambda c: self.steps_command(c.numbers[0]),
         }
@@ -139,6 +150,10 @@ class EditStream(PointerInput):
             self.show_finished(event)
         elif isinstance(event, Refused):
             self.show_refused(event)
+        elif isinstance(event, Inverting):
+            self.show_inverting(event)
+        elif isinstance(event, PhotoOpened):
+            self.show_photo(event)
 
     def show_parsed(self, event: Parsed) -> None:
         r = event.result

@@ -264,6 +264,17 @@ def detect_keypoints(backend: Backend, entry_id: int, image: np.ndarray, ws: np.
 
 
 @on_torch_thread
+def open_photo(backend: Backend, path: str, post: Post) -> None:
+    """Frame and invert a photo; its events, each posted as one message (Esc stops the inversion)."""
+    try:
+        assert backend.editor is not None, "a photo was opened before the model was loaded"
+        for event in backend.editor.open_photo(path, report_seconds=0.2):
+            post(EditUpdate(event))
+    except Exception as err:  # noqa: BLE001 - a worker must not take the app down
+        post(EditUpdate(Refused(describe(err, "opening the photo"))))
+
+
+@on_torch_thread
 def run_edit(backend: Backend, request: EditRequest, post: Post) -> None:
     """One edit's events, each posted as one message; a failure ends the stream as Refused."""
     try:
