@@ -3,6 +3,7 @@
 A crash, a full disk or Ctrl-C mid-write leaves the previous file as it was (os.replace is atomic
 on one file system), never a truncated one.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -16,6 +16,7 @@ operations per step is the official one:
    region that must stay fixed;
 6. one Adam step on the first 6 rows of w+ (or on a single w).
 """
+
 from __future__ import annotations
 
 import math
@@ -111,8 +112,10 @@ class DragConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(generator.cfg.drag) - known)
         if unknown:
-            raise ValueError(f"the model's drag settings name {unknown[0]!r}, which is not a drag option; "
-                             f"fix the model's JSON config (options: {', '.join(sorted(known))}).")
+            raise ValueError(
+                f"the model's drag settings name {unknown[0]!r}, which is not a drag option; "
+                f"fix the model's JSON config (options: {', '.join(sorted(known))})."
+            )
         config = cls(**{**generator.cfg.drag, **{k: v for k, v in overrides.items() if v is not None}})
         config.check()
         config.blocks_to_track(len(generator.synthesis.block_resolutions), 0)
@@ -121,12 +124,24 @@ class DragConfig:
     def blocks_to_track(self, num_blocks: int, feature_block: int) -> tuple[int, ...]:
         """The blocks whose features point tracking compares: `tracking_block`, else the feature block."""
         tb = self.tracking_block
-        blocks = [feature_block] if tb is None else [tb] if isinstance(tb, int) else list(tb) \
-            if isinstance(tb, (list, tuple)) else [None]
-        if not blocks or any(isinstance(b, bool) or not isinstance(b, int) or not 0 <= b < num_blocks
-                             for b in blocks) or len(set(blocks)) != len(blocks):
-            raise ValueError(f"tracking_block must name one or more distinct blocks of the generator's "
-                             f"{num_blocks} (0 to {num_blocks - 1}), not {tb!r}")
+        blocks = (
+            [feature_block]
+            if tb is None
+            else [tb]
+            if isinstance(tb, int)
+            else list(tb)
+            if isinstance(tb, (list, tuple))
+            else [None]
+        )
+        if (
+            not blocks
+            or any(isinstance(b, bool) or not isinstance(b, int) or not 0 <= b < num_blocks for b in blocks)
+            or len(set(blocks)) != len(blocks)
+        ):
+            raise ValueError(
+                f"tracking_block must name one or more distinct blocks of the generator's "
+                f"{num_blocks} (0 to {num_blocks - 1}), not {tb!r}"
+            )
         return tuple(blocks)
 
     def check(self) -> None:
@@ -208,8 +223,10 @@ def drag_verdict(converged: bool, cancelled: bool, start: float, end: float, sto
     if converged or cancelled:
         return None
     if end > start:
-        return (f"did not converge: the handles ended {end:.1f} px from their targets, "
-                f"farther than the {start:.1f} px they started")
+        return (
+            f"did not converge: the handles ended {end:.1f} px from their targets, "
+            f"farther than the {start:.1f} px they started"
+        )
     if end > 2 * stop_px:
         return f"did not converge: {end:.1f} px left of a {start:.1f} px move"
     return None
@@ -274,8 +291,12 @@ def track_points_blocks(
     return idx % width + left, idx // width + top
 
 
-def line_band_penalty(line: tuple[tuple[float, float], tuple[float, float], float], origin: tuple[int, int],
-                      shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+def line_band_penalty(
+    line: tuple[tuple[float, float], tuple[float, float], float],
+    origin: tuple[int, int],
+    shape: tuple[int, ...],
+    device: torch.device,
+) -> torch.Tensor:
     """[h, w] additive cost for a window at `origin`: 0 within the half-width of the line through
     start and target, a large cost growing with the distance outside it (so that a window lying
     wholly outside the band still picks its pixel nearest the line)."""
@@ -350,8 +371,10 @@ def motion_loss_many(
     for (x, y), target in zip(points, targets, strict=True):
         y0, y1 = max(y - margin, 0), min(y + margin + 1, h)
         x0, x1 = max(x - margin, 0), min(x + margin + 1, w)
-        dist = np.sqrt((rows_all[y0:y1].reshape(-1, 1) - np.float32(y)) ** 2
-                       + (cols_all[x0:x1].reshape(1, -1) - np.float32(x)) ** 2)
+        dist = np.sqrt(
+            (rows_all[y0:y1].reshape(-1, 1) - np.float32(y)) ** 2
+            + (cols_all[x0:x1].reshape(1, -1) - np.float32(x)) ** 2
+        )
         ii, jj = np.nonzero(dist < r1)
         n = ii.size
         dx, dy = target.x - x, target.y - y
@@ -405,8 +428,9 @@ class DragSession:
             raise ValueError("a drag needs at least one handle/target pair")
         self.G = generator
         # Mean handle-to-target distance before any step: how far the drag set out to go.
-        self.start_distance = float(np.mean([math.hypot(p.target.x - p.handle.x, p.target.y - p.handle.y)
-                                             for p in pairs]))
+        self.start_distance = float(
+            np.mean([math.hypot(p.target.x - p.handle.x, p.target.y - p.handle.y) for p in pairs])
+        )
         self.config = config or DragConfig.for_generator(generator)
         if self.config.windowed and not getattr(generator.synthesis, "supports_windows", True):
             # Windowed synthesis knows StyleGAN2's blocks only; other families drag on the dense path.
@@ -442,8 +466,10 @@ class DragSession:
                 raise ValueError(f"handle ({x}, {y}) is outside the {self.res}x{self.res} image")
         grid_targets = [self._to_grid(t) for t in self.targets]
         grid_handles = [self._to_grid(p.handle) for p in pairs]
-        self.points = [(min(max(int(round(h.x)), 0), self.grid - 1), min(max(int(round(h.y)), 0), self.grid - 1))
-                       for h in grid_handles]
+        self.points = [
+            (min(max(int(round(h.x)), 0), self.grid - 1), min(max(int(round(h.y)), 0), self.grid - 1))
+            for h in grid_handles
+        ]
         # A handle between pixels (a detected keypoint) is tracked from its pixel, and its target
         # shifted by the same rounding, so that the move asked for is the move made: at 64 px a
         # rounding of 0.5 px is a sixth of a lip's travel. Integer handles (the official case) are
@@ -452,8 +478,10 @@ class DragSession:
         self._aims = [Point(t.x - ox, t.y - oy) for t, (ox, oy) in zip(grid_targets, self._offsets, strict=True)]
         # tracking_line's band per handle, in grid pixels: (start, aim, half-width), or None.
         line = self.config.tracking_line
-        self._bands = [None if line is None else ((float(x), float(y)), (aim.x, aim.y), line * self.k)
-                       for (x, y), aim in zip(self.points, self._aims, strict=True)]
+        self._bands = [
+            None if line is None else ((float(x), float(y)), (aim.x, aim.y), line * self.k)
+            for (x, y), aim in zip(self.points, self._aims, strict=True)
+        ]
         self.fixed = self._fixed_region(mask, device)
         self.step_index = 0
         self.converged = False
@@ -463,11 +491,15 @@ class DragSession:
         self._feat0: torch.Tensor | None = None
         self.feat_res = generator.synthesis.block_resolutions[self.feature_block]
         self.tracking_blocks: tuple[int, ...] = self.config.blocks_to_track(
-            len(generator.synthesis.block_resolutions), self.feature_block)
+            len(generator.synthesis.block_resolutions), self.feature_block
+        )
         if not 0.0 <= self.config.tracking_recent <= 1.0:
             raise ValueError(f"tracking_recent must be a share between 0 and 1, not {self.config.tracking_recent!r}")
-        self._mask_l1 = (MaskedUpsampleL1(self.fixed, self.feat_res)
-                         if self.fixed is not None and self.config.windowed and self.res % self.feat_res == 0 else None)
+        self._mask_l1 = (
+            MaskedUpsampleL1(self.fixed, self.feat_res)
+            if self.fixed is not None and self.config.windowed and self.res % self.feat_res == 0
+            else None
+        )
         self._refs: list[torch.Tensor] | None = None  # per tracking block: [N, C] at the start
         self._recent: list[torch.Tensor] | None = None  # per tracking block: [N, C] at the last step
         self._ref_image_feat: torch.Tensor | None = None  # the reference path's map at the image size
@@ -606,26 +638,45 @@ class DragSession:
             boxes, fboxes = self._window_boxes(self.feature_block, self.r2 + self.r1 + self.k + 1)
             self._dense_now = self._dense_this_step(fboxes)
         if self._dense_now:
-            out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=self.feature_block,
-                                   fused=self.config.fused_modconv)
+            out = self.G.synthesis(
+                self.ws,
+                noise_mode=self.config.noise_mode,
+                stop_after=self.feature_block,
+                fused=self.config.fused_modconv,
+            )
             self._step_features = out.features  # blocks 0..feature_block of this step, for tracking
             native = out.features[self.feature_block]
             feat = F.interpolate(native, [self.grid, self.grid], mode="bilinear", align_corners=False)
             # The mask term compares the map at the image size; on a finer grid it is resized apart.
-            self._ref_image_feat = feat if self.k == 1 else F.interpolate(native, [self.res, self.res],
-                                                                          mode="bilinear", align_corners=False)
+            self._ref_image_feat = (
+                feat
+                if self.k == 1
+                else F.interpolate(native, [self.res, self.res], mode="bilinear", align_corners=False)
+            )
             return [(feat, (0, 0))] * n, None
         native = None
         if self.fixed is not None:
-            out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=self.feature_block,
-                                   fused=self.config.fused_modconv)
+            out = self.G.synthesis(
+                self.ws,
+                noise_mode=self.config.noise_mode,
+                stop_after=self.feature_block,
+                fused=self.config.fused_modconv,
+            )
             native = out.features[self.feature_block].to(torch.float32)  # [1, C, R, R]
             crops = [fb.slice(native) for fb in fboxes]
         else:
-            crops = windowed_features(self.G.synthesis, self.ws, self.feature_block, fboxes, self.config.noise_mode,
-                                      fused=self.config.fused_modconv)
-        views = [(resize_window(c, fb, self.feat_res, b, self.grid), (b.x0, b.y0))
-                 for c, fb, b in zip(crops, fboxes, boxes, strict=True)]
+            crops = windowed_features(
+                self.G.synthesis,
+                self.ws,
+                self.feature_block,
+                fboxes,
+                self.config.noise_mode,
+                fused=self.config.fused_modconv,
+            )
+        views = [
+            (resize_window(c, fb, self.feat_res, b, self.grid), (b.x0, b.y0))
+            for c, fb, b in zip(crops, fboxes, boxes, strict=True)
+        ]
         return views, native
 
     @torch.no_grad()
@@ -637,14 +688,16 @@ class DragSession:
             if self._step_features is not None and block < len(self._step_features):
                 native = self._step_features[block].detach()
             else:
-                native = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, stop_after=block,
-                                          fused=self.config.fused_modconv).features[block]
+                native = self.G.synthesis(
+                    self.ws, noise_mode=self.config.noise_mode, stop_after=block, fused=self.config.fused_modconv
+                ).features[block]
             feat = F.interpolate(native, [self.grid, self.grid], mode="bilinear", align_corners=False)
             return [(feat, (0, 0))] * n
         res = self.G.synthesis.block_resolutions[block]
         boxes, fboxes = self._window_boxes(block, self.r2 + 1)
-        crops = windowed_features(self.G.synthesis, self.ws, block, fboxes, self.config.noise_mode,
-                                  fused=self.config.fused_modconv)
+        crops = windowed_features(
+            self.G.synthesis, self.ws, block, fboxes, self.config.noise_mode, fused=self.config.fused_modconv
+        )
         return [
             (resize_window(c, fb, res, b, self.grid), (b.x0, b.y0))
             for c, fb, b in zip(crops, fboxes, boxes, strict=True)
@@ -656,9 +709,12 @@ class DragSession:
         per_block = [views if b == self.feature_block else self._tracking_views(b) for b in self.tracking_blocks]
 
         def at_points() -> list[torch.Tensor]:
-            return [torch.stack([v[0, :, y - o[1], x - o[0]].detach()
-                                 for (x, y), (v, o) in zip(self.points, bviews, strict=True)])
-                    for bviews in per_block]
+            return [
+                torch.stack(
+                    [v[0, :, y - o[1], x - o[0]].detach() for (x, y), (v, o) in zip(self.points, bviews, strict=True)]
+                )
+                for bviews in per_block
+            ]
 
         if self._refs is None:
             self._refs = at_points()
@@ -666,8 +722,10 @@ class DragSession:
         recent = self.config.tracking_recent
         if len(per_block) == 1 and recent == 0.0 and self.config.tracking_line is None:  # the paper's, exactly
             bviews, refs = per_block[0], self._refs[0]
-            self.points = [track_points(v, refs[i : i + 1], [p], self.r2, origin=o, size=size)[0]
-                           for i, (p, (v, o)) in enumerate(zip(self.points, bviews, strict=True))]
+            self.points = [
+                track_points(v, refs[i : i + 1], [p], self.r2, origin=o, size=size)[0]
+                for i, (p, (v, o)) in enumerate(zip(self.points, bviews, strict=True))
+            ]
             return
         # Each (block, reference) pair is one term of the summed relative distance.
         recent_refs = self._recent if self._recent is not None else self._refs
@@ -675,8 +733,15 @@ class DragSession:
         if recent > 0.0:
             terms += [(bv, refs, recent) for bv, refs in zip(per_block, recent_refs, strict=True)]
         self.points = [
-            track_points_blocks([t[0][i] for t in terms], [t[1][i] for t in terms], p, self.r2, size,
-                                weights=[t[2] for t in terms], line=self._bands[i])
+            track_points_blocks(
+                [t[0][i] for t in terms],
+                [t[1][i] for t in terms],
+                p,
+                self.r2,
+                size,
+                weights=[t[2] for t in terms],
+                line=self._bands[i],
+            )
             for i, p in enumerate(self.points)
         ]
         if recent > 0.0:
@@ -725,13 +790,19 @@ class DragSession:
         active = [i for i, d in enumerate(dists) if d > pull]
         if self._dense_now and active:
             # One map for every handle: all discs in one sampling call.
-            loss_motion = motion_loss_many(views[0][0], [self.points[i] for i in active],
-                                           [self._aims[i] for i in active], self.r1, step=float(self.k))
+            loss_motion = motion_loss_many(
+                views[0][0],
+                [self.points[i] for i in active],
+                [self._aims[i] for i in active],
+                self.r1,
+                step=float(self.k),
+            )
         else:
             for i in active:
                 v, o = views[i]
-                loss_motion = loss_motion + motion_loss(v, self.points[i], self._aims[i], self.r1, origin=o,
-                                                        size=size, step=float(self.k))
+                loss_motion = loss_motion + motion_loss(
+                    v, self.points[i], self._aims[i], self.r1, origin=o, size=size, step=float(self.k)
+                )
         loss = loss_motion
         loss_fix = None
         if self.fixed is not None:
@@ -748,9 +819,16 @@ class DragSession:
             self._last_preview = time.perf_counter()
         self.converged = stop
         result = StepResult(
-            step=self.step_index, points=self.current_points(), distances=dists,
-            mean_distance=float(np.mean(dists)), loss_motion=float(loss_motion.detach()), loss_fix=loss_fix,
-            loss=float(loss.detach()), converged=stop, image=image, seconds=time.perf_counter() - t0,
+            step=self.step_index,
+            points=self.current_points(),
+            distances=dists,
+            mean_distance=float(np.mean(dists)),
+            loss_motion=float(loss_motion.detach()),
+            loss_fix=loss_fix,
+            loss=float(loss.detach()),
+            converged=stop,
+            image=image,
+            seconds=time.perf_counter() - t0,
         )
         self.seconds += result.seconds
         if self._timing is not None and image is None:  # a preview's render would skew the comparison
@@ -775,9 +853,17 @@ class DragSession:
         end = float(np.mean(self.distances()))
         start = self.start_distance
         return DragResult(
-            ws=self.ws.detach().clone(), points=self.current_points(), targets=list(self.targets),
-            steps=self.step_index, converged=self.converged, cancelled=self.cancelled,
-            mean_distance=end, seconds=self.seconds, image=image, frames=list(self.frames), start_distance=start,
+            ws=self.ws.detach().clone(),
+            points=self.current_points(),
+            targets=list(self.targets),
+            steps=self.step_index,
+            converged=self.converged,
+            cancelled=self.cancelled,
+            mean_distance=end,
+            seconds=self.seconds,
+            image=image,
+            frames=list(self.frames),
+            start_distance=start,
             verdict=drag_verdict(self.converged, self.cancelled, start, end, self.config.stop_px(len(self.targets))),
         )
 

@@ -4,6 +4,7 @@ The engine's own errors name no front end: they speak of files, models and point
 flags or commands. The application subclasses `UserError` for its own and shows any of them
 to the user as they are, without a traceback.
 """
+
 from __future__ import annotations
 
 

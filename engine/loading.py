@@ -5,6 +5,7 @@ the same name beside it (`model.safetensors` + `model.json`) holding
 `{"format": "stylegan-generator", "family": "stylegan2", "config": {...}}` (files written
 under the format's earlier name are read when the caller lists that name in `formats`).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,15 @@ PICKLE_OPCODES = (b"\x80",)  # every pickle of protocol >= 2 starts with PROTO
 # Official init arguments this implementation knows how to build; any other
 # argument means an architecture variant it would silently get wrong.
 _SYNTHESIS_KEYS = {
-    "channel_base", "channel_max", "num_fp16_res", "conv_clamp", "architecture", "resample_filter",
-    "use_noise", "activation", "kernel_size",
+    "channel_base",
+    "channel_max",
+    "num_fp16_res",
+    "conv_clamp",
+    "architecture",
+    "resample_filter",
+    "use_noise",
+    "activation",
+    "kernel_size",
 }
 _IGNORED_KEYS = {"fp16_channels_last", "fused_modconv_default"}  # change speed only, never results
 
@@ -41,8 +49,10 @@ def pick_device(name: str | None = None) -> torch.device:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise CheckpointError("CUDA was asked for but no CUDA GPU is available; use the device 'cpu'.")
         if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-            raise CheckpointError(f"there is no {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s); "
-                                  "use cuda:0, or no device to let it be chosen.")
+            raise CheckpointError(
+                f"there is no {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s); "
+                "use cuda:0, or no device to let it be chosen."
+            )
         if device.type == "cpu" and device.index not in (None, 0):
             raise CheckpointError(f"there is no {name}: the CPU is one device; use 'cpu'.")
         if device.type not in ("cpu", "cuda"):
@@ -57,11 +67,14 @@ def config_from_init_kwargs(init_kwargs: dict[str, Any]) -> GeneratorConfig:
     Both layouts occur: stylegan2-ada-pytorch nests synthesis arguments under
     `synthesis_kwargs`; stylegan3 and converted TF pickles keep them flat.
     """
+
     # A hostile or damaged file can hold anything here: each group must be a dict with string keys.
     def keywords(name: str, group: object) -> None:
         if not (isinstance(group, dict) and all(isinstance(k, str) for k in group)):
-            raise CheckpointError(f"the checkpoint's generator {name} are not keyword arguments; "
-                                  "the file is damaged or not a StyleGAN2 generator.")
+            raise CheckpointError(
+                f"the checkpoint's generator {name} are not keyword arguments; "
+                "the file is damaged or not a StyleGAN2 generator."
+            )
 
     keywords("init_kwargs", init_kwargs)
     for name in ("mapping_kwargs", "synthesis_kwargs"):
@@ -73,9 +86,15 @@ def config_from_init_kwargs(init_kwargs: dict[str, Any]) -> GeneratorConfig:
     for key in list(kw):
         if key in _SYNTHESIS_KEYS or key in _IGNORED_KEYS:
             synthesis[key] = kw.pop(key)
-    unknown = [k for k in list(kw) + list(synthesis) + list(mapping_kwargs)
-               if k not in {"z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"}
-               | _SYNTHESIS_KEYS | _IGNORED_KEYS | set(MappingConfig.__dataclass_fields__)]
+    unknown = [
+        k
+        for k in list(kw) + list(synthesis) + list(mapping_kwargs)
+        if k
+        not in {"z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"}
+        | _SYNTHESIS_KEYS
+        | _IGNORED_KEYS
+        | set(MappingConfig.__dataclass_fields__)
+    ]
     if unknown:
         raise CheckpointError(
             f"this StyleGAN2 checkpoint uses arguments that cannot be built yet ({', '.join(sorted(unknown))}); "
@@ -92,8 +111,10 @@ def config_from_init_kwargs(init_kwargs: dict[str, Any]) -> GeneratorConfig:
     try:
         cfg.validate()
     except ValueError as err:
-        raise CheckpointError(f"the checkpoint's generator arguments are out of range ({err}); "
-                              "the file is damaged or not a StyleGAN2 generator.") from None
+        raise CheckpointError(
+            f"the checkpoint's generator arguments are out of range ({err}); "
+            "the file is damaged or not a StyleGAN2 generator."
+        ) from None
     return cfg
 
 
@@ -107,14 +128,18 @@ def _fill(G: Any, state_dict: dict[str, torch.Tensor], source: Path, described: 
     # it is refused here, once, at load.
     for key, tensor in state_dict.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"{source.name} holds weights that are not finite (NaN or inf in {key}); "
-                                  "the file is damaged, so download or export it again.")
+            raise CheckpointError(
+                f"{source.name} holds weights that are not finite (NaN or inf in {key}); "
+                "the file is damaged, so download or export it again."
+            )
     own = G.state_dict()
     wrong = [k for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
     if wrong:
-        raise CheckpointError(f"{source.name} does not fit {described}: {wrong[0]} has the shape "
-                              f"{tuple(state_dict[wrong[0]].shape)}, not {tuple(own[wrong[0]].shape)}; "
-                              "the file and its config do not belong together.")
+        raise CheckpointError(
+            f"{source.name} does not fit {described}: {wrong[0]} has the shape "
+            f"{tuple(state_dict[wrong[0]].shape)}, not {tuple(own[wrong[0]].shape)}; "
+            "the file and its config do not belong together."
+        )
     missing, unexpected = G.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
         raise CheckpointError(
@@ -152,8 +177,10 @@ def _build3(init_args: Any, init_kwargs: dict[str, Any], state_dict: dict[str, t
         cfg = config3_from_init_kwargs(init_kwargs)
         G = Generator3(cfg)
     except (ValueError, TypeError) as err:
-        raise CheckpointError(f"this StyleGAN3 checkpoint uses arguments that cannot be built ({err}); "
-                              "use a standard StyleGAN3-T or -R checkpoint.") from None
+        raise CheckpointError(
+            f"this StyleGAN3 checkpoint uses arguments that cannot be built ({err}); "
+            "use a standard StyleGAN3-T or -R checkpoint."
+        ) from None
     return _fill(G, state_dict, source, "the StyleGAN3 generator its init arguments describe")
 
 
@@ -168,7 +195,7 @@ def _load_own(weights: Path, config_path: Path, formats: Collection[str]) -> Gen
     except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON, bad UTF-8, 5000-digit numbers
         raise CheckpointError(f"{config_path.name} is not valid JSON; restore it from the model's release.") from err
     if not isinstance(meta, dict) or meta.get("format") not in formats:
-        raise CheckpointError(f"{config_path.name} is not a generator config (expected \"format\": \"{OWN_FORMAT}\").")
+        raise CheckpointError(f'{config_path.name} is not a generator config (expected "format": "{OWN_FORMAT}").')
     if meta.get("family", "stylegan2") != "stylegan2":
         raise CheckpointError(
             f"{config_path.name} describes a {meta.get('family')} generator, which cannot be built yet."
@@ -189,8 +216,9 @@ def _load_own(weights: Path, config_path: Path, formats: Collection[str]) -> Gen
     try:
         DragConfig.for_generator(G)
     except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{config_path.name} has invalid drag settings ({err}); "
-                              "restore it from the model's release.") from None
+        raise CheckpointError(
+            f"{config_path.name} has invalid drag settings ({err}); restore it from the model's release."
+        ) from None
     return G
 
 
@@ -209,8 +237,9 @@ def save_generator(G: Generator, path: str | Path, extra: dict[str, Any] | None 
     return path
 
 
-def load_generator(path: str | Path, device: str | torch.device | None = None,
-                   formats: Collection[str] = (OWN_FORMAT,)) -> Generator:
+def load_generator(
+    path: str | Path, device: str | torch.device | None = None, formats: Collection[str] = (OWN_FORMAT,)
+) -> Generator:
     """Read a generator from an official pickle or a .safetensors file with its JSON config (whose
     "format" must be one of `formats`), onto `device`."""
     path = Path(path).expanduser()
@@ -238,7 +267,6 @@ def load_generator(path: str | Path, device: str | torch.device | None = None,
         )
     else:
         raise CheckpointError(
-            f"{path.name} is neither an NVlabs network pickle nor a .safetensors generator; "
-            "pass one of those."
+            f"{path.name} is neither an NVlabs network pickle nor a .safetensors generator; pass one of those."
         )
     return G.to(dev)

@@ -15,6 +15,7 @@ may make is bounded, and every field read afterwards is checked for its type and
 file is refused in one sentence, within about a second and a hundred megabytes
 (tests/test_hostile_checkpoints.py measures each kind of hostile file).
 """
+
 from __future__ import annotations
 
 import collections
@@ -170,10 +171,17 @@ class _Budget:
 
 
 _STORAGE_DTYPES: dict[str, torch.dtype] = {
-    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
-    "BoolStorage": torch.bool, "UntypedStorage": torch.uint8,
+    "FloatStorage": torch.float32,
+    "DoubleStorage": torch.float64,
+    "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
+    "UntypedStorage": torch.uint8,
 }
 _TORCH_DTYPES = {str(d).removeprefix("torch."): d for d in set(_STORAGE_DTYPES.values())}
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -195,46 +203,128 @@ _LEGACY_PROTOCOL = 1001
 # Argument layouts: what follows the opcode byte.
 _NONE, _FIXED, _LEN1, _LEN4S, _LEN4U, _LEN8, _LINE, _LINES2 = range(8)
 # What an opcode does to the stack of depths.
-(_LEAF, _TEXT, _EMPTY, _MARK, _POP, _POP_MARK, _DUP, _COLLECT, _TUPLE_N, _APPEND, _SETITEM, _APPENDS, _BUILD,
- _REDUCE, _NEWOBJ_EX, _STACK_GLOBAL, _GET, _PUT, _MEMOIZE, _PROTO, _FRAME, _STOP, _GLOBAL, _INST,
- _PERSID, _BINPERSID, _REFUSE) = range(27)
+(
+    _LEAF,
+    _TEXT,
+    _EMPTY,
+    _MARK,
+    _POP,
+    _POP_MARK,
+    _DUP,
+    _COLLECT,
+    _TUPLE_N,
+    _APPEND,
+    _SETITEM,
+    _APPENDS,
+    _BUILD,
+    _REDUCE,
+    _NEWOBJ_EX,
+    _STACK_GLOBAL,
+    _GET,
+    _PUT,
+    _MEMOIZE,
+    _PROTO,
+    _FRAME,
+    _STOP,
+    _GLOBAL,
+    _INST,
+    _PERSID,
+    _BINPERSID,
+    _REFUSE,
+) = range(27)
 _PAIRS, _ALL = 1, 2  # for _COLLECT and _APPENDS: which of the values are keys (dicts) or items (sets)
 
 # opcode -> (layout, size of a fixed argument | length of a TUPLE_N | which values are keys, effect)
 _OPCODES: dict[bytes, tuple[int, int, int]] = {
-    b"I": (_LINE, 0, _LEAF), b"J": (_FIXED, 4, _LEAF), b"K": (_FIXED, 1, _LEAF), b"M": (_FIXED, 2, _LEAF),
-    b"L": (_LINE, 0, _LEAF), b"\x8a": (_LEN1, 0, _LEAF), b"\x8b": (_LEN4S, 0, _LEAF),
-    b"S": (_LINE, 0, _TEXT), b"T": (_LEN4S, 0, _TEXT), b"U": (_LEN1, 0, _TEXT), b"B": (_LEN4U, 0, _LEAF),
-    b"C": (_LEN1, 0, _LEAF), b"\x8e": (_LEN8, 0, _LEAF), b"\x96": (_LEN8, 0, _LEAF),
-    b"\x97": (_NONE, 0, _REFUSE), b"\x98": (_NONE, 0, _REFUSE),  # NEXT_BUFFER, READONLY_BUFFER
-    b"N": (_NONE, 0, _LEAF), b"\x88": (_NONE, 0, _LEAF), b"\x89": (_NONE, 0, _LEAF),
-    b"V": (_LINE, 0, _TEXT), b"\x8c": (_LEN1, 0, _TEXT), b"X": (_LEN4U, 0, _TEXT), b"\x8d": (_LEN8, 0, _TEXT),
-    b"F": (_LINE, 0, _LEAF), b"G": (_FIXED, 8, _LEAF),
-    b"]": (_NONE, 0, _EMPTY), b"a": (_NONE, 0, _APPEND), b"e": (_NONE, 0, _APPENDS), b"l": (_NONE, 0, _COLLECT),
-    b")": (_NONE, 0, _EMPTY), b"t": (_NONE, 0, _COLLECT), b"\x85": (_NONE, 1, _TUPLE_N),
-    b"\x86": (_NONE, 2, _TUPLE_N), b"\x87": (_NONE, 3, _TUPLE_N),
-    b"}": (_NONE, 0, _EMPTY), b"d": (_NONE, _PAIRS, _COLLECT), b"s": (_NONE, 0, _SETITEM),
+    b"I": (_LINE, 0, _LEAF),
+    b"J": (_FIXED, 4, _LEAF),
+    b"K": (_FIXED, 1, _LEAF),
+    b"M": (_FIXED, 2, _LEAF),
+    b"L": (_LINE, 0, _LEAF),
+    b"\x8a": (_LEN1, 0, _LEAF),
+    b"\x8b": (_LEN4S, 0, _LEAF),
+    b"S": (_LINE, 0, _TEXT),
+    b"T": (_LEN4S, 0, _TEXT),
+    b"U": (_LEN1, 0, _TEXT),
+    b"B": (_LEN4U, 0, _LEAF),
+    b"C": (_LEN1, 0, _LEAF),
+    b"\x8e": (_LEN8, 0, _LEAF),
+    b"\x96": (_LEN8, 0, _LEAF),
+    b"\x97": (_NONE, 0, _REFUSE),
+    b"\x98": (_NONE, 0, _REFUSE),  # NEXT_BUFFER, READONLY_BUFFER
+    b"N": (_NONE, 0, _LEAF),
+    b"\x88": (_NONE, 0, _LEAF),
+    b"\x89": (_NONE, 0, _LEAF),
+    b"V": (_LINE, 0, _TEXT),
+    b"\x8c": (_LEN1, 0, _TEXT),
+    b"X": (_LEN4U, 0, _TEXT),
+    b"\x8d": (_LEN8, 0, _TEXT),
+    b"F": (_LINE, 0, _LEAF),
+    b"G": (_FIXED, 8, _LEAF),
+    b"]": (_NONE, 0, _EMPTY),
+    b"a": (_NONE, 0, _APPEND),
+    b"e": (_NONE, 0, _APPENDS),
+    b"l": (_NONE, 0, _COLLECT),
+    b")": (_NONE, 0, _EMPTY),
+    b"t": (_NONE, 0, _COLLECT),
+    b"\x85": (_NONE, 1, _TUPLE_N),
+    b"\x86": (_NONE, 2, _TUPLE_N),
+    b"\x87": (_NONE, 3, _TUPLE_N),
+    b"}": (_NONE, 0, _EMPTY),
+    b"d": (_NONE, _PAIRS, _COLLECT),
+    b"s": (_NONE, 0, _SETITEM),
     b"u": (_NONE, _PAIRS, _APPENDS),
-    b"\x8f": (_NONE, 0, _EMPTY), b"\x90": (_NONE, _ALL, _APPENDS), b"\x91": (_NONE, _ALL, _COLLECT),
-    b"0": (_NONE, 0, _POP), b"2": (_NONE, 0, _DUP), b"(": (_NONE, 0, _MARK), b"1": (_NONE, 0, _POP_MARK),
-    b"g": (_LINE, 0, _GET), b"h": (_FIXED, 1, _GET), b"j": (_FIXED, 4, _GET),
-    b"p": (_LINE, 0, _PUT), b"q": (_FIXED, 1, _PUT), b"r": (_FIXED, 4, _PUT), b"\x94": (_NONE, 0, _MEMOIZE),
-    b"\x82": (_FIXED, 1, _REFUSE), b"\x83": (_FIXED, 2, _REFUSE), b"\x84": (_FIXED, 4, _REFUSE),  # EXT1, 2, 4
-    b"c": (_LINES2, 0, _GLOBAL), b"\x93": (_NONE, 0, _STACK_GLOBAL), b"R": (_NONE, 0, _REDUCE),
-    b"b": (_NONE, 0, _BUILD), b"i": (_LINES2, 0, _INST), b"o": (_NONE, 0, _COLLECT),
-    b"\x81": (_NONE, 0, _REDUCE), b"\x92": (_NONE, 0, _NEWOBJ_EX),
-    b"\x80": (_FIXED, 1, _PROTO), b".": (_NONE, 0, _STOP), b"\x95": (_FIXED, 8, _FRAME),
-    b"P": (_LINE, 0, _PERSID), b"Q": (_NONE, 0, _BINPERSID),
+    b"\x8f": (_NONE, 0, _EMPTY),
+    b"\x90": (_NONE, _ALL, _APPENDS),
+    b"\x91": (_NONE, _ALL, _COLLECT),
+    b"0": (_NONE, 0, _POP),
+    b"2": (_NONE, 0, _DUP),
+    b"(": (_NONE, 0, _MARK),
+    b"1": (_NONE, 0, _POP_MARK),
+    b"g": (_LINE, 0, _GET),
+    b"h": (_FIXED, 1, _GET),
+    b"j": (_FIXED, 4, _GET),
+    b"p": (_LINE, 0, _PUT),
+    b"q": (_FIXED, 1, _PUT),
+    b"r": (_FIXED, 4, _PUT),
+    b"\x94": (_NONE, 0, _MEMOIZE),
+    b"\x82": (_FIXED, 1, _REFUSE),
+    b"\x83": (_FIXED, 2, _REFUSE),
+    b"\x84": (_FIXED, 4, _REFUSE),  # EXT1, 2, 4
+    b"c": (_LINES2, 0, _GLOBAL),
+    b"\x93": (_NONE, 0, _STACK_GLOBAL),
+    b"R": (_NONE, 0, _REDUCE),
+    b"b": (_NONE, 0, _BUILD),
+    b"i": (_LINES2, 0, _INST),
+    b"o": (_NONE, 0, _COLLECT),
+    b"\x81": (_NONE, 0, _REDUCE),
+    b"\x92": (_NONE, 0, _NEWOBJ_EX),
+    b"\x80": (_FIXED, 1, _PROTO),
+    b".": (_NONE, 0, _STOP),
+    b"\x95": (_FIXED, 8, _FRAME),
+    b"P": (_LINE, 0, _PERSID),
+    b"Q": (_NONE, 0, _BINPERSID),
 }
 _TABLE: list[tuple[int, int, int] | None] = [_OPCODES.get(bytes([c])) for c in range(256)]
 _LENGTH_BYTES = {_LEN1: 1, _LEN4S: 4, _LEN4U: 4, _LEN8: 8}
-_REFUSED_OPCODES = {0x97: "out-of-band buffers (pickle protocol 5)", 0x98: "out-of-band buffers (pickle protocol 5)",
-                    0x82: "pickle extension codes", 0x83: "pickle extension codes", 0x84: "pickle extension codes"}
+_REFUSED_OPCODES = {
+    0x97: "out-of-band buffers (pickle protocol 5)",
+    0x98: "out-of-band buffers (pickle protocol 5)",
+    0x82: "pickle extension codes",
+    0x83: "pickle extension codes",
+    0x84: "pickle extension codes",
+}
 _BLOCK = 1 << 20
 
 
-def _check_opcodes(f: BinaryIO, end: int, budget: _Budget, max_opcodes: int, names: Callable[[str, str], bool],
-                   persistent_ids: bool = False) -> None:
+def _check_opcodes(
+    f: BinaryIO,
+    end: int,
+    budget: _Budget,
+    max_opcodes: int,
+    names: Callable[[str, str], bool],
+    persistent_ids: bool = False,
+) -> None:
     """Walk one pickle from `f`'s position to its STOP (file offset `end` is the most there is),
     building nothing; `names(module, name)` says which globals are allowed, and keys that are not
     strings are charged to `budget`. Raises _Unusable or _Refused; leaves `f` just past the STOP."""
@@ -274,7 +364,7 @@ def _check_opcodes(f: BinaryIO, end: int, budget: _Budget, max_opcodes: int, nam
             if layout == _FIXED:
                 if pos + size > len(buf):
                     buf, pos = more(buf, pos, size)
-                arg = int.from_bytes(buf[pos:pos + size], "little")
+                arg = int.from_bytes(buf[pos : pos + size], "little")
                 pos += size
             elif layout == _LINE or layout == _LINES2:
                 lines = []
@@ -294,7 +384,7 @@ def _check_opcodes(f: BinaryIO, end: int, budget: _Budget, max_opcodes: int, nam
                 width = _LENGTH_BYTES[layout]
                 if pos + width > len(buf):
                     buf, pos = more(buf, pos, width)
-                n = int.from_bytes(buf[pos:pos + width], "little", signed=layout == _LEN4S)
+                n = int.from_bytes(buf[pos : pos + width], "little", signed=layout == _LEN4S)
                 pos += width
                 if n < 0:
                     raise _Unusable("it holds a value of negative length", damaged=True)
@@ -305,8 +395,9 @@ def _check_opcodes(f: BinaryIO, end: int, budget: _Budget, max_opcodes: int, nam
                 else:  # skipped, never read: a tensor storage can be hundreds of megabytes
                     target = base + pos + n
                     if target > end:
-                        raise _Unusable(f"a value in it claims {n:,} bytes where {end - base - pos:,} are left",
-                                        damaged=True)
+                        raise _Unusable(
+                            f"a value in it claims {n:,} bytes where {end - base - pos:,} are left", damaged=True
+                        )
                     f.seek(target)
                     base, buf, pos = target, b"", 0
 
@@ -364,7 +455,7 @@ def _check_opcodes(f: BinaryIO, end: int, budget: _Budget, max_opcodes: int, nam
                 else:
                     marks.pop()
             elif effect == _POP_MARK:
-                del stack[marks.pop():]
+                del stack[marks.pop() :]
             elif effect == _DUP:
                 stack.append(stack[-1])
             elif effect == _NEWOBJ_EX:
@@ -380,7 +471,7 @@ def _check_opcodes(f: BinaryIO, end: int, budget: _Budget, max_opcodes: int, nam
                 if effect == _GLOBAL:
                     stack.append(0)
                 else:
-                    del stack[marks.pop():]
+                    del stack[marks.pop() :]
                     stack.append(1)
             elif effect == _STACK_GLOBAL:  # the names are values on the stack: find_class checks them
                 stack.pop()
@@ -390,15 +481,17 @@ def _check_opcodes(f: BinaryIO, end: int, budget: _Budget, max_opcodes: int, nam
                     raise _Unusable(f"it is written in pickle protocol {arg}, which does not exist", damaged=True)
             elif effect == _FRAME:
                 if arg > end - base - pos:
-                    raise _Unusable(f"a frame in it claims {arg:,} bytes where {end - base - pos:,} are left",
-                                    damaged=True)
+                    raise _Unusable(
+                        f"a frame in it claims {arg:,} bytes where {end - base - pos:,} are left", damaged=True
+                    )
             elif effect == _STOP:
                 f.seek(base + pos)
                 return
             elif effect == _PERSID or effect == _BINPERSID:
                 if not persistent_ids:
-                    raise _Unusable("it refers to objects outside itself (persistent ids), which NVlabs pickles "
-                                    "never do")
+                    raise _Unusable(
+                        "it refers to objects outside itself (persistent ids), which NVlabs pickles never do"
+                    )
                 if effect == _BINPERSID:
                     stack.pop()
                 stack.append(0)
@@ -419,6 +512,7 @@ def _line_int(text: bytes) -> int:
 
 # --- what a stream may call ---------------------------------------------------------------------
 
+
 class _StorageHeaderUnpickler(pickle.Unpickler):
     """The small pickles inside a legacy storage blob: only storage classes and persistent ids."""
 
@@ -429,12 +523,19 @@ class _StorageHeaderUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> _StorageRef:
         # ("storage", storage type, key, location, element count, view or None)
-        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"
-                and isinstance(pid[1], torch.dtype) and _short_text(pid[2]) and _count(pid[4])):
+        if not (
+            isinstance(pid, tuple)
+            and len(pid) == 6
+            and pid[0] == "storage"
+            and isinstance(pid[1], torch.dtype)
+            and _short_text(pid[2])
+            and _count(pid[4])
+        ):
             raise _Unusable("a tensor storage in it has a malformed header", damaged=True)
         view = pid[5]
-        if view is not None and not (isinstance(view, tuple) and len(view) == 3 and _short_text(view[0])
-                                     and _count(view[1]) and _count(view[2])):
+        if view is not None and not (
+            isinstance(view, tuple) and len(view) == 3 and _short_text(view[0]) and _count(view[1]) and _count(view[2])
+        ):
             raise _Unusable("a tensor storage in it has a malformed view", damaged=True)
         return _StorageRef(pid[1], pid[2], pid[4], view)
 
@@ -483,8 +584,13 @@ def _parse_storage(blob: bytes | bytearray) -> torch.Tensor:
     f.seek(0)
     header = _StorageHeaderUnpickler(f)
     magic, protocol, info = header.load(), header.load(), header.load()
-    if type(magic) is not int or magic != _LEGACY_MAGIC or type(protocol) is not int \
-            or protocol != _LEGACY_PROTOCOL or not isinstance(info, dict):
+    if (
+        type(magic) is not int
+        or magic != _LEGACY_MAGIC
+        or type(protocol) is not int
+        or protocol != _LEGACY_PROTOCOL
+        or not isinstance(info, dict)
+    ):
         raise _Unusable("a tensor storage in it has a bad magic number", damaged=True)
     if info.get("little_endian") is not True:
         raise _Unusable("a tensor storage in it is big-endian, which is not supported")
@@ -512,7 +618,7 @@ def _parse_storage(blob: bytes | bytearray) -> torch.Tensor:
     base_key, offset, numel = root.view
     if base_key not in data or offset + numel > data[base_key].numel():
         raise _Unusable("a tensor storage in it is a view past its data", damaged=True)
-    return data[base_key][offset:offset + numel]
+    return data[base_key][offset : offset + numel]
 
 
 def _reconstruct_persistent_obj(meta: Any) -> _Record:
@@ -529,8 +635,15 @@ def _int_tuple(value: Any) -> bool:
     return isinstance(value, tuple) and len(value) <= 16 and all(_count(v) for v in value)
 
 
-def _rebuild_tensor_v2(storage: Any, offset: Any, size: Any, stride: Any,
-                       requires_grad: Any = False, hooks: Any = None, metadata: Any = None) -> torch.Tensor:
+def _rebuild_tensor_v2(
+    storage: Any,
+    offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any = False,
+    hooks: Any = None,
+    metadata: Any = None,
+) -> torch.Tensor:
     if not isinstance(storage, torch.Tensor):
         raise _Unusable("a tensor in it has no storage", damaged=True)
     if not (_count(offset) and _int_tuple(size) and _int_tuple(stride) and len(size) == len(stride)):
@@ -562,8 +675,11 @@ _REBUILD_PARAMETER = _Call(_rebuild_parameter)
 
 
 def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> Any:
-    if not isinstance(new_type, _TensorType) or func not in (_REBUILD_TENSOR, _REBUILD_PARAMETER) \
-            or not isinstance(args, tuple):
+    if (
+        not isinstance(new_type, _TensorType)
+        or func not in (_REBUILD_TENSOR, _REBUILD_PARAMETER)
+        or not isinstance(args, tuple)
+    ):
         raise _Unusable("it holds an unsupported tensor subclass")
     return func(*args)
 
@@ -589,6 +705,7 @@ def _copying(make: Callable[[Any], Any], budget: _Budget) -> _Call:
     """set(), frozenset(), OrderedDict() for a stream: each copies its argument, so each is charged
     for its items (a stream could otherwise copy one long list a million times), and for the keys
     among them that are not strings."""
+
     def call(items: Any = ()) -> Any:
         if not isinstance(items, (list, tuple, dict, set, frozenset)):
             raise _Unusable("it builds a collection from something that is not one", damaged=True)
@@ -655,8 +772,13 @@ class _ArraySpec:
         if not isinstance(state, tuple) or len(state) != 5:
             raise ValueError("unsupported numpy array state")
         _version, shape, dtype, fortran, raw = state
-        if not isinstance(dtype, _DTypeSpec) or not isinstance(raw, bytes) or not isinstance(shape, tuple) \
-                or not all(_count(n) and n < 2**31 for n in shape) or len(shape) > 32:
+        if (
+            not isinstance(dtype, _DTypeSpec)
+            or not isinstance(raw, bytes)
+            or not isinstance(shape, tuple)
+            or not all(_count(n) and n < 2**31 for n in shape)
+            or len(shape) > 32
+        ):
             raise ValueError("malformed numpy array")
         count = math.prod(shape)
         if count * dtype.dtype.itemsize != len(raw):
@@ -693,7 +815,8 @@ def _budgeted(budget: _Budget) -> dict[tuple[str, str], Any]:
     """The allowed names whose calls copy data, bound to one load's budget."""
     array = _Sealed("ndarray", (_ArraySpec,), {"__slots__": (), "budget": budget})
     return {
-        ("builtins", "set"): _copying(set, budget), ("builtins", "frozenset"): _copying(frozenset, budget),
+        ("builtins", "set"): _copying(set, budget),
+        ("builtins", "frozenset"): _copying(frozenset, budget),
         ("collections", "OrderedDict"): _copying(collections.OrderedDict, budget),
         ("_codecs", "encode"): _Call(functools.partial(_latin1, budget=budget)),
         ("builtins", "bytearray"): _Call(functools.partial(_bytearray, budget=budget)),
@@ -742,6 +865,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 # --- reading the networks out -------------------------------------------------------------------
+
 
 def _type_name(value: Any) -> str:
     return type(value).__name__[:40]
@@ -824,8 +948,10 @@ def _state_dict(record: _Record, budget: _Budget) -> dict[str, torch.Tensor]:
             # One tensor can be named any number of times, and every name is checked and loaded.
             elements += t.numel()
             if len(out) >= MAX_TENSORS or elements > MAX_TENSOR_ELEMENTS:
-                raise _Unusable(f"its network holds more than {MAX_TENSORS:,} tensors or "
-                                f"{MAX_TENSOR_ELEMENTS:,} numbers, more than any generator")
+                raise _Unusable(
+                    f"its network holds more than {MAX_TENSORS:,} tensors or "
+                    f"{MAX_TENSOR_ELEMENTS:,} numbers, more than any generator"
+                )
             out[prefix + name] = t
         for name, child in group(state, "_modules").items():
             if isinstance(child, _Record):
@@ -888,7 +1014,8 @@ def read_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> PickledNetwork:
                 if len(head) < 2 or head[0] != 0x80:
                     raise CheckpointError(
                         f"{path} is not a pickle (empty, or starts with {head!r}); "
-                        "give an official NVlabs StyleGAN .pkl or a .safetensors generator.")
+                        "give an official NVlabs StyleGAN .pkl or a .safetensors generator."
+                    )
                 f.seek(0)
                 size = os.fstat(f.fileno()).st_size
                 budget = _Budget(copies=3 * size + (1 << 20))
@@ -896,8 +1023,10 @@ def read_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> PickledNetwork:
                 f.seek(0)
                 top = _RestrictedUnpickler(f, budget).load()
             if not isinstance(top, dict):
-                raise CheckpointError(f"{path} holds a {_type_name(top)}, not an NVlabs snapshot dict; "
-                                      "give an official NVlabs StyleGAN .pkl.")
+                raise CheckpointError(
+                    f"{path} holds a {_type_name(top)}, not an NVlabs snapshot dict; "
+                    "give an official NVlabs StyleGAN .pkl."
+                )
             net = top.get(key)
             if not isinstance(net, _Record) or not isinstance(net.state, dict):
                 found = [repr(_shown(k, 40)) for k, v in top.items() if isinstance(v, _Record) and isinstance(k, str)]
@@ -908,8 +1037,10 @@ def read_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> PickledNetwork:
             state_dict = _state_dict(net, budget)
             init_args, init_kwargs = net.state.get("_init_args", ()), net.state.get("_init_kwargs", {})
             if not isinstance(init_args, (tuple, list)) or not isinstance(init_kwargs, dict):
-                raise CheckpointError(f"{path} stores its network's arguments as a {_type_name(init_kwargs)}, not "
-                                      "keywords; the file is damaged or not an NVlabs StyleGAN checkpoint.")
+                raise CheckpointError(
+                    f"{path} stores its network's arguments as a {_type_name(init_kwargs)}, not "
+                    "keywords; the file is damaged or not an NVlabs StyleGAN checkpoint."
+                )
             return PickledNetwork(
                 class_name=net.class_name,
                 family=_family(state_dict),
@@ -922,11 +1053,13 @@ def read_nvlabs_pickle(path: str | Path, key: str = "G_ema") -> PickledNetwork:
     except _Refused as err:
         raise CheckpointError(
             f"{path} is not a plain StyleGAN checkpoint: the pickle asked for `{_shown(err.name)}`, "
-            "which was refused, and nothing in it was run; use a checkpoint from the official releases.") from None
+            "which was refused, and nothing in it was run; use a checkpoint from the official releases."
+        ) from None
     except _Unusable as err:
         if err.damaged:
             raise CheckpointError(f"{path} is truncated or corrupt ({err.reason}); download it again.") from None
-        raise CheckpointError(f"{path} is not a usable checkpoint: {err.reason}; "
-                              "use a checkpoint from the official releases.") from None
+        raise CheckpointError(
+            f"{path} is not a usable checkpoint: {err.reason}; use a checkpoint from the official releases."
+        ) from None
     except Exception as err:  # truncated streams, corrupt storages, bad opcodes: all mean a damaged file
         raise CheckpointError(f"{path} is truncated or corrupt ({_describe(err)}); download it again.") from None

@@ -5,6 +5,7 @@ same float32 arithmetic, up to operation order), so that official checkpoints
 reproduce their reference outputs. Where a faster formulation exists it sits
 beside the plain one, and tests check that the two agree.
 """
+
 from __future__ import annotations
 
 import math

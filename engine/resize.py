@@ -31,6 +31,7 @@ slow (every cell touches zero); the drag loop knows that case (its first step)
 and skips the call. `masked_upsampled_l1_reference` is the plain formula; tests
 check that both agree.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,6 +60,7 @@ def masked_upsampled_l1_reference(
 def cell_layout(scale: int, out_res: int) -> tuple[int, torch.Tensor]:
     """(pad_before, lam): output pixel o sits in cell a at slot o + pad_before - a * scale, where
     cell a spans padded native pixels a, a + 1; lam [scale] is the weight of pixel a + 1 per slot."""
+
     def cell_of(o: int) -> tuple[int, float]:
         src = (o + 0.5) / scale - 0.5
         return math.floor(src) + 1, src - math.floor(src)
@@ -117,8 +119,10 @@ class MaskedUpsampleL1:
         """corner_weights and has_fixed repeated over c channels, cut to the cells' flat length."""
         if c not in self._tiled:
             length = c * self.plane - self.shifts[-1]
-            self._tiled[c] = (self.corner_weights.repeat(1, c)[:, :length].contiguous(),
-                              self.has_fixed.repeat(c)[:length].contiguous())
+            self._tiled[c] = (
+                self.corner_weights.repeat(1, c)[:, :length].contiguous(),
+                self.has_fixed.repeat(c)[:length].contiguous(),
+            )
         return self._tiled[c]
 
     def __call__(self, diff: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ dict loads with `load_state_dict(strict=True)` and reproduces the official
 images and features. The configuration travels with the weights as a
 `GeneratorConfig`; nothing is guessed from a file name.
 """
+
 from __future__ import annotations
 
 import math
@@ -101,6 +102,7 @@ class GeneratorConfig:
     def validate(self) -> None:
         """Raise ValueError naming the first value out of its range, before any tensor is allocated:
         a config file is user input, and a huge size would otherwise try to allocate without bound."""
+
         def whole(name: str, value: Any, lo: int, hi: int) -> None:
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f"{name} must be a whole number from {lo} to {hi}, not {value!r}")
@@ -108,8 +110,12 @@ class GeneratorConfig:
         def real(name: str, value: Any, lo: float, hi: float, optional: bool = False) -> None:
             if value is None and optional:
                 return
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or not lo <= value <= hi:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or not lo <= value <= hi
+            ):
                 raise ValueError(f"{name} must be a number from {lo:g} to {hi:g}, not {value!r}")
 
         whole("z_dim", self.z_dim, 1, 4096)
@@ -129,9 +135,12 @@ class GeneratorConfig:
             if act not in ("lrelu", "linear", "relu"):
                 raise ValueError(f"{name} must be 'lrelu', 'linear' or 'relu', not {act!r}")
         taps = self.resample_filter
-        if not isinstance(taps, list) or not 1 <= len(taps) <= 16 or any(
-                isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) for t in taps) \
-                or sum(taps) == 0:
+        if (
+            not isinstance(taps, list)
+            or not 1 <= len(taps) <= 16
+            or any(isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) for t in taps)
+            or sum(taps) == 0
+        ):
             raise ValueError(f"resample_filter must be 1 to 16 finite numbers with a non-zero sum, not {taps!r}")
         if not isinstance(self.use_noise, bool):
             raise ValueError(f"use_noise must be true or false, not {self.use_noise!r}")
@@ -150,8 +159,10 @@ class GeneratorConfig:
         if not isinstance(self.drag, dict):
             raise ValueError(f"drag must be a JSON object of drag settings, not {self.drag!r}")
         if self.parameter_estimate() > MAX_PARAMETERS:
-            raise ValueError(f"its layers would hold about {self.parameter_estimate() / 1e9:.1f} billion weights, "
-                             f"more than the {MAX_PARAMETERS / 1e9:g} billion that may be built")
+            raise ValueError(
+                f"its layers would hold about {self.parameter_estimate() / 1e9:.1f} billion weights, "
+                f"more than the {MAX_PARAMETERS / 1e9:g} billion that may be built"
+            )
 
     def parameter_estimate(self) -> int:
         """About how many weights the synthesis network has (two convolutions and their affines per block)."""
@@ -275,7 +286,12 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
     def forward(
-        self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", fused: bool = True, gain: float = 1.0,
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        noise_mode: str = "const",
+        fused: bool = True,
+        gain: float = 1.0,
         crop: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """`crop=(y0, x0)`: x is a crop of the layer's input whose output starts at
@@ -292,8 +308,14 @@ class SynthesisLayer(nn.Module):
                 noise = noise[crop[0] : crop[0] + out_h, crop[1] : crop[1] + out_w]
             noise = noise * self.noise_strength
         x = modulated_conv2d(
-            x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-            resample_filter=self.resample_filter, fused=fused,
+            x,
+            self.weight,
+            styles,
+            noise=noise,
+            up=self.up,
+            padding=self.padding,
+            resample_filter=self.resample_filter,
+            fused=fused,
         )
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias.to(x.dtype), self.activation, gain=self.act_gain * gain, clamp=act_clamp)
@@ -322,7 +344,11 @@ class Conv2dLayer(nn.Module):
     resample_filter: torch.Tensor  # a buffer
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, up: int = 1,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        up: int = 1,
         resample_filter: list[float] | None = None,
     ) -> None:
         super().__init__()
@@ -342,7 +368,12 @@ class SynthesisBlock(nn.Module):
     resample_filter: torch.Tensor  # a buffer
 
     def __init__(
-        self, in_channels: int, out_channels: int, resolution: int, is_last: bool, use_fp16: bool,
+        self,
+        in_channels: int,
+        out_channels: int,
+        resolution: int,
+        is_last: bool,
+        use_fp16: bool,
         cfg: GeneratorConfig,
     ) -> None:
         super().__init__()
@@ -354,8 +385,15 @@ class SynthesisBlock(nn.Module):
 
         def layer(in_ch: int, up: int = 1) -> SynthesisLayer:
             return SynthesisLayer(
-                in_ch, out_channels, w_dim=cfg.w_dim, resolution=resolution, kernel_size=cfg.kernel_size, up=up,
-                use_noise=cfg.use_noise, activation=cfg.activation, resample_filter=cfg.resample_filter,
+                in_ch,
+                out_channels,
+                w_dim=cfg.w_dim,
+                resolution=resolution,
+                kernel_size=cfg.kernel_size,
+                up=up,
+                use_noise=cfg.use_noise,
+                activation=cfg.activation,
+                resample_filter=cfg.resample_filter,
                 conv_clamp=cfg.conv_clamp,
             )
 
@@ -427,8 +465,12 @@ class SynthesisNetwork(nn.Module):
         for res in self.block_resolutions:
             in_channels = cfg.channels(res // 2) if res > 4 else 0
             block = SynthesisBlock(
-                in_channels, cfg.channels(res), res, is_last=(res == cfg.img_resolution),
-                use_fp16=(res >= fp16_resolution), cfg=cfg,
+                in_channels,
+                cfg.channels(res),
+                res,
+                is_last=(res == cfg.img_resolution),
+                use_fp16=(res >= fp16_resolution),
+                cfg=cfg,
             )
             self.num_ws += block.num_conv
             if res == cfg.img_resolution:
@@ -459,8 +501,9 @@ class SynthesisNetwork(nn.Module):
         for k, block in enumerate(self.blocks()):
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
-            x, img = block(x, img, block_ws, noise_mode=noise_mode, fused=fused, force_fp32=force_fp32,
-                           need_rgb=need_rgb)
+            x, img = block(
+                x, img, block_ws, noise_mode=noise_mode, fused=fused, force_fp32=force_fp32, need_rgb=need_rgb
+            )
             if return_features or stop_after is not None:
                 features.append(x.to(torch.float32))
             if stop_after == k:
@@ -524,7 +567,10 @@ class Generator(GeneratorBase):
         self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws, cfg.mapping)
 
     def forward(
-        self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
         noise_mode: str = "const",
     ) -> torch.Tensor:
         ws = self.mapping(z, c, truncation_psi=truncation_psi)

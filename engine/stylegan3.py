@@ -12,6 +12,7 @@ down filter), which is what the official CUDA kernel computes. Drag features fol
 convention for StyleGAN3: the outputs of layers L0..L14, each on its own grid with its margin,
 index 5 by default, resized to the image size by the drag.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,9 @@ class StyleGAN3Config:
     use_radial_filters: bool = False
     conv_clamp: float | None = 256
     magnitude_ema_beta: float = 0.999
-    mapping: MappingConfig = field(default_factory=lambda: MappingConfig(num_layers=2, lr_multiplier=0.01,
-                                                                         w_avg_beta=0.998))
+    mapping: MappingConfig = field(
+        default_factory=lambda: MappingConfig(num_layers=2, lr_multiplier=0.01, w_avg_beta=0.998)
+    )
     # The layer whose output drives the drag (None: DragGAN's index 5).
     feature_block: int | None = None
     drag: dict[str, Any] = field(default_factory=dict)
@@ -83,12 +85,18 @@ class StyleGAN3Config:
         sizes[-2:] = self.img_resolution
         channels = np.rint(np.minimum((self.channel_base / 2) / cutoffs, self.channel_max))
         channels[-1] = self.img_channels
-        return {"cutoffs": cutoffs, "sampling_rates": sampling_rates, "half_widths": half_widths, "sizes": sizes,
-                "channels": channels}
+        return {
+            "cutoffs": cutoffs,
+            "sampling_rates": sampling_rates,
+            "half_widths": half_widths,
+            "sizes": sizes,
+            "channels": channels,
+        }
 
 
-def modulated_conv2d_sg3(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demodulate: bool, padding: int,
-                         input_gain: torch.Tensor | None) -> torch.Tensor:
+def modulated_conv2d_sg3(
+    x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demodulate: bool, padding: int, input_gain: torch.Tensor | None
+) -> torch.Tensor:
     """StyleGAN3's modulated convolution: weights and styles pre-normalised, then per-sample weights
     (one grouped convolution), demodulated, and scaled by the input gain."""
     batch = x.shape[0]
@@ -108,9 +116,18 @@ def modulated_conv2d_sg3(x: torch.Tensor, w: torch.Tensor, s: torch.Tensor, demo
     return x.reshape(batch, -1, *x.shape[2:])
 
 
-def filtered_lrelu_reference(x: torch.Tensor, fu: torch.Tensor | None, fd: torch.Tensor | None, b: torch.Tensor,
-                             up: int, down: int, padding: tuple[int, int, int, int], gain: float, slope: float,
-                             clamp: float | None) -> torch.Tensor:
+def filtered_lrelu_reference(
+    x: torch.Tensor,
+    fu: torch.Tensor | None,
+    fd: torch.Tensor | None,
+    b: torch.Tensor,
+    up: int,
+    down: int,
+    padding: tuple[int, int, int, int],
+    gain: float,
+    slope: float,
+    clamp: float | None,
+) -> torch.Tensor:
     """Bias, upsample (filter fu), leaky ReLU with gain and clamp, downsample (filter fd): the
     official op's reference path, which its fused CUDA kernel matches."""
     x = x + b.reshape(1, -1, 1, 1)
@@ -191,8 +208,9 @@ class SynthesisLayer(nn.Module):
         self.conv_clamp = cfg.conv_clamp
         tmp_rate = max(in_rate, out_rate) * (1 if self.is_torgb else cfg.lrelu_upsampling)
         self.affine = FullyConnectedLayer(cfg.w_dim, self.in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.zeros([self.out_channels, self.in_channels, self.conv_kernel,
-                                                self.conv_kernel]))
+        self.weight = nn.Parameter(
+            torch.zeros([self.out_channels, self.in_channels, self.conv_kernel, self.conv_kernel])
+        )
         self.bias = nn.Parameter(torch.zeros([self.out_channels]))
         self.register_buffer("magnitude_ema", torch.ones([]))
         self.up_factor = int(np.rint(tmp_rate / in_rate))
@@ -203,8 +221,12 @@ class SynthesisLayer(nn.Module):
         # The filters are designed by the official constructor (a Kaiser FIR, or a jinc for radial
         # ones) and stored in every checkpoint; they are loaded from it, so only their shapes live here.
         self.register_buffer("up_filter", torch.zeros([up_taps]) if up_taps > 1 else None)
-        self.register_buffer("down_filter", (torch.zeros([down_taps, down_taps]) if down_radial else
-                                             torch.zeros([down_taps])) if down_taps > 1 else None)
+        self.register_buffer(
+            "down_filter",
+            (torch.zeros([down_taps, down_taps]) if down_radial else torch.zeros([down_taps]))
+            if down_taps > 1
+            else None,
+        )
         pad_total = (self.out_size - 1) * self.down_factor + 1
         pad_total -= (self.in_size + self.conv_kernel - 1) * self.up_factor
         pad_total += up_taps + down_taps - 2
@@ -219,13 +241,29 @@ class SynthesisLayer(nn.Module):
             styles = styles * (1 / np.sqrt(self.in_channels * (self.conv_kernel**2)))
         # fp16 where the official config marks it, on CUDA only, as the official code does.
         dtype = torch.float16 if self.use_fp16 and not force_fp32 and x.device.type == "cuda" else torch.float32
-        x = modulated_conv2d_sg3(x.to(dtype), self.weight, styles, demodulate=not self.is_torgb,
-                                 padding=self.conv_kernel - 1, input_gain=input_gain)
+        x = modulated_conv2d_sg3(
+            x.to(dtype),
+            self.weight,
+            styles,
+            demodulate=not self.is_torgb,
+            padding=self.conv_kernel - 1,
+            input_gain=input_gain,
+        )
         gain, slope = (1.0, 1.0) if self.is_torgb else (math.sqrt(2), 0.2)
         fu = None if self.up_filter is None else self.up_filter.to(x.dtype)
         fd = None if self.down_filter is None else self.down_filter.to(x.dtype)
-        return filtered_lrelu_reference(x, fu, fd, self.bias.to(x.dtype), self.up_factor, self.down_factor,
-                                        self.padding, gain, slope, self.conv_clamp)
+        return filtered_lrelu_reference(
+            x,
+            fu,
+            fd,
+            self.bias.to(x.dtype),
+            self.up_factor,
+            self.down_factor,
+            self.padding,
+            gain,
+            slope,
+            self.conv_clamp,
+        )
 
 
 class SynthesisNetwork3(nn.Module):
@@ -238,8 +276,13 @@ class SynthesisNetwork3(nn.Module):
         self.img_resolution = cfg.img_resolution
         self.num_ws = cfg.num_layers + 2
         sched = cfg.schedule()
-        self.input = SynthesisInput(cfg.w_dim, int(sched["channels"][0]), int(sched["sizes"][0]),
-                                    sched["sampling_rates"][0], sched["cutoffs"][0])
+        self.input = SynthesisInput(
+            cfg.w_dim,
+            int(sched["channels"][0]),
+            int(sched["sizes"][0]),
+            sched["sampling_rates"][0],
+            sched["cutoffs"][0],
+        )
         self.layer_names: list[str] = []
         for idx in range(cfg.num_layers + 1):
             layer = SynthesisLayer(cfg, idx, sched)
@@ -252,8 +295,15 @@ class SynthesisNetwork3(nn.Module):
     def blocks(self) -> list[SynthesisLayer]:
         return [getattr(self, n) for n in self.layer_names]
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "const", return_features: bool = False,
-                stop_after: int | None = None, fused: bool = True, force_fp32: bool = False) -> SynthesisOutput:
+    def forward(
+        self,
+        ws: torch.Tensor,
+        noise_mode: str = "const",
+        return_features: bool = False,
+        stop_after: int | None = None,
+        fused: bool = True,
+        force_fp32: bool = False,
+    ) -> SynthesisOutput:
         """Input, then layers L0..L14; `stop_after=k` returns after layer k with the features of
         L0..Lk and no image. StyleGAN3 has no noise inputs and one modulated-conv form, so
         `noise_mode` is only checked and `fused` ignored."""
@@ -308,11 +358,22 @@ def check_sizes(cfg: StyleGAN3Config) -> None:
     allocated (z_dim = 10**9 would ask for hundreds of GB)."""
     from engine.settings import check_number
 
-    for name, lo, hi in (("z_dim", 1, 4096), ("c_dim", 0, 4096), ("w_dim", 1, 4096), ("img_resolution", 4, 4096),
-                         ("img_channels", 1, 4), ("channel_base", 1, 2**20), ("channel_max", 1, 4096),
-                         ("num_layers", 1, 64), ("num_critical", 0, 64), ("margin_size", 0, 1024),
-                         ("num_fp16_res", 0, 64), ("conv_kernel", 1, 7), ("filter_size", 1, 64),
-                         ("lrelu_upsampling", 1, 8)):
+    for name, lo, hi in (
+        ("z_dim", 1, 4096),
+        ("c_dim", 0, 4096),
+        ("w_dim", 1, 4096),
+        ("img_resolution", 4, 4096),
+        ("img_channels", 1, 4),
+        ("channel_base", 1, 2**20),
+        ("channel_max", 1, 4096),
+        ("num_layers", 1, 64),
+        ("num_critical", 0, 64),
+        ("margin_size", 0, 1024),
+        ("num_fp16_res", 0, 64),
+        ("conv_kernel", 1, 7),
+        ("filter_size", 1, 64),
+        ("lrelu_upsampling", 1, 8),
+    ):
         check_number("StyleGAN3", name, getattr(cfg, name), lo, hi, whole=True)
     check_number("StyleGAN3 mapping", "num_layers", cfg.mapping.num_layers, 1, 64, whole=True)
 

@@ -3,6 +3,7 @@
 Coordinates follow one contract (DESIGN.md): pixels of the generator's output
 image, origin top-left, x to the right, y down.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

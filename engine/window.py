@@ -10,6 +10,7 @@ padding happens only where a crop touches the true image border, exactly
 as in the dense network. The dense `SynthesisNetwork.forward` is the
 reference; tests check that both agree.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -96,8 +97,9 @@ def dense_cost(net: SynthesisNetwork, block: int, first: int = 1) -> float:
 def crop_cost(net: SynthesisNetwork, plan: list[Box | None], first: int) -> float:
     """Estimated work of blocks first..end of one crop plan."""
     blocks = net.blocks()
-    return sum(b.area * _block_macs(blocks[j]) + CALL_OVERHEAD_MACS
-               for j, b in enumerate(plan) if j >= first and b is not None)
+    return sum(
+        b.area * _block_macs(blocks[j]) + CALL_OVERHEAD_MACS for j, b in enumerate(plan) if j >= first and b is not None
+    )
 
 
 def _union(a: Box, b: Box) -> Box:
@@ -175,8 +177,14 @@ def merge_boxes_reference(boxes: list[Box]) -> tuple[list[Box], list[int]]:
 
 
 def _crop_block(
-    block: SynthesisBlock, x: torch.Tensor, x_box: Box, out: Box, ws: torch.Tensor, noise_mode: str,
-    force_fp32: bool, fused: bool,
+    block: SynthesisBlock,
+    x: torch.Tensor,
+    x_box: Box,
+    out: Box,
+    ws: torch.Tensor,
+    noise_mode: str,
+    force_fp32: bool,
+    fused: bool,
 ) -> torch.Tensor:
     """Block output on `out`, from its input `x` covering `x_box` (one resolution lower)."""
     use_fp16 = block.use_fp16 and not force_fp32 and ws.device.type == "cuda"
@@ -212,8 +220,11 @@ def windowed_features(
         return []
     merged, owner = merge_boxes(boxes)
     if windowed_cost(net, block, merged) >= dense_cost(net, block):
-        full = net(ws.to(torch.float32), noise_mode=noise_mode, stop_after=block, force_fp32=force_fp32,
-                   fused=fused).features[-1].to(torch.float32)
+        full = (
+            net(ws.to(torch.float32), noise_mode=noise_mode, stop_after=block, force_fp32=force_fp32, fused=fused)
+            .features[-1]
+            .to(torch.float32)
+        )
         return [b.slice(full) for b in boxes]
     crops = _windowed(net, ws, block, merged, noise_mode, force_fp32, fused)
     return [b.slice(crop, m) for b, crop, m in ((b, crops[o], merged[o]) for b, o in zip(boxes, owner, strict=True))]
@@ -227,7 +238,12 @@ def windowed_cost(net: SynthesisNetwork, block: int, boxes: list[Box]) -> float:
 
 
 def _windowed(
-    net: SynthesisNetwork, ws: torch.Tensor, block: int, boxes: list[Box], noise_mode: str, force_fp32: bool,
+    net: SynthesisNetwork,
+    ws: torch.Tensor,
+    block: int,
+    boxes: list[Box],
+    noise_mode: str,
+    force_fp32: bool,
     fused: bool,
 ) -> list[torch.Tensor]:
     """Each box's crop computed apart (the plain windowed path; the boxes as given)."""

@@ -20,6 +20,7 @@ coordinates (the `engine.types.Point` contract).
 
 "Left" always means the viewer's left (smaller x).
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -114,7 +115,14 @@ class FaceParams:
 ATTRIBUTE_NAMES: tuple[str, ...] = tuple(f.name for f in fields(FaceParams))
 SIGNED_ATTRIBUTES: frozenset[str] = frozenset(
     {
-        "brow_raise", "mouth_smile", "ear_raise_left", "ear_raise_right", "shift_x", "shift_y", "tilt", "turn",
+        "brow_raise",
+        "mouth_smile",
+        "ear_raise_left",
+        "ear_raise_right",
+        "shift_x",
+        "shift_y",
+        "tilt",
+        "turn",
         "bg_gradient",
     }
 )

@@ -15,6 +15,7 @@ Points follow the one contract (`engine.types.Point`): pixel centres at integers
 left. Pillow's resampling works in continuous coordinates (pixel i spans [i, i + 1)), hence
 the half-pixel shifts where the two meet.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,7 +71,12 @@ FACEWORLD_MEAN: dict[str, Point] = {n: Point(x, y) for n, (x, y) in _FACEWORLD_M
 # mean leaves 0.85 px of shape (mouth width and smile, eye spacing); the lids, brows, lower lip
 # and ears move with the very expressions a user edits, and the nose tip with the head's turn.
 FACEWORLD_ALIGN_NAMES: tuple[str, ...] = (
-    "left_eye_center", "right_eye_center", "nose_root", "upper_lip", "mouth_left", "mouth_right",
+    "left_eye_center",
+    "right_eye_center",
+    "nose_root",
+    "upper_lip",
+    "mouth_left",
+    "mouth_right",
 )
 
 # Fewer points fix a similarity exactly (2 do) and leave nothing to check a bad detection by.
@@ -101,8 +107,10 @@ def faceworld_template(size: int = FACEWORLD_SIZE, names: tuple[str, ...] = FACE
 def _as_matrix(m: Any) -> np.ndarray:
     a = np.array(m, dtype=np.float64)  # a copy, read-only below: an Alignment is a value
     if a.shape != (2, 3) or not np.isfinite(a).all():
-        raise AlignmentError(f"an alignment matrix must be 2 x 3 finite numbers, got shape {a.shape}; "
-                             "recompute the alignment from the photo.")
+        raise AlignmentError(
+            f"an alignment matrix must be 2 x 3 finite numbers, got shape {a.shape}; "
+            "recompute the alignment from the photo."
+        )
     a.flags.writeable = False
     return a
 
@@ -206,8 +214,9 @@ def _face_size(points: dict[str, Point], names: list[str]) -> tuple[str, float]:
     return "its keypoints span {:.0f} px", float(np.sqrt(((pts - pts.mean(0)) ** 2).sum(1).mean()) * 2)
 
 
-def align_from_keypoints(points: dict[str, Point], template: dict[str, Point], crop_size: int,
-                         max_upscale: float = MAX_UPSCALE) -> Alignment:
+def align_from_keypoints(
+    points: dict[str, Point], template: dict[str, Point], crop_size: int, max_upscale: float = MAX_UPSCALE
+) -> Alignment:
     """The similarity putting the named points found on a photo onto the template's (crop pixels).
 
     Only names present in both count. Refuses too few points and faces too small for the crop
@@ -216,8 +225,10 @@ def align_from_keypoints(points: dict[str, Point], template: dict[str, Point], c
     names = [n for n in template if n in points]
     if len(names) < MIN_POINTS:
         missing = ", ".join(n for n in template if n not in points) or "none"
-        raise AlignmentError(f"only {len(names)} of the {len(template)} points that frame a face were found "
-                             f"(missing: {missing}); use a photo where the eyes, nose and mouth are visible.")
+        raise AlignmentError(
+            f"only {len(names)} of the {len(template)} points that frame a face were found "
+            f"(missing: {missing}); use a photo where the eyes, nose and mouth are visible."
+        )
     src = np.array([[points[n].x, points[n].y] for n in names], dtype=np.float64)
     dst = np.array([[template[n].x, template[n].y] for n in names], dtype=np.float64)
     if not np.isfinite(src).all():
@@ -228,8 +239,10 @@ def align_from_keypoints(points: dict[str, Point], template: dict[str, Point], c
         what, have = _face_size(points, names)
         _, need = _face_size(template, names)
         need /= max_upscale
-        raise AlignmentError(f"the face is too small in this photo: {what.format(have)} and must be at least "
-                             f"{need:.0f} px for a {crop_size} px crop; use a larger or closer photo.")
+        raise AlignmentError(
+            f"the face is too small in this photo: {what.format(have)} and must be at least "
+            f"{need:.0f} px for a {crop_size} px crop; use a larger or closer photo."
+        )
     return alignment
 
 
@@ -292,9 +305,16 @@ class DetectorFraming:
     passes: int  # detector runs on crops, over all starts
 
 
-def align_with_detector(photo: np.ndarray, detector: Detector, template: dict[str, Point], crop_size: int,
-                        start_points: dict[str, Point] | None = None, *, max_upscale: float = MAX_UPSCALE,
-                        max_residual: float = MAX_RESIDUAL) -> DetectorFraming:
+def align_with_detector(
+    photo: np.ndarray,
+    detector: Detector,
+    template: dict[str, Point],
+    crop_size: int,
+    start_points: dict[str, Point] | None = None,
+    *,
+    max_upscale: float = MAX_UPSCALE,
+    max_residual: float = MAX_RESIDUAL,
+) -> DetectorFraming:
     """Frame a photo by alternating: crop by the current alignment, detect on the crop (where the
     face is at the detector's own scale), refit. The first alignment comes from `start_points`
     (photo pixels) or from the detector on the whole photo.
@@ -332,13 +352,17 @@ def align_with_detector(photo: np.ndarray, detector: Detector, template: dict[st
         if best.residual_px <= limit:
             break
     if best is None:
-        raise AlignmentError("no face was found: the detector's points spread wider than the photo itself; "
-                             "use a photo with one face seen from the front.")
+        raise AlignmentError(
+            "no face was found: the detector's points spread wider than the photo itself; "
+            "use a photo with one face seen from the front."
+        )
     best.passes = passes
     if best.residual_px > limit:
-        raise AlignmentError(f"no face was found: the best points the detector found are {best.residual_px:.1f} px "
-                             f"from a face's layout (at most {limit:.1f} px is a face); use a photo with one face "
-                             "seen from the front.")
+        raise AlignmentError(
+            f"no face was found: the best points the detector found are {best.residual_px:.1f} px "
+            f"from a face's layout (at most {limit:.1f} px is a face); use a photo with one face "
+            "seen from the front."
+        )
     # The size check once, on the final framing (the passes may start from a poor guess).
     align_from_keypoints(best.alignment.to_photo(best.points_in_crop), template, crop_size, max_upscale=max_upscale)
     return best
@@ -370,8 +394,10 @@ def ffhq_alignment(landmarks: dict[str, Point], crop_size: int) -> Alignment:
     landmarks = _with_eye_centres(landmarks)
     missing = [n for n in FFHQ_POINTS if n not in landmarks]
     if missing:
-        raise AlignmentError(f"the FFHQ framing needs both eye centres and mouth corners, and these were not found: "
-                             f"{', '.join(missing)}; use a photo with one face seen from the front.")
+        raise AlignmentError(
+            f"the FFHQ framing needs both eye centres and mouth corners, and these were not found: "
+            f"{', '.join(missing)}; use a photo with one face seen from the front."
+        )
     p = {n: np.array([landmarks[n].x, landmarks[n].y], dtype=np.float64) for n in FFHQ_POINTS}
     eye_avg = (p["left_eye_center"] + p["right_eye_center"]) / 2
     e = p["right_eye_center"] - p["left_eye_center"]
@@ -381,8 +407,9 @@ def ffhq_alignment(landmarks: dict[str, Point], crop_size: int) -> Alignment:
     x = e + np.array([m[1], -m[0]])
     norm = float(np.hypot(*x))
     if norm < 1e-9 or not np.isfinite(x).all():
-        raise AlignmentError("the eyes and mouth found do not form a face; "
-                             "use a photo with one face seen from the front.")
+        raise AlignmentError(
+            "the eyes and mouth found do not form a face; use a photo with one face seen from the front."
+        )
     x *= max(float(np.hypot(*e)) * 2.0, float(np.hypot(*m)) * 1.8) / norm
     y = np.array([-x[1], x[0]])  # x turned a quarter clockwise on screen: the square's downward side
     c = eye_avg + 0.1 * m
@@ -423,8 +450,9 @@ def _mirror_index(i: np.ndarray, n: int) -> np.ndarray:
     return np.where(k < n, k, 2 * n - 1 - k)
 
 
-def _source_window(src: np.ndarray, m: np.ndarray, out_w: int, out_h: int,
-                   margin: int) -> tuple[np.ndarray, np.ndarray]:
+def _source_window(
+    src: np.ndarray, m: np.ndarray, out_w: int, out_h: int, margin: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The part of src the output [out_h, out_w] reads, mirrored where it leaves src, and m re-based
     onto it. Mirroring (as FFHQ pads) keeps the crop's border looking like the photo rather than
     black, which an inversion would try to reproduce."""
@@ -437,8 +465,10 @@ def _source_window(src: np.ndarray, m: np.ndarray, out_w: int, out_h: int,
     y1 = math.ceil(back[:, 1].max()) + margin + 1
     if (x1 - x0) * (y1 - y0) > max(16 * h * w, 4 * out_w * out_h, 1 << 22):
         # Mostly mirror images of the photo, and memory without bound for a wild alignment.
-        raise AlignmentError("the framing reaches far beyond the photo's edges, so the points it was fitted to are "
-                             "not a face in this photo; use a photo with one face seen from the front.")
+        raise AlignmentError(
+            "the framing reaches far beyond the photo's edges, so the points it was fitted to are "
+            "not a face in this photo; use a photo with one face seen from the front."
+        )
     if x0 >= 0 and y0 >= 0 and x1 <= w and y1 <= h:
         part = src[y0:y1, x0:x1]
     else:
@@ -458,15 +488,18 @@ def resample(src: np.ndarray, m: np.ndarray, out_w: int, out_h: int, *, antialia
     scale = math.sqrt(abs(float(np.linalg.det(m[:, :2]))))
     part, m_part = _source_window(src, m, out_w, out_h, margin=4 + int(2 / max(scale, 1e-6)))
     planes = [part] if part.ndim == 2 else [part[..., c] for c in range(part.shape[2])]
-    out = np.stack([_resample_plane(np.asarray(p, dtype=np.float32), m_part, scale, out_w, out_h, antialias)
-                    for p in planes], axis=-1)
+    out = np.stack(
+        [_resample_plane(np.asarray(p, dtype=np.float32), m_part, scale, out_w, out_h, antialias) for p in planes],
+        axis=-1,
+    )
     if src.dtype == np.uint8:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return out[..., 0] if src.ndim == 2 else out
 
 
-def _resample_plane(plane: np.ndarray, m: np.ndarray, scale: float, out_w: int, out_h: int,
-                    antialias: bool) -> np.ndarray:
+def _resample_plane(
+    plane: np.ndarray, m: np.ndarray, scale: float, out_w: int, out_h: int, antialias: bool
+) -> np.ndarray:
     image = Image.fromarray(np.ascontiguousarray(plane))  # mode "F"
     bicubic = Image.Resampling.BICUBIC
     if not antialias or scale >= 1.0:
@@ -483,8 +516,9 @@ def _resample_plane(plane: np.ndarray, m: np.ndarray, scale: float, out_w: int, 
     # Output pixel q sits at continuous (q + 0.5) * mid / out of the intermediate image (Pillow's resize).
     sx, sy = mid_w / out_w, mid_h / out_h
     to_mid = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
-    mid = image.transform((mid_w, mid_h), Image.Transform.AFFINE, _pil_affine_data(_compose(to_mid, m)),
-                          resample=bicubic)
+    mid = image.transform(
+        (mid_w, mid_h), Image.Transform.AFFINE, _pil_affine_data(_compose(to_mid, m)), resample=bicubic
+    )
     return np.asarray(mid.resize((out_w, out_h), bicubic))
 
 
@@ -498,8 +532,10 @@ def warp_to_crop(photo: np.ndarray, alignment: Alignment) -> np.ndarray:
 def _rgb_u8(a: np.ndarray, what: str) -> np.ndarray:
     a = np.asarray(a)
     if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
-        raise UserError(f"the {what} must be an RGB image of bytes [H, W, 3], got {a.dtype} {tuple(a.shape)}; "
-                        "load it with voicedrag's photo reader.")
+        raise UserError(
+            f"the {what} must be an RGB image of bytes [H, W, 3], got {a.dtype} {tuple(a.shape)}; "
+            "load it with voicedrag's photo reader."
+        )
     return np.ascontiguousarray(a)
 
 
@@ -518,7 +554,7 @@ def change_mask(edited_crop: np.ndarray, original_crop: np.ndarray, threshold: f
     diff = np.abs(edited_crop.astype(np.int16) - original_crop.astype(np.int16)).max(axis=2).astype(np.float32)
     padded = np.pad(diff, 1, mode="edge")
     s = diff.shape
-    mean = sum(padded[dy:dy + s[0], dx:dx + s[1]] for dy in range(3) for dx in range(3)) / 9.0
+    mean = sum(padded[dy : dy + s[0], dx : dx + s[1]] for dy in range(3) for dx in range(3)) / 9.0
     return np.asarray(mean > threshold)
 
 
@@ -540,9 +576,17 @@ def blend_alpha(region: np.ndarray, dilate_px: float = DILATE_PX, feather_px: fl
     return (t * t * (3.0 - 2.0 * t)).astype(np.float32)  # smoothstep: no kink where the ramp meets 0 or 1
 
 
-def paste_back(photo: np.ndarray, edited_crop: np.ndarray, original_crop: np.ndarray, alignment: Alignment,
-               region_mask_in_crop: np.ndarray | None = None, feather_px: float = FEATHER_PX,
-               *, threshold: float = CHANGE_THRESHOLD, dilate_px: float = DILATE_PX) -> tuple[np.ndarray, np.ndarray]:
+def paste_back(
+    photo: np.ndarray,
+    edited_crop: np.ndarray,
+    original_crop: np.ndarray,
+    alignment: Alignment,
+    region_mask_in_crop: np.ndarray | None = None,
+    feather_px: float = FEATHER_PX,
+    *,
+    threshold: float = CHANGE_THRESHOLD,
+    dilate_px: float = DILATE_PX,
+) -> tuple[np.ndarray, np.ndarray]:
     """The edited crop, warped back and blended into the photo.
 
     The blend region is where the edited and original crops differ (`change_mask`), plus
@@ -555,8 +599,10 @@ def paste_back(photo: np.ndarray, edited_crop: np.ndarray, original_crop: np.nda
     original_crop = _rgb_u8(original_crop, "original crop")
     s = alignment.crop_size
     if edited_crop.shape != (s, s, 3) or original_crop.shape != (s, s, 3):
-        raise UserError(f"the crops must be {s} x {s} like the alignment, got {edited_crop.shape[:2]} and "
-                        f"{original_crop.shape[:2]}; paste back the crops this alignment made.")
+        raise UserError(
+            f"the crops must be {s} x {s} like the alignment, got {edited_crop.shape[:2]} and "
+            f"{original_crop.shape[:2]}; paste back the crops this alignment made."
+        )
     region = change_mask(edited_crop, original_crop, threshold)
     if region_mask_in_crop is not None:
         given = np.asarray(region_mask_in_crop).astype(bool)
@@ -572,8 +618,15 @@ def paste_back(photo: np.ndarray, edited_crop: np.ndarray, original_crop: np.nda
         return out, alpha
     # The photo's box that the alpha's support covers (its corners back in the photo, plus a pixel
     # for the interpolation's reach), clipped to the photo.
-    box = np.array([[xs.min() - 1, ys.min() - 1], [xs.max() + 1, ys.min() - 1],
-                    [xs.max() + 1, ys.max() + 1], [xs.min() - 1, ys.max() + 1]], dtype=np.float64)
+    box = np.array(
+        [
+            [xs.min() - 1, ys.min() - 1],
+            [xs.max() + 1, ys.min() - 1],
+            [xs.max() + 1, ys.max() + 1],
+            [xs.min() - 1, ys.max() + 1],
+        ],
+        dtype=np.float64,
+    )
     back = _apply(alignment.inverse, box)
     x0, y0 = max(math.floor(back[:, 0].min()) - 1, 0), max(math.floor(back[:, 1].min()) - 1, 0)
     x1, y1 = min(math.ceil(back[:, 0].max()) + 2, w), min(math.ceil(back[:, 1].max()) + 2, h)
@@ -583,8 +636,12 @@ def paste_back(photo: np.ndarray, edited_crop: np.ndarray, original_crop: np.nda
     # crop -> box pixels: the photo's pixel (x0 + i, y0 + j) is box pixel (i, j).
     crop_to_box = _compose(_translate(-x0, -y0), alignment.inverse)
     a_box = Image.fromarray(alpha_crop).transform(
-        (bw, bh), Image.Transform.AFFINE, _pil_affine_data(crop_to_box), resample=Image.Resampling.BILINEAR,
-        fillcolor=0.0)
+        (bw, bh),
+        Image.Transform.AFFINE,
+        _pil_affine_data(crop_to_box),
+        resample=Image.Resampling.BILINEAR,
+        fillcolor=0.0,
+    )
     a = np.clip(np.asarray(a_box, dtype=np.float32), 0.0, 1.0)
     a[a < 1e-4] = 0.0  # bilinear leftovers of a zero region are not a blend
     sel = a > 0

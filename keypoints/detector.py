@@ -5,6 +5,7 @@ small heatmap network shipped in `assets/keypoints/`, trained on the
 procedural face world (`faceworld.render`). Other detectors (real face
 landmarks, feature templates) implement the same protocol.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     import torch
 
     from keypoints.heatmap_net import HeatmapNet
+
 
 def embedded_weights() -> Path:
     """Where the shipped keypoint model's weights are (its JSON config sits beside them)."""
@@ -108,8 +110,10 @@ class EmbeddedDetector:
         except (ValueError, KeyError, TypeError) as err:
             raise UserError(f"{config} is not a keypoint model config ({err}); reinstall voicedrag.") from err
         if len(names) != net_config.num_keypoints:
-            raise UserError(f"{config} names {len(names)} keypoints for a network that finds "
-                            f"{net_config.num_keypoints}; reinstall voicedrag.")
+            raise UserError(
+                f"{config} names {len(names)} keypoints for a network that finds "
+                f"{net_config.num_keypoints}; reinstall voicedrag."
+            )
         model = HeatmapNet(net_config)
         state = load_file(str(weights))
         try:

@@ -16,6 +16,7 @@ Points are image pixels with pixel centres at integers, like every point in voic
 "Left" is the viewer's left: `left_eye_*` is the person's right eye. The mesh has no ear
 tips, so the ears (and the edits that move them) are not offered on these faces.
 """
+
 from __future__ import annotations
 
 import math
@@ -69,10 +70,13 @@ MESH_POINTS: dict[str, tuple[int, ...]] = {
     "mouth_right": (291,),
 }
 
-NO_RUNTIME = ("the face detector needs the LiteRT runtime, which is not installed; "
-              "install it with pip install 'voicedrag[face]'.")
-NO_FACE = ("no face was found in this image; use a photograph with one face seen from the front, "
-           "or explicit points such as 'drag 120,200 to 140,180'.")
+NO_RUNTIME = (
+    "the face detector needs the LiteRT runtime, which is not installed; install it with pip install 'voicedrag[face]'."
+)
+NO_FACE = (
+    "no face was found in this image; use a photograph with one face seen from the front, "
+    "or explicit points such as 'drag 120,200 to 140,180'."
+)
 
 
 @dataclass(frozen=True)
@@ -113,8 +117,9 @@ def ssd_anchors() -> np.ndarray:
     return np.concatenate(out).astype(np.float64)
 
 
-def decode_detections(regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray,
-                      min_score: float = MIN_FACE_SCORE) -> list[tuple[np.ndarray, np.ndarray, float]]:
+def decode_detections(
+    regressors: np.ndarray, logits: np.ndarray, anchors: np.ndarray, min_score: float = MIN_FACE_SCORE
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Raw outputs [896, 16] and [896] -> (box x0,y0,x1,y1 in [0, 1], keypoints [6, 2] in [0, 1], score)
     for every anchor scoring at least `min_score`, best first."""
     scores = 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -100.0, 100.0)))
@@ -169,8 +174,9 @@ def crop(image: Image.Image, roi: Roi, size: int) -> np.ndarray:
     d, e = s * step, c * step
     cx = roi.cx - (a + b) * size / 2
     cy = roi.cy - (d + e) * size / 2
-    out = image.transform((size, size), Image.Transform.AFFINE, (a, b, cx, d, e, cy),
-                          resample=Image.Resampling.BILINEAR)
+    out = image.transform(
+        (size, size), Image.Transform.AFFINE, (a, b, cx, d, e, cy), resample=Image.Resampling.BILINEAR
+    )
     return np.asarray(out, dtype=np.float32) / 255.0
 
 
@@ -274,5 +280,7 @@ class FaceMeshDetector:
 
     def detect(self, image: Image.Image | np.ndarray) -> dict[str, Point]:
         pts = self.landmarks(image)
-        return {name: Point(float(pts[list(idx), 0].mean()), float(pts[list(idx), 1].mean()))
-                for name, idx in MESH_POINTS.items()}
+        return {
+            name: Point(float(pts[list(idx), 0].mean()), float(pts[list(idx), 1].mean()))
+            for name, idx in MESH_POINTS.items()
+        }

@@ -7,6 +7,7 @@ into coordinates by a spatial softmax and its expectation ("integral
 regression"), which is differentiable and sub-pixel, so the training loss is
 simply L1 on coordinates.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -17,6 +17,7 @@ pixel on a quarter-pixel grid around it, and its confidence is how much
 nearer than the window's typical pixel it is: 1 - best / median. A point under
 the confidence threshold is left out with a sentence rather than guessed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -79,13 +80,26 @@ class KeypointTemplate:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": FORMAT, "version": VERSION, "model": self.model, "blocks": self.blocks,
-            "search": self.search, "min_confidence": self.min_confidence, "rules": self.rules,
-            "samples": [{"seed": s.seed,
-                         "points": {n: {"xy": [round(p.x, 3), round(p.y, 3)],
-                                        "features": [[round(v, 6) for v in f] for f in s.features[n]]}
-                                    for n, p in s.points.items()}}
-                        for s in self.samples],
+            "format": FORMAT,
+            "version": VERSION,
+            "model": self.model,
+            "blocks": self.blocks,
+            "search": self.search,
+            "min_confidence": self.min_confidence,
+            "rules": self.rules,
+            "samples": [
+                {
+                    "seed": s.seed,
+                    "points": {
+                        n: {
+                            "xy": [round(p.x, 3), round(p.y, 3)],
+                            "features": [[round(v, 6) for v in f] for f in s.features[n]],
+                        }
+                        for n, p in s.points.items()
+                    },
+                }
+                for s in self.samples
+            ],
         }
 
     def save(self, path: Path) -> None:
@@ -98,16 +112,21 @@ class KeypointTemplate:
     @classmethod
     def from_json(cls, data: Any, source: str = "the template") -> KeypointTemplate:
         def bad(why: str) -> UserError:
-            return UserError(f"{source} is not a keypoint template ({why}); "
-                                  "teach one with `voicedrag keypoints teach`.")
+            return UserError(
+                f"{source} is not a keypoint template ({why}); teach one with `voicedrag keypoints teach`."
+            )
 
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise bad(f"its format is not {FORMAT!r}")
         if data.get("version") != VERSION:
             raise bad(f"version {data.get('version')!r}, this voicedrag reads version {VERSION}")
         model, blocks, samples = data.get("model"), data.get("blocks"), data.get("samples")
-        if not isinstance(model, dict) or not isinstance(blocks, list) or not blocks or not all(
-                isinstance(b, int) and not isinstance(b, bool) for b in blocks):
+        if (
+            not isinstance(model, dict)
+            or not isinstance(blocks, list)
+            or not blocks
+            or not all(isinstance(b, int) and not isinstance(b, bool) for b in blocks)
+        ):
             raise bad("'model' or 'blocks' is missing or malformed")
         if not isinstance(samples, list) or not samples:
             raise bad("it holds no taught samples")
@@ -137,16 +156,23 @@ class KeypointTemplate:
                     raise bad(f"point {name!r} has features that do not match its blocks")
                 pts[str(name)], feats[str(name)] = Point(x, y), fs
             out.append(TaughtSample(seed=seed, points=pts, features=feats))
-        return cls(model=model, blocks=[int(b) for b in blocks], samples=out, search=search,
-                   min_confidence=min_conf, rules=rules)
+        return cls(
+            model=model,
+            blocks=[int(b) for b in blocks],
+            samples=out,
+            search=search,
+            min_confidence=min_conf,
+            rules=rules,
+        )
 
     @classmethod
     def load(cls, path: Path) -> KeypointTemplate:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise UserError(f"no keypoint template at {path}; check the path or teach one with "
-                                 "`voicedrag keypoints teach`.") from None
+            raise UserError(
+                f"no keypoint template at {path}; check the path or teach one with `voicedrag keypoints teach`."
+            ) from None
         except (OSError, UnicodeDecodeError) as err:
             raise UserError(f"cannot read {path} ({err}); pass a template JSON file.") from None
         try:
@@ -158,11 +184,17 @@ class KeypointTemplate:
     def merged(self, other: KeypointTemplate) -> KeypointTemplate:
         """This template with another's samples (taught on the same model and blocks)."""
         if other.model.get("fingerprint") != self.model.get("fingerprint") or other.blocks != self.blocks:
-            raise UserError("the templates were taught on different models or blocks; combine templates "
-                                 "of one model only.")
-        return KeypointTemplate(model=self.model, blocks=self.blocks, samples=self.samples + other.samples,
-                                search=self.search, min_confidence=self.min_confidence,
-                                rules=self.rules or other.rules)
+            raise UserError(
+                "the templates were taught on different models or blocks; combine templates of one model only."
+            )
+        return KeypointTemplate(
+            model=self.model,
+            blocks=self.blocks,
+            samples=self.samples + other.samples,
+            search=self.search,
+            min_confidence=self.min_confidence,
+            rules=self.rules or other.rules,
+        )
 
 
 def _number(value: Any, lo: float, hi: float, name: str, bad: Any) -> float:
@@ -219,8 +251,13 @@ def sample_at(native: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, res: int
     return F.grid_sample(native, grid, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0]
 
 
-def teach(generator: Generator, ws: torch.Tensor, points: dict[str, Point], seed: int | None = None,
-          blocks: list[int] | None = None) -> KeypointTemplate:
+def teach(
+    generator: Generator,
+    ws: torch.Tensor,
+    points: dict[str, Point],
+    seed: int | None = None,
+    blocks: list[int] | None = None,
+) -> KeypointTemplate:
     """A template of the named points on this latent."""
     blocks = list(blocks) if blocks is not None else default_blocks(generator)
     res = generator.img_resolution
@@ -231,8 +268,7 @@ def teach(generator: Generator, ws: torch.Tensor, points: dict[str, Point], seed
         raise UserError('name at least one point to teach, as in --points "nose=30,40".')
     for name, p in points.items():
         if not (0 <= p.x <= res - 1 and 0 <= p.y <= res - 1):
-            raise UserError(f"{name} at ({p.x:g}, {p.y:g}) is outside the {res}x{res} image; "
-                                 "give points inside it.")
+            raise UserError(f"{name} at ({p.x:g}, {p.y:g}) is outside the {res}x{res} image; give points inside it.")
     maps = feature_maps(generator, ws, blocks)
     xs = torch.tensor([p.x for p in points.values()], dtype=torch.float32)
     ys = torch.tensor([p.y for p in points.values()], dtype=torch.float32)
@@ -253,19 +289,28 @@ class Found:
 
 
 def check_model(template: KeypointTemplate, generator: Generator) -> None:
-    sig = model_signature(generator, template.blocks) if max(template.blocks) < len(
-        generator.synthesis.block_resolutions) else {}
+    sig = (
+        model_signature(generator, template.blocks)
+        if max(template.blocks) < len(generator.synthesis.block_resolutions)
+        else {}
+    )
     if sig.get("resolution") != template.model.get("resolution") or sig.get("channels") != template.model.get(
-            "channels"):
-        raise UserError("this template was taught on a model of another size or architecture; teach it again "
-                             "on this model with `voicedrag keypoints teach`.")
+        "channels"
+    ):
+        raise UserError(
+            "this template was taught on a model of another size or architecture; teach it again "
+            "on this model with `voicedrag keypoints teach`."
+        )
     if sig.get("fingerprint") != template.model.get("fingerprint"):
-        raise UserError("this template was taught on another model (its weights differ); teach it again on "
-                             "this model with `voicedrag keypoints teach`.")
+        raise UserError(
+            "this template was taught on another model (its weights differ); teach it again on "
+            "this model with `voicedrag keypoints teach`."
+        )
 
 
-def _score(maps: list[torch.Tensor], taught: list[TaughtSample], name: str, xs: torch.Tensor, ys: torch.Tensor,
-           res: int) -> torch.Tensor:
+def _score(
+    maps: list[torch.Tensor], taught: list[TaughtSample], name: str, xs: torch.Tensor, ys: torch.Tensor, res: int
+) -> torch.Tensor:
     """[n]: the mean over taught samples of the summed relative distance at image positions (xs, ys)."""
     total = torch.zeros(xs.numel(), device=maps[0].device)
     feats = [sample_at(m, xs, ys, res) for m in maps]  # each [C_b, n]
@@ -282,8 +327,9 @@ REFINE_STEPS = torch.arange(-4, 5, dtype=torch.float32) / 4
 
 
 @torch.no_grad()
-def find(template: KeypointTemplate, generator: Generator, ws: torch.Tensor,
-         min_confidence: float | None = None) -> Found:
+def find(
+    template: KeypointTemplate, generator: Generator, ws: torch.Tensor, min_confidence: float | None = None
+) -> Found:
     """Each taught name on the latent `ws`: where, how sure, and which were left out and why."""
     check_model(template, generator)
     res = generator.img_resolution
@@ -299,8 +345,9 @@ def find(template: KeypointTemplate, generator: Generator, ws: torch.Tensor,
         cy = sum(s.points[name].y for s in taught) / len(taught)
         x0, x1 = max(int(math.floor(cx)) - radius, 0), min(int(math.ceil(cx)) + radius, res - 1)
         y0, y1 = max(int(math.floor(cy)) - radius, 0), min(int(math.ceil(cy)) + radius, res - 1)
-        gy, gx = torch.meshgrid(torch.arange(y0, y1 + 1, dtype=torch.float32),
-                                torch.arange(x0, x1 + 1, dtype=torch.float32), indexing="ij")
+        gy, gx = torch.meshgrid(
+            torch.arange(y0, y1 + 1, dtype=torch.float32), torch.arange(x0, x1 + 1, dtype=torch.float32), indexing="ij"
+        )
         total = _score(maps, taught, name, gx.reshape(-1), gy.reshape(-1), res)
         if PRIOR:
             total = total + PRIOR * torch.hypot(gx.reshape(-1) - cx, gy.reshape(-1) - cy) / radius
@@ -314,8 +361,10 @@ def find(template: KeypointTemplate, generator: Generator, ws: torch.Tensor,
         conf = max(0.0, 1.0 - best / typical) if typical > 0 else 0.0
         confidence[name] = round(conf, 3)
         if conf < threshold:
-            left_out[name] = (f"{name} is left out: its best match is not clearly nearer than the rest "
-                              f"(confidence {conf:.2f} < {threshold:.2f}); teach it on more samples.")
+            left_out[name] = (
+                f"{name} is left out: its best match is not clearly nearer than the rest "
+                f"(confidence {conf:.2f} < {threshold:.2f}); teach it on more samples."
+            )
             continue
         points[name] = Point(float(fx[fine]), float(fy[fine]))
     return Found(points=points, confidence=confidence, left_out=left_out)

@@ -1,4 +1,5 @@
 """voicedrag: speak or type an edit; the image changes the way DragGAN changes it."""
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,11 @@ def _started_as_the_command() -> bool:
     # Only the `voicedrag` command (or `python -m voicedrag`) gets the handler: importing this
     # package from other code must not change how that program answers Ctrl-C.
     first = sys.argv[0] if sys.argv else ""
-    return first == "-m" or first.replace("\\", "/").endswith(("/voicedrag", "voicedrag/__main__.py")) \
+    return (
+        first == "-m"
+        or first.replace("\\", "/").endswith(("/voicedrag", "voicedrag/__main__.py"))
         or first == "voicedrag"
+    )
 
 
 # Installed at the first import of the package (the command's first line imports it), so that the

@@ -1,4 +1,5 @@
 """Shared pieces of the drag front-ends: point specs, masks, progress, outputs, JSON reports."""
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,7 @@ _PAIR_RE = re.compile(rf"^{_NUM},{_NUM}>{_NUM},{_NUM}$")
 
 
 def parse_points(spec: str, size: tuple[int, int]) -> list[DragPair]:
-    """"x1,y1>x2,y2;x3,y3>x4,y4" -> pairs, each point inside the W x H image."""
+    """ "x1,y1>x2,y2;x3,y3>x4,y4" -> pairs, each point inside the W x H image."""
     pairs = []
     for part in [p for p in spec.split(";") if p.strip()]:
         m = _PAIR_RE.match(part)
@@ -33,14 +34,13 @@ def parse_points(spec: str, size: tuple[int, int]) -> list[DragPair]:
             text = part.strip()  # shown back in full only while it fits the sentence's one line
             shown = repr(text) if len(text) <= 60 else repr(text[:60]) + "..."
             raise SpecError(
-                f"cannot read the point pair {shown}; write handle>target as x1,y1>x2,y2, "
-                "separating pairs with ';'."
+                f"cannot read the point pair {shown}; write handle>target as x1,y1>x2,y2, separating pairs with ';'."
             )
         # A number of 400 digits reads as inf: check_inside refuses it with the rest.
         x1, y1, x2, y2 = map(float, m.groups())
         pairs.append(DragPair(Point(x1, y1), Point(x2, y2)))
     if not pairs:
-        raise SpecError("no points given; write --points \"x1,y1>x2,y2\".")
+        raise SpecError('no points given; write --points "x1,y1>x2,y2".')
     for pair in pairs:
         for p in (pair.handle, pair.target):
             check_inside(p, size)
@@ -56,13 +56,11 @@ def check_inside(p: Point, size: tuple[int, int]) -> None:
     if not (math.isfinite(x) and math.isfinite(y)):
         raise SpecError(f"point ({x:g}, {y:g}) is not two finite numbers; use x in 0..{w - 1} and y in 0..{h - 1}.")
     if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
-        raise SpecError(
-            f"point ({x:g}, {y:g}) is outside the {w}x{h} image; use x in 0..{w - 1} and y in 0..{h - 1}."
-        )
+        raise SpecError(f"point ({x:g}, {y:g}) is outside the {w}x{h} image; use x in 0..{w - 1} and y in 0..{h - 1}.")
 
 
 def parse_mask(spec: str, size: tuple[int, int]) -> np.ndarray:
-    """"x0,y0,x1,y1" (inclusive rectangle that may move) -> boolean [H, W] mask."""
+    """ "x0,y0,x1,y1" (inclusive rectangle that may move) -> boolean [H, W] mask."""
     shown = repr(spec) if len(spec) <= 60 else repr(spec[:60]) + "..."  # the sentence stays one short line
     w, h = size
     try:
@@ -73,8 +71,10 @@ def parse_mask(spec: str, size: tuple[int, int]) -> np.ndarray:
         raise SpecError(f"cannot read the mask {shown}; write the movable rectangle as x0,y0,x1,y1.")
     # float() reads "inf", "nan" and 1e309 (inf) too, which no pixel is and int() cannot take.
     if not all(math.isfinite(v) for v in values):
-        raise SpecError(f"the mask {shown} holds a number that is not finite; write the movable rectangle as "
-                        f"x0,y0,x1,y1 with 0 <= x0 <= x1 <= {w - 1} and 0 <= y0 <= y1 <= {h - 1}.")
+        raise SpecError(
+            f"the mask {shown} holds a number that is not finite; write the movable rectangle as "
+            f"x0,y0,x1,y1 with 0 <= x0 <= x1 <= {w - 1} and 0 <= y0 <= y1 <= {h - 1}."
+        )
     x0, y0, x1, y1 = (int(round(v)) for v in values)
     if not (0 <= x0 <= x1 < w and 0 <= y0 <= y1 < h):
         raise SpecError(
@@ -97,9 +97,15 @@ class DragProgress:
         self.label = label
         self.start = time.perf_counter()
         self.console = Console(stderr=True)
-        self.bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[value]:>6} {task.fields[unit]}  {task.fields[rate]:>5} it/s"),
-                            console=self.console, transient=True, disable=not self.console.is_terminal)
+        self.bar = Progress(
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[value]:>6} {task.fields[unit]}  {task.fields[rate]:>5} it/s"),
+            console=self.console,
+            transient=True,
+            disable=not self.console.is_terminal,
+        )
         self.task = self.bar.add_task(label, total=total, value="", unit="", rate="")
         self.bar.start()
 
@@ -119,8 +125,11 @@ class DragProgress:
             return
         e = finished.entry
         state = "converged" if e.converged else "stopped"
-        print(f"{self.label}: {state} after {e.steps} steps, {e.mean_distance or 0.0:.2f} px from targets, "
-              f"{time.perf_counter() - self.start:.1f} s", file=sys.stderr)
+        print(
+            f"{self.label}: {state} after {e.steps} steps, {e.mean_distance or 0.0:.2f} px from targets, "
+            f"{time.perf_counter() - self.start:.1f} s",
+            file=sys.stderr,
+        )
 
 
 def _write_image(what: str, path: Path, write: Callable[[Path, str], None]) -> Path:
@@ -149,8 +158,13 @@ def save_gif(frames: list[np.ndarray], path: str | Path, ms_per_frame: int = 80)
     from PIL import Image
 
     images = [Image.fromarray(f) for f in frames]
-    return _write_image("gif", Path(path), lambda tmp, fmt: images[0].save(
-        tmp, format=fmt, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0))
+    return _write_image(
+        "gif",
+        Path(path),
+        lambda tmp, fmt: images[0].save(
+            tmp, format=fmt, save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0
+        ),
+    )
 
 
 NAME_MAX = 255  # bytes in one file name on the usual Linux, macOS and Windows file systems
@@ -168,8 +182,10 @@ def check_writable(flag: str, value: str | Path, folder: bool = False) -> None:
     path = Path(text).expanduser().absolute()
     for part in path.parts:
         if len(part.encode("utf-8", "surrogateescape")) > NAME_MAX:
-            raise SpecError(f"{flag}: the name {part[:24]}... is longer than the {NAME_MAX} bytes a file name "
-                            "may have; choose a shorter one.")
+            raise SpecError(
+                f"{flag}: the name {part[:24]}... is longer than the {NAME_MAX} bytes a file name "
+                "may have; choose a shorter one."
+            )
     if folder and path.exists() and not path.is_dir():
         raise SpecError(f"{flag} {text} is a file, not a folder; give a folder name.")
     existing = path if folder else path.parent
@@ -181,8 +197,10 @@ def check_writable(flag: str, value: str | Path, folder: bool = False) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as err:
-        raise SpecError(f"{flag} {text} cannot be written: {existing} does not accept new files "
-                        f"({err.strerror or err}); choose a writable folder.") from None
+        raise SpecError(
+            f"{flag} {text} cannot be written: {existing} does not accept new files "
+            f"({err.strerror or err}); choose a writable folder."
+        ) from None
 
 
 def save_npy(array: np.ndarray, path: str | Path) -> Path:

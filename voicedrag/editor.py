@@ -13,6 +13,7 @@ the stream, so every policy and sentence lives here once.
     for event in editor.run(EditRequest(ImageState(ws, image), text="open the mouth")):
         print(event)
 """
+
 from __future__ import annotations
 
 import threading
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
     from voicedrag.speech.listen import Listener
     from voicedrag.speech.transcribe import Transcriber
 
+
 @dataclass
 class Keypoints:
     points: dict[str, Point]
@@ -84,14 +86,17 @@ def outside_mask(pairs: tuple[DragPair, ...] | list[DragPair], mask: Mask | None
     outside still, so that handle cannot move), in one sentence; None when every handle is inside."""
     if mask is None:
         return None
-    outside = [p.handle for p in pairs
-               if not any(x0 <= p.handle.x < x1 and y0 <= p.handle.y < y1 for x0, y0, x1, y1 in mask)]
+    outside = [
+        p.handle for p in pairs if not any(x0 <= p.handle.x < x1 and y0 <= p.handle.y < y1 for x0, y0, x1, y1 in mask)
+    ]
     if not outside:
         return None
     where = ", ".join(f"{p.x:g},{p.y:g}" for p in outside)
     handle = "the handle at" if len(outside) == 1 else "the handles at"
-    return (f"{handle} {where} lies outside the mask, the region that may move, so it cannot move; "
-            "widen the mask to take it in, or remove the mask.")
+    return (
+        f"{handle} {where} lies outside the mask, the region that may move, so it cannot move; "
+        "widen the mask to take it in, or remove the mask."
+    )
 
 
 class Editor:
@@ -121,14 +126,17 @@ class Editor:
             yield heard
             text = heard.text
             if not text.strip():
-                yield Refused("no speech was heard; record the command again, closer to the microphone, "
-                              "or type it.")
+                yield Refused("no speech was heard; record the command again, closer to the microphone, or type it.")
                 return
         if request.pairs:
             pairs = tuple(request.pairs)
-            planned = Planned(label=request.label or _pairs_label(pairs), pairs=pairs,
-                              names=tuple(f"point {i + 1}" for i in range(len(pairs))), mask=request.mask,
-                              warnings=())
+            planned = Planned(
+                label=request.label or _pairs_label(pairs),
+                pairs=pairs,
+                names=tuple(f"point {i + 1}" for i in range(len(pairs))),
+                mask=request.mask,
+                warnings=(),
+            )
         else:
             result = self.parse(text or "")
             yield Parsed(result)
@@ -164,8 +172,11 @@ class Editor:
         state = request.state
         keypoints: dict[str, Point] = {}
         if needs_keypoints(result.edits):
-            cached = state.keypoints if state.keypoints is not None else (
-                None if state.entry_id is None else self.cached_keypoints(state.entry_id))
+            cached = (
+                state.keypoints
+                if state.keypoints is not None
+                else (None if state.entry_id is None else self.cached_keypoints(state.entry_id))
+            )
             found = Keypoints(cached) if cached is not None else self.keypoints(state.entry_id, state.image, state.ws)
             if cached is None:
                 yield KeypointsFound(state.entry_id, dict(found.points), found.notice)
@@ -181,9 +192,15 @@ class Editor:
             return None
         plan = planned.plan
         mask = request.mask if request.mask is not None else (None if plan.mask is None else tuple(plan.mask))
-        return Planned(label=request.label or text, pairs=tuple(planned.pairs), names=tuple(plan.names),
-                       mask=mask, warnings=tuple(planned.warnings),
-                       edits=tuple(e.to_json() for e in result.edits), plan=plan)
+        return Planned(
+            label=request.label or text,
+            pairs=tuple(planned.pairs),
+            names=tuple(plan.names),
+            mask=mask,
+            warnings=tuple(planned.warnings),
+            edits=tuple(e.to_json() for e in result.edits),
+            plan=plan,
+        )
 
     def _drag(self, request: EditRequest, planned: Planned) -> Iterator[EditEvent]:
         from voicedrag.planning.rules import mask_array
@@ -192,9 +209,17 @@ class Editor:
         opts, state = request.drag, request.state
         mask = mask_array(None if planned.mask is None else list(planned.mask), state.size)
         try:
-            steps = self.drag(state.ws, list(planned.pairs), mask, opts.max_steps, preview_every=opts.preview_every,
-                              preview_seconds=opts.preview_seconds, lr=opts.lr, space=opts.space,
-                              generator=None if state.photo is None else state.photo.generator)
+            steps = self.drag(
+                state.ws,
+                list(planned.pairs),
+                mask,
+                opts.max_steps,
+                preview_every=opts.preview_every,
+                preview_seconds=opts.preview_seconds,
+                lr=opts.lr,
+                space=opts.space,
+                generator=None if state.photo is None else state.photo.generator,
+            )
         except ValueError as err:  # a point outside the image
             yield Refused(f"{err}; place the points inside the image.")
             return
@@ -205,8 +230,14 @@ class Editor:
             if r.image is None and now - reported < opts.report_seconds:
                 continue
             reported = now
-            yield Step(r.step, opts.max_steps, tuple(r.points), r.mean_distance,
-                       (r.step + 1) / max(now - started, 1e-9), r.image)
+            yield Step(
+                r.step,
+                opts.max_steps,
+                tuple(r.points),
+                r.mean_distance,
+                (r.step + 1) / max(now - started, 1e-9),
+                r.image,
+            )
         final = self.result()
         photo_image = None
         if state.photo is not None:
@@ -216,19 +247,34 @@ class Editor:
             # region stays the photo's own.
             base = state.photo_image if state.photo_image is not None else state.photo.photo.rgb
             photo_image, _ = paste_back(base, final.image, state.image, state.photo.alignment, mask)
-        yield Finished(Entry(
-            label=planned.label, kind="drag", ws=final.ws.detach().cpu().numpy().astype(np.float32),
-            image=final.image, pairs=list(planned.pairs), final_points=list(final.points),
-            mask=None if planned.mask is None else list(planned.mask), steps=final.steps,
-            converged=final.converged, verdict=final.verdict, cancelled=final.cancelled,
-            mean_distance=final.mean_distance, seconds=final.seconds, frames=list(final.frames),
-            edits=list(planned.edits), warnings=list(planned.warnings), photo=state.photo, photo_image=photo_image,
-        ))
+        yield Finished(
+            Entry(
+                label=planned.label,
+                kind="drag",
+                ws=final.ws.detach().cpu().numpy().astype(np.float32),
+                image=final.image,
+                pairs=list(planned.pairs),
+                final_points=list(final.points),
+                mask=None if planned.mask is None else list(planned.mask),
+                steps=final.steps,
+                converged=final.converged,
+                verdict=final.verdict,
+                cancelled=final.cancelled,
+                mean_distance=final.mean_distance,
+                seconds=final.seconds,
+                frames=list(final.frames),
+                edits=list(planned.edits),
+                warnings=list(planned.warnings),
+                photo=state.photo,
+                photo_image=photo_image,
+            )
+        )
 
     # ------------------------------------------------------------ photos
 
-    def open_photo(self, path: str | Path, config: InvertConfig | None = None, use_cache: bool = True,
-                   report_seconds: float = 0.0) -> Iterator[EditEvent]:
+    def open_photo(
+        self, path: str | Path, config: InvertConfig | None = None, use_cache: bool = True, report_seconds: float = 0.0
+    ) -> Iterator[EditEvent]:
         """A user's photo into the model: Inverting per step of its inversion (none when it is
         cached), then PhotoOpened; or Refused (not an image, no face, a face too small, stopped)."""
         from engine.invert import InvertStep
@@ -253,8 +299,13 @@ class Editor:
                 if item.image is None and now - reported < report_seconds:
                     continue
                 reported = now
-                yield Inverting(item.phase, handle.inversion.step_count if handle.inversion else 0, total or 0,
-                                item.psnr, item.image)
+                yield Inverting(
+                    item.phase,
+                    handle.inversion.step_count if handle.inversion else 0,
+                    total or 0,
+                    item.psnr,
+                    item.image,
+                )
         except UserError as err:
             yield Refused(str(err))
         finally:
@@ -317,8 +368,9 @@ class Editor:
         with self._cache_lock:
             self._cache[entry_id] = dict(points)
 
-    def keypoints(self, entry_id: int | None, image: np.ndarray,
-                  ws: torch.Tensor | np.ndarray | None = None) -> Keypoints:
+    def keypoints(
+        self, entry_id: int | None, image: np.ndarray, ws: torch.Tensor | np.ndarray | None = None
+    ) -> Keypoints:
         """The named keypoints of `image` (drawn from the latent `ws`, which a template needs); with the id
         of its history entry, found once per entry."""
         cached = None if entry_id is None else self.cached_keypoints(entry_id)
@@ -327,8 +379,11 @@ class Editor:
         notice = None
         if not self.kit.has_detector and self.kit.template is not None:
             if ws is None:
-                return Keypoints({}, "keypoints from a template need the image's latent; "
-                                     "use explicit drags such as 'drag 30,40 to 50,60'.")
+                return Keypoints(
+                    {},
+                    "keypoints from a template need the image's latent; "
+                    "use explicit drags such as 'drag 30,40 to 50,60'.",
+                )
             points, notice = self._template_points(ws)
         else:
             detector = self.kit.detector()
@@ -379,9 +434,18 @@ class Editor:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
-    def drag(self, ws: torch.Tensor | np.ndarray, pairs: list[DragPair], mask: np.ndarray | None, max_steps: int,
-             preview_every: int = 0, preview_seconds: float | None = None, lr: float | None = None,
-             space: str | None = None, generator: Generator | None = None) -> Iterator[StepResult]:
+    def drag(
+        self,
+        ws: torch.Tensor | np.ndarray,
+        pairs: list[DragPair],
+        mask: np.ndarray | None,
+        max_steps: int,
+        preview_every: int = 0,
+        preview_seconds: float | None = None,
+        lr: float | None = None,
+        space: str | None = None,
+        generator: Generator | None = None,
+    ) -> Iterator[StepResult]:
         """Start a drag with the model's own settings (overridden by the arguments that are not None)
         and return its steps; `result()` then holds the outcome. Raises ValueError at once for points
         outside the image. `generator` draws the latent where it is not the model's own (a photo's
@@ -391,8 +455,9 @@ class Editor:
         from engine.drag import DragConfig, DragSession
 
         G = generator if generator is not None else self.kit.generator
-        config = DragConfig.for_generator(G, max_steps=max_steps, lr=lr, space=space, preview_every=preview_every,
-                                          preview_seconds=preview_seconds)
+        config = DragConfig.for_generator(
+            G, max_steps=max_steps, lr=lr, space=space, preview_every=preview_every, preview_seconds=preview_seconds
+        )
         w = torch.from_numpy(np.ascontiguousarray(ws)).to(G.device) if isinstance(ws, np.ndarray) else ws
         session = DragSession(G, w, pairs, mask=mask, config=config)
         self._session = self._last = session

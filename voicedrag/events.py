@@ -10,6 +10,7 @@ Every policy (what is refused, with which sentence; what a mask means; how a fin
 becomes a history entry) lives in the editor, so the CLI, the TUI and any other front end only
 show the events. Nothing here imports torch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -150,8 +151,9 @@ class Finished:
         steps = f"{e.steps} step" if e.steps == 1 else f"{e.steps} steps"
         if e.verdict:
             return f"after {steps}, {e.verdict}"
-        state = ("stopped; kept the last frame" if e.cancelled else
-                 "converged" if e.converged else "reached the step limit")
+        state = (
+            "stopped; kept the last frame" if e.cancelled else "converged" if e.converged else "reached the step limit"
+        )
         dist = f", {e.mean_distance:.1f} px from the targets" if e.mean_distance is not None else ""
         return f"{state} after {steps}{dist}"
 

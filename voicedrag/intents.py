@@ -1,4 +1,5 @@
 """What a command means, before any image is involved: the edit intent."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -72,7 +73,10 @@ DIRECTIONS: tuple[str, ...] = ("up", "down", "left", "right")
 
 # Unit vectors in image coordinates (y grows downwards).
 DIRECTION_VECTORS: dict[str, tuple[float, float]] = {
-    "up": (0.0, -1.0), "down": (0.0, 1.0), "left": (-1.0, 0.0), "right": (1.0, 0.0),
+    "up": (0.0, -1.0),
+    "down": (0.0, 1.0),
+    "left": (-1.0, 0.0),
+    "right": (1.0, 0.0),
 }
 
 

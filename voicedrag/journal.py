@@ -14,6 +14,7 @@ intact: a drag that was running is the most that is lost.
 
 Nothing here imports torch; `restore` takes the renderers as functions.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -132,8 +133,13 @@ class Journal:
                 self._next += 1
             seen.add(digest)
         record = {
-            "format": FORMAT, "version": VERSION, "model": self.model, "model_file": model_file(self.model),
-            "template": self.template, "psi": self.psi, "index": session.index,
+            "format": FORMAT,
+            "version": VERSION,
+            "model": self.model,
+            "model_file": model_file(self.model),
+            "template": self.template,
+            "psi": self.psi,
+            "index": session.index,
             "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
             "entries": [self._entry_json(e) for e in session.entries],
             "commands": list(commands or [])[-MAX_COMMANDS:],
@@ -235,12 +241,16 @@ def find_journal(where: str | Path) -> Path:
     where = Path(where).expanduser()
     if where.is_file():
         if where.name != JOURNAL:
-            raise JournalError(f"{where} is not a session journal; give --resume a session folder "
-                               f"(such as voicedrag-out/session-...) or its {JOURNAL}.")
+            raise JournalError(
+                f"{where} is not a session journal; give --resume a session folder "
+                f"(such as voicedrag-out/session-...) or its {JOURNAL}."
+            )
         return where
     if not where.is_dir():
-        raise JournalError(f"there is no folder {where} to resume from; give --resume a session folder "
-                           "(such as voicedrag-out/session-...), or start without --resume.")
+        raise JournalError(
+            f"there is no folder {where} to resume from; give --resume a session folder "
+            "(such as voicedrag-out/session-...), or start without --resume."
+        )
     if (where / JOURNAL).is_file():
         return where / JOURNAL
     found = []
@@ -251,22 +261,30 @@ def find_journal(where: str | Path) -> Path:
             except OSError:
                 continue
     except OSError as err:
-        raise JournalError(f"cannot read the folder {where} ({err.strerror or err}); "
-                           "give --resume a readable session folder.") from err
+        raise JournalError(
+            f"cannot read the folder {where} ({err.strerror or err}); give --resume a readable session folder."
+        ) from err
     if not found:
-        raise JournalError(f"no session journal in {where}; start without --resume, or give --resume the "
-                           "session folder to restore (voicedrag-out/session-...).")
+        raise JournalError(
+            f"no session journal in {where}; start without --resume, or give --resume the "
+            "session folder to restore (voicedrag-out/session-...)."
+        )
     return max(found)[1]
 
 
 def _damaged(path: Path, why: str) -> JournalError:
-    return JournalError(f"the session journal {path} is damaged ({why}); resume another session with "
-                        "--resume DIR, or start a new one without --resume.")
+    return JournalError(
+        f"the session journal {path} is damaged ({why}); resume another session with "
+        "--resume DIR, or start a new one without --resume."
+    )
 
 
 def _finite_pair(value: object) -> bool:
-    return (isinstance(value, list) and len(value) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    )
 
 
 def _check_entry(record: object, n: int) -> str | None:
@@ -283,15 +301,20 @@ def _check_entry(record: object, n: int) -> str | None:
         return f"entry {n} names the picture {str(picture)[:80]!r}, not one in pictures/"
     pairs = record.get("pairs", [])
     if not isinstance(pairs, list) or not all(
-            isinstance(p, dict) and _finite_pair(p.get("handle")) and _finite_pair(p.get("target")) for p in pairs):
+        isinstance(p, dict) and _finite_pair(p.get("handle")) and _finite_pair(p.get("target")) for p in pairs
+    ):
         return f"entry {n} has points that are not pairs of finite numbers"
     points = record.get("final_points", [])
     if not isinstance(points, list) or not all(_finite_pair(p) for p in points):
         return f"entry {n} has final points that are not pairs of finite numbers"
     mask = record.get("mask")
-    if mask is not None and not (isinstance(mask, list) and all(
+    if mask is not None and not (
+        isinstance(mask, list)
+        and all(
             isinstance(r, list) and len(r) == 4 and all(isinstance(v, int) and not isinstance(v, bool) for v in r)
-            for r in mask)):
+            for r in mask
+        )
+    ):
         return f"entry {n} has a mask that is not a list of rectangles"
     seed = record.get("seed")
     if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32):
@@ -324,19 +347,25 @@ def read_journal(path: str | Path) -> Journaled:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
-        raise JournalError(f"there is no session journal {path}; give --resume a session folder "
-                           "(such as voicedrag-out/session-...), or start without --resume.") from err
+        raise JournalError(
+            f"there is no session journal {path}; give --resume a session folder "
+            "(such as voicedrag-out/session-...), or start without --resume."
+        ) from err
     except OSError as err:
-        raise JournalError(f"cannot read the session journal {path} ({err.strerror or err}); "
-                           "check its permissions, or start without --resume.") from err
+        raise JournalError(
+            f"cannot read the session journal {path} ({err.strerror or err}); "
+            "check its permissions, or start without --resume."
+        ) from err
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise _damaged(path, "it is not JSON") from err
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise _damaged(path, "it is not a voicedrag session journal")
     version = data.get("version")
     if not isinstance(version, int) or version > VERSION:
-        raise JournalError(f"the session journal {path} was written by a newer voicedrag (format {version}); "
-                           "update voicedrag to resume it.")
+        raise JournalError(
+            f"the session journal {path} was written by a newer voicedrag (format {version}); "
+            "update voicedrag to resume it."
+        )
     model, entries, index = data.get("model"), data.get("entries"), data.get("index")
     if not isinstance(model, str) or not model:
         raise _damaged(path, "it names no model")
@@ -348,8 +377,12 @@ def read_journal(path: str | Path) -> Journaled:
     if not isinstance(psi, (int, float)) or isinstance(psi, bool) or not math.isfinite(psi):
         raise _damaged(path, "its truncation psi is not a number")
     model_path, template = data.get("model_file"), data.get("template")
-    if model_path is not None and not isinstance(model_path, str) or template is not None and not isinstance(
-            template, str):
+    if (
+        model_path is not None
+        and not isinstance(model_path, str)
+        or template is not None
+        and not isinstance(template, str)
+    ):
         raise _damaged(path, "its model file or template is not a path")
     commands = data.get("commands", [])
     if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
@@ -379,11 +412,17 @@ def check_model(given: str | None, journaled: Journaled) -> None:
     if given is None or given == journaled.model:
         return
     mine = model_file(given)
-    if mine is not None and journaled.model_file is not None and os.path.exists(journaled.model_file) \
-            and os.path.samefile(mine, journaled.model_file):
+    if (
+        mine is not None
+        and journaled.model_file is not None
+        and os.path.exists(journaled.model_file)
+        and os.path.samefile(mine, journaled.model_file)
+    ):
         return
-    raise JournalError(f"the session in {journaled.folder} was made with the model {journaled.model}, not "
-                       f"{given}; resume it without --model (its own is loaded), or start a new session.")
+    raise JournalError(
+        f"the session in {journaled.folder} was made with the model {journaled.model}, not "
+        f"{given}; resume it without --model (its own is loaded), or start a new session."
+    )
 
 
 # --------------------------------------------------------------------------- restoring
@@ -394,8 +433,9 @@ def entry_from_journal(item: JournaledEntry, image: np.ndarray) -> Entry:
 
     r = item.record
     pairs = [DragPair(Point(*p["handle"]), Point(*p["target"])) for p in r.get("pairs", [])]
-    mask: list[Rect] | None = None if r.get("mask") is None else [
-        (int(a), int(b), int(c), int(d)) for a, b, c, d in r["mask"]]
+    mask: list[Rect] | None = (
+        None if r.get("mask") is None else [(int(a), int(b), int(c), int(d)) for a, b, c, d in r["mask"]]
+    )
 
     def number(name: str, default: float | None) -> float | None:
         v = r.get(name)
@@ -408,14 +448,22 @@ def entry_from_journal(item: JournaledEntry, image: np.ndarray) -> Entry:
     steps = r.get("steps")
     edits = r.get("edits")
     return Entry(
-        label=r["label"], kind=r["kind"], ws=item.ws, image=image, pairs=pairs,
-        final_points=[Point(*p) for p in r.get("final_points", [])], mask=mask,
+        label=r["label"],
+        kind=r["kind"],
+        ws=item.ws,
+        image=image,
+        pairs=pairs,
+        final_points=[Point(*p) for p in r.get("final_points", [])],
+        mask=mask,
         steps=steps if isinstance(steps, int) and not isinstance(steps, bool) else 0,
-        converged=r.get("converged") is True, verdict=r["verdict"] if isinstance(r.get("verdict"), str) else None,
-        cancelled=r.get("cancelled") is True, mean_distance=number("mean_distance", None),
+        converged=r.get("converged") is True,
+        verdict=r["verdict"] if isinstance(r.get("verdict"), str) else None,
+        cancelled=r.get("cancelled") is True,
+        mean_distance=number("mean_distance", None),
         seconds=number("seconds", 0.0) or 0.0,
         edits=[e for e in edits if isinstance(e, dict)] if isinstance(edits, list) else [],
-        warnings=text_list("warnings"), seed=r.get("seed"),
+        warnings=text_list("warnings"),
+        seed=r.get("seed"),
     )
 
 

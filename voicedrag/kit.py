@@ -8,6 +8,7 @@ without a detector can be given a keypoint template (`voicedrag keypoints teach`
 own features. An official checkpoint names neither, so only explicit points work until a template
 is given, which `ModelKit.limits` says.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,10 @@ if TYPE_CHECKING:
 # (photographs, FFHQ), `keypoints.facemesh`.
 DETECTORS: tuple[str, ...] = ("faceworld", "face")
 
-NO_DETECTOR = ("this model names no keypoint detector, so words such as 'open the mouth' cannot be placed on it; "
-               "use explicit points such as 'drag 30,40 to 50,60'.")
+NO_DETECTOR = (
+    "this model names no keypoint detector, so words such as 'open the mouth' cannot be placed on it; "
+    "use explicit points such as 'drag 30,40 to 50,60'."
+)
 
 
 @dataclass(frozen=True)
@@ -56,29 +59,38 @@ class KitSpec:
         except (ValueError, AttributeError):
             return cls()  # the generator loader already refused a broken config
         if not isinstance(kit, dict):
-            raise VoicedragError(f"'kit' in {config.name} must be an object such as "
-                                 '{"rules": "face", "detector": "faceworld"}; fix the model config.')
+            raise VoicedragError(
+                f"'kit' in {config.name} must be an object such as "
+                '{"rules": "face", "detector": "faceworld"}; fix the model config.'
+            )
         detector = kit.get("detector")
         if detector is not None and detector not in DETECTORS:
-            raise VoicedragError(f"{config.name} names the keypoint detector {detector!r}, which voicedrag does not "
-                                 f"have; use one of {', '.join(DETECTORS)} or remove it.")
+            raise VoicedragError(
+                f"{config.name} names the keypoint detector {detector!r}, which voicedrag does not "
+                f"have; use one of {', '.join(DETECTORS)} or remove it."
+            )
         rules = kit.get("rules")
         if rules is not None and not isinstance(rules, str):
-            raise VoicedragError(f"'rules' in {config.name} must be a rules name such as \"face\" or a .toml "
-                                 "file beside the model; fix the model config.")
+            raise VoicedragError(
+                f"'rules' in {config.name} must be a rules name such as \"face\" or a .toml "
+                "file beside the model; fix the model config."
+            )
         if rules is not None and rules.endswith(".toml") and not Path(rules).is_absolute():
             rules = str(path.parent / rules)
         # Named rules that do not exist are refused with the model, not at the first typed command.
         from voicedrag.planning.rules import rules_file, shipped_rules
 
         if rules is not None and rules_file(rules) is None:
-            raise VoicedragError(f"{config.name} names the rules {rules!r}, which voicedrag cannot find; "
-                                 f"use one of {', '.join(shipped_rules())} or a .toml file beside the model.")
+            raise VoicedragError(
+                f"{config.name} names the rules {rules!r}, which voicedrag cannot find; "
+                f"use one of {', '.join(shipped_rules())} or a .toml file beside the model."
+            )
         template = kit.get("template")
         if template is not None:
             if not isinstance(template, str):
-                raise VoicedragError(f"'template' in {config.name} must be the name of a template JSON file; "
-                                     "fix the model config.")
+                raise VoicedragError(
+                    f"'template' in {config.name} must be the name of a template JSON file; fix the model config."
+                )
             template = str(path.parent / template) if not Path(template).is_absolute() else template
         return cls(rules=rules, detector=detector, template=template)
 
@@ -180,8 +192,9 @@ def _load_detector(name: str | None) -> tuple[Detector | None, str | None]:
         return None, f"{str(err).rstrip('.')}; meanwhile use explicit drags such as 'drag 30,40 to 50,60'."
 
 
-def load_kit(model: str | Path, device: str | None = None, template: str | Path | None = None,
-             download: bool = False) -> ModelKit:
+def load_kit(
+    model: str | Path, device: str | None = None, template: str | Path | None = None, download: bool = False
+) -> ModelKit:
     """The kit of a model file, of 'embedded' (the shipped face model) or of a registry name
     (`voicedrag models`; downloaded first only when `download`); `template` (or the one the
     model's config names) finds keypoints where the model has no detector."""
@@ -220,5 +233,3 @@ def load_template_for(generator: Generator, path: Path) -> KeypointTemplate:
 def kit_for_generator(generator: Generator, name: str = "model", spec: KitSpec | None = None) -> ModelKit:
     """A kit around a generator already in memory (tests, benchmarks)."""
     return ModelKit(name=name, generator=generator, spec=spec or KitSpec())
-
-

@@ -3,6 +3,7 @@
 "embedded" is the shipped face model (`voicedrag_assets`); a registry name is its cached
 download (`voicedrag.registry`); anything else is a path. The engine only ever sees paths.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

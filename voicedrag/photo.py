@@ -4,6 +4,7 @@
 converted; `frame_photo` crops the photo to the model's framing from keypoints found on the
 photo itself (`keypoints.align`); `photo_hash` names the pixels for inversion caches.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,8 +38,15 @@ MAX_PHOTO_PIXELS = 40_000_000
 BACKGROUND = (255, 255, 255)
 
 _EXIF_ORIENTATION = 0x0112
-_TURNS = {2: "mirrored", 3: "turned 180 degrees", 4: "flipped upside down", 5: "mirrored and turned",
-          6: "turned 90 degrees clockwise", 7: "mirrored and turned", 8: "turned 90 degrees counter-clockwise"}
+_TURNS = {
+    2: "mirrored",
+    3: "turned 180 degrees",
+    4: "flipped upside down",
+    5: "mirrored and turned",
+    6: "turned 90 degrees clockwise",
+    7: "mirrored and turned",
+    8: "turned 90 degrees counter-clockwise",
+}
 
 
 class PhotoError(VoicedragError):
@@ -60,8 +68,10 @@ class Photo:
 
 def _check_size(path: Path, w: int, h: int) -> None:
     if max(w, h) > MAX_PHOTO_SIDE or w * h > MAX_PHOTO_PIXELS:
-        raise PhotoError(f"{path} is {w} x {h} pixels, more than voicedrag reads ({MAX_PHOTO_SIDE} on a side, "
-                         f"{MAX_PHOTO_PIXELS // 1_000_000} MP); scale it down first.")
+        raise PhotoError(
+            f"{path} is {w} x {h} pixels, more than voicedrag reads ({MAX_PHOTO_SIDE} on a side, "
+            f"{MAX_PHOTO_PIXELS // 1_000_000} MP); scale it down first."
+        )
 
 
 def load_photo(path: str | Path) -> Photo:
@@ -101,8 +111,9 @@ def load_photo(path: str | Path) -> Photo:
     except (OSError, ValueError, SyntaxError, struct.error, EOFError) as err:
         # OSError: a truncated or corrupt file; ValueError: a text chunk that inflates past Pillow's
         # limit (a zTXt bomb); SyntaxError, struct.error, EOFError: some broken headers.
-        raise PhotoError(f"{path} is damaged or not an image Pillow can read safely; "
-                         "pass a photo such as a JPEG or PNG.") from err
+        raise PhotoError(
+            f"{path} is damaged or not an image Pillow can read safely; pass a photo such as a JPEG or PNG."
+        ) from err
     return Photo(rgb=rgb, mode=mode, format=fmt, notes=notes)
 
 
@@ -173,8 +184,9 @@ def photo_hash(rgb: np.ndarray) -> str:
     """sha256 of the pixels and their shape: the key an inversion is cached under (with the model's)."""
     a = np.asarray(rgb)
     if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
-        raise VoicedragError(f"a photo's pixels must be uint8 [H, W, 3], got {a.dtype} {tuple(a.shape)}; "
-                             "read the photo with load_photo.")
+        raise VoicedragError(
+            f"a photo's pixels must be uint8 [H, W, 3], got {a.dtype} {tuple(a.shape)}; read the photo with load_photo."
+        )
     h = hashlib.sha256(f"{a.shape[0]}x{a.shape[1]}x{a.shape[2]}:".encode())
     h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
@@ -194,9 +206,16 @@ class FramedPhoto:
     residual_px: float  # their RMS distance from the template (crop pixels): the face's own shape, plus error
 
 
-def frame_photo(rgb: np.ndarray, detector_points: dict[str, Point] | None, model_size: int,
-                template: dict[str, Point], *, detector: Detector | None = None,
-                framed_within_px: float | None = None, max_upscale: float = MAX_UPSCALE) -> FramedPhoto:
+def frame_photo(
+    rgb: np.ndarray,
+    detector_points: dict[str, Point] | None,
+    model_size: int,
+    template: dict[str, Point],
+    *,
+    detector: Detector | None = None,
+    framed_within_px: float | None = None,
+    max_upscale: float = MAX_UPSCALE,
+) -> FramedPhoto:
     """The model's crop of a photo, from keypoints found on the photo (photo pixels).
 
     With a `detector`, the framing is refined by detecting again on the crop until it settles
@@ -206,8 +225,10 @@ def frame_photo(rgb: np.ndarray, detector_points: dict[str, Point] | None, model
     """
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise VoicedragError(f"a photo's pixels must be uint8 [H, W, 3], got {rgb.dtype} {tuple(rgb.shape)}; "
-                             "read the photo with load_photo.")
+        raise VoicedragError(
+            f"a photo's pixels must be uint8 [H, W, 3], got {rgb.dtype} {tuple(rgb.shape)}; "
+            "read the photo with load_photo."
+        )
     if detector_points is None and detector is None:
         raise VoicedragError("framing a photo needs its keypoints or a detector to find them; pass one of them.")
     within = FRAMED_WITHIN * model_size if framed_within_px is None else framed_within_px

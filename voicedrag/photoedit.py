@@ -7,6 +7,7 @@ needs: the latent, the generator that draws it (the tuned copy), the crop's keyp
 photo itself, and the alignment to paste an edit back. An inversion is cached by the photo's and
 the model's hashes, so the second edit of a photo starts at once.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -62,11 +63,19 @@ class PhotoState:
         return self.framed.alignment
 
     def to_json(self) -> dict[str, object]:
-        return {"path": self.path, "size": list(self.photo.size), "notes": list(self.photo.notes),
-                "alignment": self.alignment.to_json(), "already_framed": self.framed.already_framed,
-                "psnr": round(self.psnr, 2), "psnr_by_phase": {k: round(v, 2) for k, v in self.psnr_by_phase.items()},
-                "image_hash": self.photo_hash, "model_hash": self.model_hash, "cached": self.cached,
-                "seconds": round(self.seconds, 3)}
+        return {
+            "path": self.path,
+            "size": list(self.photo.size),
+            "notes": list(self.photo.notes),
+            "alignment": self.alignment.to_json(),
+            "already_framed": self.framed.already_framed,
+            "psnr": round(self.psnr, 2),
+            "psnr_by_phase": {k: round(v, 2) for k, v in self.psnr_by_phase.items()},
+            "image_hash": self.photo_hash,
+            "model_hash": self.model_hash,
+            "cached": self.cached,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def model_hash(generator: Generator) -> str:
@@ -86,8 +95,10 @@ def frame(kit: ModelKit, photo: Photo) -> FramedPhoto:
     size = kit.generator.img_resolution
     detector = kit.detector()
     if detector is None:
-        raise VoicedragError(f"{kit.detector_error or 'this model has no keypoint detector'} A photo is framed "
-                             "from the face's keypoints, so it needs a model with a detector.")
+        raise VoicedragError(
+            f"{kit.detector_error or 'this model has no keypoint detector'} A photo is framed "
+            "from the face's keypoints, so it needs a model with a detector."
+        )
     if kit.spec.detector == "face":
         # Photo-real faces are framed as FFHQ was: from the eyes and the mouth.
         alignment = ffhq_alignment(detector.detect(photo.rgb), size)
@@ -96,8 +107,13 @@ def frame(kit: ModelKit, photo: Photo) -> FramedPhoto:
     return frame_photo(photo.rgb, None, size, faceworld_template(size), detector=detector)
 
 
-def open_photo(kit: ModelKit, path: str | Path, config: InvertConfig | None = None,
-               use_cache: bool = True, handle: CancelHandle | None = None) -> Iterator[InvertStep | PhotoState]:
+def open_photo(
+    kit: ModelKit,
+    path: str | Path,
+    config: InvertConfig | None = None,
+    use_cache: bool = True,
+    handle: CancelHandle | None = None,
+) -> Iterator[InvertStep | PhotoState]:
     """Read, frame and invert a photo: the inversion's steps, then the PhotoState (from the cache
     when this photo was inverted into these weights before)."""
     from engine.invert import Inversion, InvertConfig
@@ -124,9 +140,20 @@ def open_photo(kit: ModelKit, path: str | Path, config: InvertConfig | None = No
         raise PhotoCancelled("the photo was not opened: its inversion was stopped.")
     drawn = result.apply_to(G)
     ws = result.ws.detach().cpu().numpy().astype(np.float32)
-    state = PhotoState(path=str(path), photo=photo, framed=framed, ws=ws, generator=drawn, image=result.image,
-                       keypoints=keypoints, psnr=result.psnr, photo_hash=key, model_hash=digest,
-                       seconds=result.seconds, psnr_by_phase=dict(result.psnr_by_phase or {}))
+    state = PhotoState(
+        path=str(path),
+        photo=photo,
+        framed=framed,
+        ws=ws,
+        generator=drawn,
+        image=result.image,
+        keypoints=keypoints,
+        psnr=result.psnr,
+        photo_hash=key,
+        model_hash=digest,
+        seconds=result.seconds,
+        psnr_by_phase=dict(result.psnr_by_phase or {}),
+    )
     if use_cache:
         changed = {**(result.noise or {}), **(result.tuned_state or {})}
         save_inversion(cache_file, state, changed)
@@ -169,9 +196,16 @@ def save_inversion(path: Path, state: PhotoState, changed: dict[str, torch.Tenso
     from engine.atomic import atomic_path
 
     arrays = {f"weights/{name}": t.detach().cpu().numpy() for name, t in changed.items()}
-    meta = {"version": CACHE_VERSION, "image_hash": state.photo_hash, "model_hash": state.model_hash,
-            "alignment": state.alignment.to_json(), "psnr": state.psnr, "psnr_by_phase": state.psnr_by_phase,
-            "seconds": state.seconds, "path": state.path}
+    meta = {
+        "version": CACHE_VERSION,
+        "image_hash": state.photo_hash,
+        "model_hash": state.model_hash,
+        "alignment": state.alignment.to_json(),
+        "psnr": state.psnr,
+        "psnr_by_phase": state.psnr_by_phase,
+        "seconds": state.seconds,
+        "path": state.path,
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -183,8 +217,16 @@ def save_inversion(path: Path, state: PhotoState, changed: dict[str, torch.Tenso
     return path
 
 
-def _load_cached(path: Path, kit: ModelKit, source: str, photo: Photo, framed: FramedPhoto,
-                 keypoints: dict[str, Point], key: str, digest: str) -> PhotoState | None:
+def _load_cached(
+    path: Path,
+    kit: ModelKit,
+    source: str,
+    photo: Photo,
+    framed: FramedPhoto,
+    keypoints: dict[str, Point],
+    key: str,
+    digest: str,
+) -> PhotoState | None:
     """A cached inversion, or None when it cannot be used (another version, damaged: invert again)."""
     import torch
 
@@ -195,8 +237,11 @@ def _load_cached(path: Path, kit: ModelKit, source: str, photo: Photo, framed: F
                 return None
             ws = np.asarray(data["ws"], np.float32)
             image = np.asarray(data["image"], np.uint8)
-            changed = {k.removeprefix("weights/"): torch.from_numpy(np.array(data[k]))
-                       for k in data.files if k.startswith("weights/")}
+            changed = {
+                k.removeprefix("weights/"): torch.from_numpy(np.array(data[k]))
+                for k in data.files
+                if k.startswith("weights/")
+            }
     except (OSError, ValueError, KeyError):
         return None
     G = kit.generator
@@ -206,6 +251,18 @@ def _load_cached(path: Path, kit: ModelKit, source: str, photo: Photo, framed: F
         G = copy.deepcopy(G)
         G.load_state_dict({k: v.to(G.device) for k, v in changed.items()}, strict=False)
         G = G.eval().requires_grad_(False)
-    return PhotoState(path=source, photo=photo, framed=framed, ws=ws, generator=G, image=image,
-                      keypoints=keypoints, psnr=float(meta.get("psnr", 0.0)), photo_hash=key, model_hash=digest,
-                      seconds=0.0, cached=True, psnr_by_phase=dict(meta.get("psnr_by_phase") or {}))
+    return PhotoState(
+        path=source,
+        photo=photo,
+        framed=framed,
+        ws=ws,
+        generator=G,
+        image=image,
+        keypoints=keypoints,
+        psnr=float(meta.get("psnr", 0.0)),
+        photo_hash=key,
+        model_hash=digest,
+        seconds=0.0,
+        cached=True,
+        psnr_by_phase=dict(meta.get("psnr_by_phase") or {}),
+    )

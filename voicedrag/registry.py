@@ -7,6 +7,7 @@ sha256 is checked against the one the registry knows, or recorded at the first c
 and checked on every later use. `--model NAME` takes a registry name everywhere; nothing is
 downloaded unless the user asks (`models download`, or `--download`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,38 +52,133 @@ _TF = "http://d36zk2xti64re0.cloudfront.net/stylegan2/networks"
 _HUMAN = "https://github.com/stylegan-human/StyleGAN-Human"
 
 CHECKPOINTS: tuple[Checkpoint, ...] = (
-    Checkpoint("lions512", "stylegan2_lions_512_pytorch.pkl", f"{_SD}/lions_512_pytorch.pkl",
-               "https://self-distilled-stylegan.github.io/", "512", "lion heads", "stylegan2", SELF_DISTILLED,
-               rules="animal", note="words need a keypoint template (voicedrag keypoints teach --rules animal)"),
-    Checkpoint("dogs1024", "stylegan2_dogs_1024_pytorch.pkl", f"{_SD}/dogs_1024_pytorch.pkl",
-               "https://self-distilled-stylegan.github.io/", "1024", "dogs", "stylegan2", SELF_DISTILLED,
-               rules="animal", note="words need a keypoint template (voicedrag keypoints teach --rules animal)"),
-    Checkpoint("horses256", "stylegan2_horses_256_pytorch.pkl", f"{_SD}/horses_256_pytorch.pkl",
-               "https://self-distilled-stylegan.github.io/", "256", "horses", "stylegan2", SELF_DISTILLED,
-               rules="animal", note="words need a keypoint template (voicedrag keypoints teach --rules animal)"),
-    Checkpoint("elephants512", "stylegan2_elephants_512_pytorch.pkl", f"{_SD}/elephants_512_pytorch.pkl",
-               "https://self-distilled-stylegan.github.io/", "512", "elephants", "stylegan2", SELF_DISTILLED,
-               note="no rules fit elephants yet: explicit points"),
-    Checkpoint("ffhq512", "stylegan2-ffhq-512x512.pkl", f"{_NGC}/stylegan2-ffhq-512x512.pkl",
-               "https://catalog.ngc.nvidia.com/orgs/nvidia/teams/research/models/stylegan2", "512",
-               "human faces (FFHQ)", "stylegan2", NVIDIA_NC, rules="face", detector="face",
-               note="words use the face landmark detector (pip install 'voicedrag[face]'); no ears"),
-    Checkpoint("afhqcat512", "stylegan2-afhqcat-512x512.pkl", f"{_NGC}/stylegan2-afhqcat-512x512.pkl",
-               "https://catalog.ngc.nvidia.com/orgs/nvidia/teams/research/models/stylegan2", "512",
-               "cat faces (AFHQ)", "stylegan2", NVIDIA_NC, rules="animal",
-               note="words need a keypoint template (voicedrag keypoints teach --rules animal)"),
-    Checkpoint("car-config-f", "stylegan2-car-config-f.pkl", f"{_TF}/stylegan2-car-config-f.pkl",
-               "https://github.com/NVlabs/stylegan2", "512x384", "cars (LSUN)", "stylegan2", NVIDIA_NC,
-               note="a TensorFlow pickle: voicedrag reads PyTorch pickles only, so it cannot load this one yet"),
-    Checkpoint("cat-config-f", "stylegan2-cat-config-f.pkl", f"{_TF}/stylegan2-cat-config-f.pkl",
-               "https://github.com/NVlabs/stylegan2", "256", "cats (LSUN)", "stylegan2", NVIDIA_NC,
-               note="a TensorFlow pickle: voicedrag reads PyTorch pickles only, so it cannot load this one yet"),
-    Checkpoint("human-v2-512", "stylegan_human_v2_512.pkl", None, _HUMAN, "512x256", "full-body humans",
-               "stylegan2", HUMAN_NC, note="no direct download: fetch it from the repository's links"),
-    Checkpoint("human-v2-1024", "stylegan_human_v2_1024.pkl", None, _HUMAN, "1024x512", "full-body humans",
-               "stylegan2", HUMAN_NC, note="no direct download: fetch it from the repository's links"),
-    Checkpoint("human-v3-512", "stylegan_human_v3_512.pkl", None, _HUMAN, "512x256", "full-body humans",
-               "stylegan3", HUMAN_NC, note="no direct download: fetch it from the repository's links"),
+    Checkpoint(
+        "lions512",
+        "stylegan2_lions_512_pytorch.pkl",
+        f"{_SD}/lions_512_pytorch.pkl",
+        "https://self-distilled-stylegan.github.io/",
+        "512",
+        "lion heads",
+        "stylegan2",
+        SELF_DISTILLED,
+        rules="animal",
+        note="words need a keypoint template (voicedrag keypoints teach --rules animal)",
+    ),
+    Checkpoint(
+        "dogs1024",
+        "stylegan2_dogs_1024_pytorch.pkl",
+        f"{_SD}/dogs_1024_pytorch.pkl",
+        "https://self-distilled-stylegan.github.io/",
+        "1024",
+        "dogs",
+        "stylegan2",
+        SELF_DISTILLED,
+        rules="animal",
+        note="words need a keypoint template (voicedrag keypoints teach --rules animal)",
+    ),
+    Checkpoint(
+        "horses256",
+        "stylegan2_horses_256_pytorch.pkl",
+        f"{_SD}/horses_256_pytorch.pkl",
+        "https://self-distilled-stylegan.github.io/",
+        "256",
+        "horses",
+        "stylegan2",
+        SELF_DISTILLED,
+        rules="animal",
+        note="words need a keypoint template (voicedrag keypoints teach --rules animal)",
+    ),
+    Checkpoint(
+        "elephants512",
+        "stylegan2_elephants_512_pytorch.pkl",
+        f"{_SD}/elephants_512_pytorch.pkl",
+        "https://self-distilled-stylegan.github.io/",
+        "512",
+        "elephants",
+        "stylegan2",
+        SELF_DISTILLED,
+        note="no rules fit elephants yet: explicit points",
+    ),
+    Checkpoint(
+        "ffhq512",
+        "stylegan2-ffhq-512x512.pkl",
+        f"{_NGC}/stylegan2-ffhq-512x512.pkl",
+        "https://catalog.ngc.nvidia.com/orgs/nvidia/teams/research/models/stylegan2",
+        "512",
+        "human faces (FFHQ)",
+        "stylegan2",
+        NVIDIA_NC,
+        rules="face",
+        detector="face",
+        note="words use the face landmark detector (pip install 'voicedrag[face]'); no ears",
+    ),
+    Checkpoint(
+        "afhqcat512",
+        "stylegan2-afhqcat-512x512.pkl",
+        f"{_NGC}/stylegan2-afhqcat-512x512.pkl",
+        "https://catalog.ngc.nvidia.com/orgs/nvidia/teams/research/models/stylegan2",
+        "512",
+        "cat faces (AFHQ)",
+        "stylegan2",
+        NVIDIA_NC,
+        rules="animal",
+        note="words need a keypoint template (voicedrag keypoints teach --rules animal)",
+    ),
+    Checkpoint(
+        "car-config-f",
+        "stylegan2-car-config-f.pkl",
+        f"{_TF}/stylegan2-car-config-f.pkl",
+        "https://github.com/NVlabs/stylegan2",
+        "512x384",
+        "cars (LSUN)",
+        "stylegan2",
+        NVIDIA_NC,
+        note="a TensorFlow pickle: voicedrag reads PyTorch pickles only, so it cannot load this one yet",
+    ),
+    Checkpoint(
+        "cat-config-f",
+        "stylegan2-cat-config-f.pkl",
+        f"{_TF}/stylegan2-cat-config-f.pkl",
+        "https://github.com/NVlabs/stylegan2",
+        "256",
+        "cats (LSUN)",
+        "stylegan2",
+        NVIDIA_NC,
+        note="a TensorFlow pickle: voicedrag reads PyTorch pickles only, so it cannot load this one yet",
+    ),
+    Checkpoint(
+        "human-v2-512",
+        "stylegan_human_v2_512.pkl",
+        None,
+        _HUMAN,
+        "512x256",
+        "full-body humans",
+        "stylegan2",
+        HUMAN_NC,
+        note="no direct download: fetch it from the repository's links",
+    ),
+    Checkpoint(
+        "human-v2-1024",
+        "stylegan_human_v2_1024.pkl",
+        None,
+        _HUMAN,
+        "1024x512",
+        "full-body humans",
+        "stylegan2",
+        HUMAN_NC,
+        note="no direct download: fetch it from the repository's links",
+    ),
+    Checkpoint(
+        "human-v3-512",
+        "stylegan_human_v3_512.pkl",
+        None,
+        _HUMAN,
+        "512x256",
+        "full-body humans",
+        "stylegan3",
+        HUMAN_NC,
+        note="no direct download: fetch it from the repository's links",
+    ),
 )
 
 
@@ -122,15 +218,19 @@ class Registry:
 
     # ------------------------------------------------------------ use
 
-    def resolve(self, name: str, download: bool = False,
-                progress: Callable[[int, int | None], None] | None = None) -> Path:
+    def resolve(
+        self, name: str, download: bool = False, progress: Callable[[int, int | None], None] | None = None
+    ) -> Path:
         """The cached file of a registry name (downloaded first when `download`), its digest checked."""
         c = self.entry(name)
         path = self.path(c)
         if not path.is_file():
             if not download:
-                how = (f"run `voicedrag models download {name}` (or add --download)" if c.url else
-                       f"download {c.file} from {c.page} and place it at {path}")
+                how = (
+                    f"run `voicedrag models download {name}` (or add --download)"
+                    if c.url
+                    else f"download {c.file} from {c.page} and place it at {path}"
+                )
                 raise VoicedragError(f"{name} is not downloaded yet; {how}.")
             return self.download(name, progress)
         self.verify(c)
@@ -145,13 +245,19 @@ class Registry:
         if want is None:
             self._write_record(c, _sha256(path), stat)  # placed by hand: recorded at its first use
             return
-        if record and record.get("size") == stat.st_size and record.get("mtime_ns") == stat.st_mtime_ns \
-                and record.get("sha256") == want:
+        if (
+            record
+            and record.get("size") == stat.st_size
+            and record.get("mtime_ns") == stat.st_mtime_ns
+            and record.get("sha256") == want
+        ):
             return
         got = _sha256(path)
         if got != want:
-            raise VoicedragError(f"{path} does not match the checksum recorded for {c.name} (its content changed); "
-                                 f"delete it and run `voicedrag models download {c.name}` again.")
+            raise VoicedragError(
+                f"{path} does not match the checksum recorded for {c.name} (its content changed); "
+                f"delete it and run `voicedrag models download {c.name}` again."
+            )
         self._write_record(c, got, stat)
 
     def _read_record(self, c: Checkpoint) -> dict[str, object] | None:
@@ -162,63 +268,78 @@ class Registry:
             return None
 
     def _write_record(self, c: Checkpoint, digest: str, stat: os.stat_result) -> None:
-        write_text_atomic(self._record(c), json.dumps({"sha256": digest, "size": stat.st_size,
-                                                       "mtime_ns": stat.st_mtime_ns}) + "\n")
+        write_text_atomic(
+            self._record(c), json.dumps({"sha256": digest, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}) + "\n"
+        )
 
     # ------------------------------------------------------------ download
 
-    def download(self, name: str, progress: Callable[[int, int | None], None] | None = None,
-                 timeout: float = 30.0) -> Path:
+    def download(
+        self, name: str, progress: Callable[[int, int | None], None] | None = None, timeout: float = 30.0
+    ) -> Path:
         c = self.entry(name)
         final = self.path(c)
         if c.url is None:
-            raise VoicedragError(f"{name} has no direct download; download {c.file} from {c.page} "
-                                 f"and place it at {final}.")
+            raise VoicedragError(
+                f"{name} has no direct download; download {c.file} from {c.page} and place it at {final}."
+            )
         if final.is_file():
             self.verify(c)
             return final
         try:
             self.cache.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise VoicedragError(f"cannot create the model cache {self.cache} ({err.strerror}); "
-                                 "set VOICEDRAG_CACHE to a folder you can write.") from None
+            raise VoicedragError(
+                f"cannot create the model cache {self.cache} ({err.strerror}); "
+                "set VOICEDRAG_CACHE to a folder you can write."
+            ) from None
         part = final.with_name(final.name + ".part")
         # Each attempt asks for the rest of the file; a connection cut mid-way is resumed up to 5 times.
         for _ in range(6):
             if self._fetch(c, part, progress, timeout):
                 break
         else:
-            raise VoicedragError(f"the download of {name} kept breaking off ({part.stat().st_size} bytes so far, "
-                                 f"kept); run `voicedrag models download {name}` again to resume.")
+            raise VoicedragError(
+                f"the download of {name} kept breaking off ({part.stat().st_size} bytes so far, "
+                f"kept); run `voicedrag models download {name}` again to resume."
+            )
         digest = _sha256(part)
         want = c.sha256 or (self._read_record(c) or {}).get("sha256")
         if want is not None and digest != want:
             part.unlink(missing_ok=True)
-            raise VoicedragError(f"the downloaded {c.file} does not match its known checksum and was removed; "
-                                 f"run `voicedrag models download {name}` again, or check {c.page}.")
+            raise VoicedragError(
+                f"the downloaded {c.file} does not match its known checksum and was removed; "
+                f"run `voicedrag models download {name}` again, or check {c.page}."
+            )
         os.replace(part, final)
         self._write_record(c, digest, final.stat())
         return final
 
-    def _fetch(self, c: Checkpoint, part: Path, progress: Callable[[int, int | None], None] | None,
-               timeout: float) -> bool:
+    def _fetch(
+        self, c: Checkpoint, part: Path, progress: Callable[[int, int | None], None] | None, timeout: float
+    ) -> bool:
         """Append the rest of the file to `part`; True when it is complete, False when cut off."""
         have = part.stat().st_size if part.is_file() else 0
         assert c.url is not None
-        request = urllib.request.Request(c.url, headers={"User-Agent": "voicedrag",
-                                                         **({"Range": f"bytes={have}-"} if have else {})})
+        request = urllib.request.Request(
+            c.url, headers={"User-Agent": "voicedrag", **({"Range": f"bytes={have}-"} if have else {})}
+        )
         host = urllib.parse.urlparse(c.url).netloc
         try:
             response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - the registry's own URLs
         except urllib.error.HTTPError as err:
             if err.code == 416 and have:  # asked past the end: what is there is the whole file
                 return True
-            raise VoicedragError(f"{host} answered {err.code} {err.reason} for {c.name}; try again later, or "
-                                 f"download {c.url} by hand and place it at {self.path(c)}.") from None
+            raise VoicedragError(
+                f"{host} answered {err.code} {err.reason} for {c.name}; try again later, or "
+                f"download {c.url} by hand and place it at {self.path(c)}."
+            ) from None
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
-            raise VoicedragError(f"cannot reach {host} ({reason}); check the network connection, or download "
-                                 f"{c.url} by hand and place it at {self.path(c)}.") from None
+            raise VoicedragError(
+                f"cannot reach {host} ({reason}); check the network connection, or download "
+                f"{c.url} by hand and place it at {self.path(c)}."
+            ) from None
         with response:
             resumed = response.status == 206
             if have and not resumed:
@@ -235,8 +356,10 @@ class Registry:
                             progress(done, total)
             except (OSError, urllib.error.URLError, http.client.HTTPException) as err:
                 if isinstance(err, OSError) and err.errno is not None and not isinstance(err, ConnectionError):
-                    raise VoicedragError(f"cannot write {part} ({err.strerror}); free some space or set "
-                                         "VOICEDRAG_CACHE to another folder.") from None
+                    raise VoicedragError(
+                        f"cannot write {part} ({err.strerror}); free some space or set "
+                        "VOICEDRAG_CACHE to another folder."
+                    ) from None
                 return False
         return total is None or done >= total
 

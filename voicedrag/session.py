@@ -4,6 +4,7 @@ The session holds plain numpy arrays (the w+ latent and the image), so it
 needs neither torch nor a generator and can be tested alone. A front-end
 turns `Entry.ws` back into a tensor when it starts the next drag.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -137,8 +138,9 @@ class Session:
 
     def new_seed(self, seed: int, ws: np.ndarray, image: np.ndarray) -> Entry:
         """Another image, as a step of the history: undo goes back to the previous image and its edits."""
-        return self.push(Entry(label=f"seed {seed}", kind="seed", ws=np.asarray(ws, np.float32), image=image,
-                               seed=seed))
+        return self.push(
+            Entry(label=f"seed {seed}", kind="seed", ws=np.asarray(ws, np.float32), image=image, seed=seed)
+        )
 
     def push(self, entry: Entry) -> Entry:
         del self.entries[self.index + 1 :]
@@ -194,8 +196,9 @@ class Session:
         except OSError as err:
             from voicedrag.errors import VoicedragError
 
-            raise VoicedragError(f"cannot create the folder {folder} ({err.strerror}); "
-                                 "choose a writable --out folder.") from err
+            raise VoicedragError(
+                f"cannot create the folder {folder} ({err.strerror}); choose a writable --out folder."
+            ) from err
         current = self.current
         if current.photo_image is not None:
             # A photo's edits: the photo itself, edits pasted back, and the model's crop beside it.

@@ -4,6 +4,7 @@ Each module of `voicedrag/cli/` registers its subcommands with `register(sub)`
 and keeps heavy imports (torch, whisper, ...) inside the functions that run
 them, so that `voicedrag --help` and the TUI start fast.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,6 +1,7 @@
 """Checked number types for the command line: a value out of range or not finite is refused by
 argparse (exit 2, one sentence) before any model is loaded, instead of ending in a traceback
 deep in torch or in a garbage picture."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,9 @@ def _number(kind: type, lo: float, hi: float, what: str) -> Callable[[str], floa
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}number; "
-                                             f"give {what}") from None
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a {'whole ' if kind is int else ''}number; give {what}"
+            ) from None
         if not math.isfinite(value) or not lo <= value <= hi:
             raise argparse.ArgumentTypeError(f"{text} is out of range; give {what}")
         return value

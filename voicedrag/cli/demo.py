@@ -1,4 +1,5 @@
 """`voicedrag demo`: one drag from start to finish, with before/after pictures and a GIF."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ DEMO_COMMAND = "open the mouth"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="say \"open the mouth\" to a sampled face; write before/after PNGs and a GIF")
+    p = sub.add_parser("demo", help='say "open the mouth" to a sampled face; write before/after PNGs and a GIF')
     p.add_argument("--out-dir", default="voicedrag-demo", help="folder for the results (default ./voicedrag-demo)")
     p.add_argument("--seed", type=argtypes.seed, default=0)
     p.add_argument("--device", default=None)
@@ -74,15 +75,24 @@ def run_demo(args: argparse.Namespace) -> int:
     after = save_png(result.image, out / "after.png")
     gif = save_gif(result.frames + [result.image], out / "drag.gif")
     report = {
-        "model": str(model), "command": command, "steps": result.steps, "converged": result.converged,
-        "mean_distance": round(result.mean_distance or 0.0, 3), "before": str(before), "after": str(after),
-        "gif": str(gif), "seconds": round(time.perf_counter() - t0, 2),
+        "model": str(model),
+        "command": command,
+        "steps": result.steps,
+        "converged": result.converged,
+        "mean_distance": round(result.mean_distance or 0.0, 3),
+        "before": str(before),
+        "after": str(after),
+        "gif": str(gif),
+        "seconds": round(time.perf_counter() - t0, 2),
     }
     if args.json:
         print(json_line(report))
     else:
         state = "converged" if result.converged else "stopped"
-        print(f"demo: {state} after {result.steps} steps ({report['mean_distance']:.2f} px from the target) "
-              f"in {report['seconds']} s", file=sys.stderr)
+        print(
+            f"demo: {state} after {result.steps} steps ({report['mean_distance']:.2f} px from the target) "
+            f"in {report['seconds']} s",
+            file=sys.stderr,
+        )
         print(f"before: {before}\nafter:  {after}\ngif:    {gif}")
     return 0

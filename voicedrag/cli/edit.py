@@ -1,4 +1,5 @@
 """`voicedrag edit`: the whole pipeline without a screen (words or audio -> drag -> PNG)."""
+
 from __future__ import annotations
 
 import argparse
@@ -50,12 +51,14 @@ def run_edit(args: argparse.Namespace) -> int:
     drag = save_outputs(outcome, args, kit.size)
     if state.photo is not None:
         drag["photo"] = state.photo.to_json()
-    report.update({
-        "text": outcome.parsed.result.text,
-        "edits": list(outcome.planned.edits),
-        "plan": outcome.planned.plan.to_json(),
-        **drag,
-    })
+    report.update(
+        {
+            "text": outcome.parsed.result.text,
+            "edits": list(outcome.planned.edits),
+            "plan": outcome.planned.plan.to_json(),
+            **drag,
+        }
+    )
     if args.json:
         print(json_line(report))
     elif not drag["interrupted"]:

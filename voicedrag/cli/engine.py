@@ -1,4 +1,5 @@
 """`voicedrag render` and `voicedrag drag`: the engine on the command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,11 @@ if TYPE_CHECKING:
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="embedded",
-                   help="a .pkl or .safetensors generator, a name from `voicedrag models`, or 'embedded' (default)")
+    p.add_argument(
+        "--model",
+        default="embedded",
+        help="a .pkl or .safetensors generator, a name from `voicedrag models`, or 'embedded' (default)",
+    )
     p.add_argument("--download", action="store_true", help="download a registry model first if it is not cached")
     p.add_argument("--seed", type=argtypes.seed, default=0, help="latent seed (default 0)")
     p.add_argument("--psi", type=argtypes.psi, default=DEFAULT_PSI, help=f"truncation psi (default {DEFAULT_PSI})")
@@ -40,16 +44,28 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_template_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--template", default=None, metavar="T.json",
-                   help="keypoints taught with `voicedrag keypoints teach`, for a model without a detector")
+    p.add_argument(
+        "--template",
+        default=None,
+        metavar="T.json",
+        help="keypoints taught with `voicedrag keypoints teach`, for a model without a detector",
+    )
 
 
 def add_drag_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=argtypes.steps, default=300, help="maximum optimisation steps (default 300)")
-    p.add_argument("--lr", type=argtypes.lr, default=None,
-                   help="Adam learning rate (default: the model's own, else the paper's 0.002)")
-    p.add_argument("--space", choices=["w+", "w"], default=None,
-                   help="optimise w+ rows or one w (default: the model's own, else w+)")
+    p.add_argument(
+        "--lr",
+        type=argtypes.lr,
+        default=None,
+        help="Adam learning rate (default: the model's own, else the paper's 0.002)",
+    )
+    p.add_argument(
+        "--space",
+        choices=["w+", "w"],
+        default=None,
+        help="optimise w+ rows or one w (default: the model's own, else w+)",
+    )
     p.add_argument("--out", required=True, help="PNG path of the result")
     p.add_argument("--gif", default=None, help="also write a GIF of the drag")
     p.add_argument("--save-latent", default=None, metavar="WS.npy", help="also save the final ws as .npy")
@@ -84,8 +100,14 @@ def run_render(args: argparse.Namespace) -> int:
     out = save_png(image, args.out)
     if args.json:
         w, h = editor.kit.size
-        report = {"model": str(args.model), "seed": args.seed, "psi": args.psi, "size": [w, h], "out": str(out),
-                  "seconds": round(time.perf_counter() - t0, 3)}
+        report = {
+            "model": str(args.model),
+            "seed": args.seed,
+            "psi": args.psi,
+            "size": [w, h],
+            "out": str(out),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
         print(json_line(report))
     else:
         print(f"wrote {out}", file=sys.stderr)
@@ -109,8 +131,7 @@ def input_files(args: argparse.Namespace) -> list[tuple[str, Path]]:
         entry = default_registry().get(str(model))
         path = default_registry().path(entry) if entry is not None else resolve_model_path(model)
         named += [("--model", path), ("the model's config", path.with_suffix(".json"))]
-    for flag, attr in (("--template", "template"), ("--audio", "audio"), ("--image", "image"),
-                       ("--rules", "rules")):
+    for flag, attr in (("--template", "template"), ("--audio", "audio"), ("--image", "image"), ("--rules", "rules")):
         value = getattr(args, attr, None)
         if isinstance(value, str | Path) and str(value):
             named.append((flag, Path(value).expanduser()))
@@ -131,8 +152,15 @@ def _same_file(a: Path, b: Path) -> bool:
 def check_outputs(args: argparse.Namespace, out_suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> None:
     """Refuse, before any work, outputs that would overwrite one another or an input, that cannot
     be files, or whose names say a format the command does not write (`out_suffixes`: --out's)."""
-    named = [(flag, getattr(args, attr, None)) for flag, attr in
-             (("--out", "out"), ("--gif", "gif"), ("--save-latent", "save_latent"), ("--preview", "preview"))]
+    named = [
+        (flag, getattr(args, attr, None))
+        for flag, attr in (
+            ("--out", "out"),
+            ("--gif", "gif"),
+            ("--save-latent", "save_latent"),
+            ("--preview", "preview"),
+        )
+    ]
     allowed = {**OUTPUT_SUFFIXES, "--out": out_suffixes}
     seen: dict[Path, str] = {}
     inputs = input_files(args)
@@ -145,12 +173,14 @@ def check_outputs(args: argparse.Namespace, out_suffixes: tuple[str, ...] = IMAG
             raise SpecError(f"{flag} {value} is a folder; give a file name in it.")
         suffixes = allowed.get(flag)
         if suffixes is not None and path.suffix.lower() not in suffixes:
-            raise SpecError(f"{flag} {value}: the name must end in {', '.join(suffixes)} (the format written); "
-                            "choose such a name.")
+            raise SpecError(
+                f"{flag} {value}: the name must end in {', '.join(suffixes)} (the format written); choose such a name."
+            )
         for what, source in inputs:
             if path.resolve() == source.resolve() or _same_file(path, source):
-                raise SpecError(f"{flag} {value} is {what} ({source}), which the command reads; "
-                                "give the output another name.")
+                raise SpecError(
+                    f"{flag} {value} is {what} ({source}), which the command reads; give the output another name."
+                )
         resolved = path.resolve()
         if resolved in seen:
             raise SpecError(f"{seen[resolved]} and {flag} both name {value}; give each output its own file.")
@@ -217,8 +247,10 @@ def consume(editor: Editor, request: EditRequest, label: str = "drag", show_plan
             signal.signal(signal.SIGINT, previous)
     outcome.interrupted = interrupted.is_set()
     if outcome.finished is not None and outcome.finished.entry.verdict:
-        print(f"voicedrag: {outcome.finished.entry.verdict}; undo it, or try a smaller move or more --steps.",
-              file=sys.stderr)
+        print(
+            f"voicedrag: {outcome.finished.entry.verdict}; undo it, or try a smaller move or more --steps.",
+            file=sys.stderr,
+        )
     return outcome
 
 
@@ -248,8 +280,7 @@ def save_outputs(outcome: StreamOutcome, args: argparse.Namespace, size: tuple[i
         report["latent"] = str(save_npy(entry.ws, args.save_latent))
     if outcome.interrupted:
         written = ", ".join(str(report[k]) for k in ("out", "gif", "latent") if k in report)
-        print(f"voicedrag: interrupted after {entry.steps} steps; wrote {written} from that state.",
-              file=sys.stderr)
+        print(f"voicedrag: interrupted after {entry.steps} steps; wrote {written} from that state.", file=sys.stderr)
     return report
 
 

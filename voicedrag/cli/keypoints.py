@@ -1,9 +1,10 @@
 """`voicedrag keypoints`: named points on an image, as JSON or drawn on a PNG.
 
-    voicedrag keypoints --seed 3 --json                       # the model's detector
-    voicedrag keypoints teach --model M --seed 0 --points "nose=120,200;left_ear_tip=80,60" --out T.json
-    voicedrag keypoints --model M --seed 5 --template T.json --json   # found by the model's features
+voicedrag keypoints --seed 3 --json                       # the model's detector
+voicedrag keypoints teach --model M --seed 0 --points "nose=120,200;left_ear_tip=80,60" --out T.json
+voicedrag keypoints --model M --seed 5 --template T.json --json   # found by the model's features
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,34 +44,63 @@ def register(sub: argparse._SubParsersAction) -> None:
     # The renderer's own face for a seed (the true world), for checks without a trained generator.
     p.add_argument("--render-seed", type=argtypes.seed, default=None, help=argparse.SUPPRESS)
     p.add_argument(
-        "--detector", default="embedded", choices=DETECTORS,
+        "--detector",
+        default="embedded",
+        choices=DETECTORS,
         help="keypoint detector: embedded (the embedded model's faces) or face (photographs of real faces)",
     )
     p.add_argument("--json", action="store_true", help='print {"size": [W, H], "points": {name: [x, y]}}')
     p.add_argument("--out", default=None, help="write the image with the labelled points to this PNG")
-    p.add_argument("--template", type=Path, default=None, metavar="T.json",
-                   help="find the points taught with `keypoints teach` "
-                        "(needs --seed; the model's features, no detector)")
-    p.add_argument("--min-confidence", type=argtypes.confidence, default=None,
-                   help="leave out template points less sure than this, 0-1 (default: the template's, 0.25)")
+    p.add_argument(
+        "--template",
+        type=Path,
+        default=None,
+        metavar="T.json",
+        help="find the points taught with `keypoints teach` (needs --seed; the model's features, no detector)",
+    )
+    p.add_argument(
+        "--min-confidence",
+        type=argtypes.confidence,
+        default=None,
+        help="leave out template points less sure than this, 0-1 (default: the template's, 0.25)",
+    )
     p.set_defaults(run=run_keypoints)
     actions = p.add_subparsers(dest="keypoints_action", metavar="teach")
     t = actions.add_parser(
-        "teach", help="store named points of one sample as a template that finds them on other samples",
-        description="Name points on one sample of a model; the template finds them on any other sample of it.")
+        "teach",
+        help="store named points of one sample as a template that finds them on other samples",
+        description="Name points on one sample of a model; the template finds them on any other sample of it.",
+    )
     t.add_argument("--model", default="embedded", help="generator file (.pkl or .safetensors), or 'embedded'")
     t.add_argument(
         "--seed", type=argtypes.seed, required=True, help=f"the sample the points are on (truncation psi {PSI})"
     )
-    t.add_argument("--points", required=True, metavar='"NAME=X,Y;NAME=X,Y"',
-                   help='named points in image pixels, e.g. "nose=120,200;left_ear_tip=80,60"')
+    t.add_argument(
+        "--points",
+        required=True,
+        metavar='"NAME=X,Y;NAME=X,Y"',
+        help='named points in image pixels, e.g. "nose=120,200;left_ear_tip=80,60"',
+    )
     t.add_argument("--out", type=Path, required=True, help="the template JSON to write")
-    t.add_argument("--add-to", type=Path, default=None, metavar="T.json",
-                   help="add this sample to an existing template (several taught samples find points better)")
-    t.add_argument("--blocks", default=None, metavar="I,J",
-                   help="the generator blocks whose features are stored (default: two mid-resolution blocks)")
-    t.add_argument("--rules", default=None, metavar="NAME",
-                   help='the rules the names are for, e.g. "animal" (used by edit/tui on a model that names none)')
+    t.add_argument(
+        "--add-to",
+        type=Path,
+        default=None,
+        metavar="T.json",
+        help="add this sample to an existing template (several taught samples find points better)",
+    )
+    t.add_argument(
+        "--blocks",
+        default=None,
+        metavar="I,J",
+        help="the generator blocks whose features are stored (default: two mid-resolution blocks)",
+    )
+    t.add_argument(
+        "--rules",
+        default=None,
+        metavar="NAME",
+        help='the rules the names are for, e.g. "animal" (used by edit/tui on a model that names none)',
+    )
     t.set_defaults(run=run_teach)
 
 
@@ -149,8 +179,10 @@ def parse_named_points(spec: str) -> dict[str, Point]:
     for part in [q.strip() for q in spec.split(";") if q.strip()]:
         m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(-?[0-9.]+)\s*,\s*(-?[0-9.]+)", part)
         if not m:
-            raise VoicedragError(f"cannot read {part!r}; name each point as NAME=X,Y, separated by ';', "
-                                 'e.g. "nose=120,200;left_ear_tip=80,60".')
+            raise VoicedragError(
+                f"cannot read {part!r}; name each point as NAME=X,Y, separated by ';', "
+                'e.g. "nose=120,200;left_ear_tip=80,60".'
+            )
         try:
             x, y = float(m.group(2)), float(m.group(3))
         except ValueError:
@@ -200,12 +232,18 @@ def run_teach(args: argparse.Namespace) -> int:
         rules = load_rules(args.rules)
         unknown = [n for n in points if n not in rules.keypoints]
         if unknown:
-            print(f"voicedrag: the {rules.name} rules use no keypoint named {', '.join(unknown)}; "
-                  f"their names are {', '.join(rules.keypoints)}.", file=sys.stderr)
+            print(
+                f"voicedrag: the {rules.name} rules use no keypoint named {', '.join(unknown)}; "
+                f"their names are {', '.join(rules.keypoints)}.",
+                file=sys.stderr,
+            )
         template.rules = args.rules
     template.save(args.out)
-    print(f"wrote {args.out}: {len(points)} points on seed {args.seed}, {len(template.samples)} taught "
-          f"sample(s), blocks {template.blocks}", file=sys.stderr)
+    print(
+        f"wrote {args.out}: {len(points)} points on seed {args.seed}, {len(template.samples)} taught "
+        f"sample(s), blocks {template.blocks}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -257,4 +295,3 @@ def run_keypoints(args: argparse.Namespace) -> int:
         if args.out is not None:
             print(f"wrote {args.out}", file=sys.stderr)
     return 0
-

@@ -4,6 +4,7 @@ Python's json writes NaN and Infinity, which JSON has no words for; a reader in 
 language then fails on the whole line. A value that is not finite (a drag on a broken model,
 a level of silence) is written as null instead.
 """
+
 from __future__ import annotations
 
 import json

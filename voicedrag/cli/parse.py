@@ -5,6 +5,7 @@ TEXT is one command, or '-' for one command per line on standard input.
 rules' vocabulary) and parses the transcript; its JSON adds "transcript" and
 "audio" to the parse result's fields.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,16 +21,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         "parse",
         help="show how a typed, transcribed or spoken command is understood",
         description="Parse a command into a control word or edit intents. TEXT '-' reads one command "
-                    "per line from standard input (the models load once); --audio FILE transcribes a "
-                    "spoken command first.",
+        "per line from standard input (the models load once); --audio FILE transcribes a "
+        "spoken command first.",
     )
     p.add_argument("text", nargs="?", default=None, help="the command, or '-' for one command per line on stdin")
-    p.add_argument("--audio", metavar="FILE", default=None,
-                   help="a spoken command (WAV, FLAC or MP3) to transcribe offline and then parse")
+    p.add_argument(
+        "--audio",
+        metavar="FILE",
+        default=None,
+        help="a spoken command (WAV, FLAC or MP3) to transcribe offline and then parse",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object per command")
     p.add_argument("--rules", default=None, help="rules file (.toml) or shipped rules name; default: face")
-    p.add_argument("--no-embeddings", action="store_true",
-                   help="grammar and mishearing correction only, without the sentence model")
+    p.add_argument(
+        "--no-embeddings",
+        action="store_true",
+        help="grammar and mishearing correction only, without the sentence model",
+    )
     p.set_defaults(run=run)
 
 
@@ -89,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
     if args.audio is not None and args.text is not None:
         raise VoicedragError("give either a typed command or --audio FILE, not both.")
     if args.audio is None and args.text is None:
-        raise VoicedragError("give a command to parse, '-' to read commands from standard input, "
-                             "or --audio FILE for a spoken one.")
+        raise VoicedragError(
+            "give a command to parse, '-' to read commands from standard input, or --audio FILE for a spoken one."
+        )
     rules = load_rules(args.rules) if args.rules else default_rules()
     parser = CommandParser(rules, use_embeddings=not args.no_embeddings)
     if args.audio is not None:

@@ -4,6 +4,7 @@ The photo is framed from its own keypoints, inverted (cached by the photo's and 
 hashes, so the second edit of a photo starts at once), edited, and the edit pasted back into the
 photo: `--out` is then photo-sized, and identical to the photo outside the edited region.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,12 @@ if TYPE_CHECKING:
 
 
 def add_image_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--image", default=None, metavar="PHOTO",
-                   help="edit this photo instead of a seed: it is framed, inverted (cached) and pasted back")
+    p.add_argument(
+        "--image",
+        default=None,
+        metavar="PHOTO",
+        help="edit this photo instead of a seed: it is framed, inverted (cached) and pasted back",
+    )
     p.add_argument("--no-tune", action="store_true", help="invert the photo without tuning the model's weights")
     p.add_argument("--no-cache", action="store_true", help="invert the photo again even if it was inverted before")
 
@@ -33,8 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("invert", help="put a photo into the model (framing, inversion, tuning); save the result")
     add_model_args(p)
     p.add_argument("--image", required=True, metavar="PHOTO", help="the photo (any size; a face in it is framed)")
-    p.add_argument("--out", required=True, metavar="INV.npz",
-                   help="the inversion: latent, tuned weights, alignment, image hash and figures")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="INV.npz",
+        help="the inversion: latent, tuned weights, alignment, image hash and figures",
+    )
     p.add_argument("--no-tune", action="store_true", help="optimise the latent only, not the model's weights")
     p.add_argument("--preview", default=None, metavar="PNG", help="also write the reconstruction as a PNG")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -54,8 +63,7 @@ def open_photo(editor: Editor, args: argparse.Namespace) -> PhotoState:
     from voicedrag.events import Inverting, PhotoOpened, Refused
 
     config = invert_config(args)
-    progress = DragProgress(config.w_steps + config.wplus_steps + (config.tune_steps if config.tune else 0),
-                            "invert")
+    progress = DragProgress(config.w_steps + config.wplus_steps + (config.tune_steps if config.tune else 0), "invert")
     opened: PhotoState | None = None
     try:
         for event in editor.open_photo(args.image, config, use_cache=not getattr(args, "no_cache", False)):
@@ -92,8 +100,11 @@ def run_invert(args: argparse.Namespace) -> int:
     editor = Editor(load_kit(args.model, device=args.device, download=args.download))
     state = open_photo(editor, args)
     G = editor.kit.generator
-    changed = {name: t for name, t in state.generator.state_dict().items()
-               if state.generator is not G and not t.equal(G.state_dict()[name])}
+    changed = {
+        name: t
+        for name, t in state.generator.state_dict().items()
+        if state.generator is not G and not t.equal(G.state_dict()[name])
+    }
     out = save_inversion(Path(args.out), state, changed)
     report = {"model": str(args.model), "out": str(out), "tuned": bool(changed), **state.to_json()}
     if args.preview:

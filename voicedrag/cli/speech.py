@@ -9,6 +9,7 @@ Silence or noise gives ``"text": ""`` and ``"speech": false``.  Files longer tha
 commands, and a longer file is almost always the wrong one.  ``--mic`` adds
 ``"end"``: "silence", "max_seconds" or "no_speech".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-prompt", action="store_true", help="decode without the command-vocabulary prompt")
     parser.add_argument("--max-seconds", type=argtypes.seconds, default=30.0, help="refuse longer files (default 30)")
     parser.add_argument(
-        "--threads", type=argtypes.threads, default=1,
+        "--threads",
+        type=argtypes.threads,
+        default=1,
         help="CPU threads while transcribing (default 1: fastest for short commands)",
     )
     parser.set_defaults(run=run)

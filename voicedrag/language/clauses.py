@@ -7,6 +7,7 @@ next one. Words that are valid but sit where they make no sense are kept in
 comma-separated piece that only finishes the previous clause ("turn, the head,
 left") is merged back into it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -44,12 +45,19 @@ class Clause:
     verb_unknown: bool = False  # the first content word, where the verb goes, was not understood
 
     def has_edit_content(self) -> bool:
-        return bool(self.action or self.adjs or self.part or self.foreign or self.direction
-                    or any(isinstance(s, Run) for s in self.seq))
+        return bool(
+            self.action
+            or self.adjs
+            or self.part
+            or self.foreign
+            or self.direction
+            or any(isinstance(s, Run) for s in self.seq)
+        )
 
     def empty(self) -> bool:
-        return not (self.has_edit_content() or self.unknown or self.control or self.side or self.both
-                    or self.pron or self.neg)
+        return not (
+            self.has_edit_content() or self.unknown or self.control or self.side or self.both or self.pron or self.neg
+        )
 
     def text(self) -> str:
         return join_words(self.words)
@@ -111,8 +119,13 @@ def _note_odd(cur: Clause, toks: list[Tok], i: int) -> None:
     if k in ("VERB", "RVERB", "ADJ") and cur.action is not None and nxt is not None and nxt.kind == "PART":
         # "close the lift eye": a second verb where a side belongs is a misheard word.
         cur.odd.append(tok.text)
-    if (k == "VERB" and cur.action is not None and tok.value in ("raise", "lower")
-            and tok.text not in ("raise", "lower") and cur.direction is None):
+    if (
+        k == "VERB"
+        and cur.action is not None
+        and tok.value in ("raise", "lower")
+        and tok.text not in ("raise", "lower")
+        and cur.direction is None
+    ):
         # "turn the head, lift": a raise-verb where a direction belongs is likely "left".
         cur.odd.append(tok.text)
 
@@ -127,7 +140,7 @@ def _fill(vocab: Vocabulary, cur: Clause, toks: list[Tok], i: int) -> None:
     elif k == "PART":
         _fill_part(vocab, cur, toks, i)
     elif k == "LR":
-        nxt = next((t for t in toks[i + 1:] if t.kind not in ("STOP", "AMOUNT")), None)
+        nxt = next((t for t in toks[i + 1 :] if t.kind not in ("STOP", "AMOUNT")), None)
         if nxt is not None and nxt.kind in ("PART", "FPART"):
             cur.side = str(tok.value)
         else:
@@ -153,8 +166,7 @@ def _fill_verb(cur: Clause, tok: Tok) -> None:
 
 
 def _fill_adjective(cur: Clause, toks: list[Tok], i: int) -> None:
-    if cur.make and i + 1 < len(toks) and toks[i + 1].kind == "PART" and any(
-            t.kind == "ADJ" for t in toks[i + 2:]):
+    if cur.make and i + 1 < len(toks) and toks[i + 1].kind == "PART" and any(t.kind == "ADJ" for t in toks[i + 2 :]):
         # "make wide eyes bigger": the adjective before the part describes it; the last one is the edit.
         cur.odd.append(toks[i].text)
     else:
@@ -163,9 +175,14 @@ def _fill_adjective(cur: Clause, toks: list[Tok], i: int) -> None:
 
 def _fill_part(vocab: Vocabulary, cur: Clause, toks: list[Tok], i: int) -> None:
     tok = toks[i]
-    if (tok.text in vocab.rule_verbs and cur.action is None and cur.part is None
-            and not cur.make and all(w in lx.STOPWORDS for w in cur.words[:-1])
-            and not any(t.kind in ("PART", "ADJ", "VERB") for t in toks[i + 1:])):
+    if (
+        tok.text in vocab.rule_verbs
+        and cur.action is None
+        and cur.part is None
+        and not cur.make
+        and all(w in lx.STOPWORDS for w in cur.words[:-1])
+        and not any(t.kind in ("PART", "ADJ", "VERB") for t in toks[i + 1 :])
+    ):
         # "face the left": a part word first in a clause with no other part is the verb.
         cur.action, cur.action_word = tok.text, tok.text
     else:
@@ -217,16 +234,25 @@ def direction_follows(toks: list[Tok], i: int) -> bool:
         if t.kind == "DIR":
             return True
         if t.kind == "LR":
-            nxt = next((u for u in toks[j + 1:] if u.kind not in ("STOP", "AMOUNT")), None)
+            nxt = next((u for u in toks[j + 1 :] if u.kind not in ("STOP", "AMOUNT")), None)
             return not (nxt is not None and nxt.kind in ("PART", "FPART"))
     return False
 
 
 def _modifier_only(c: Clause) -> bool:
     """A clause that only says how (direction, side, amount), with no action or part of its own."""
-    return (c.action is None and c.part is None and c.foreign is None and not c.seq and c.control is None
-            and not c.pron and not c.unknown and not c.make and not c.adjs
-            and (c.direction is not None or c.side is not None or c.both or c.amount != 1.0))
+    return (
+        c.action is None
+        and c.part is None
+        and c.foreign is None
+        and not c.seq
+        and c.control is None
+        and not c.pron
+        and not c.unknown
+        and not c.make
+        and not c.adjs
+        and (c.direction is not None or c.side is not None or c.both or c.amount != 1.0)
+    )
 
 
 def _fits_into(prev: Clause, c: Clause) -> bool:
@@ -235,8 +261,11 @@ def _fits_into(prev: Clause, c: Clause) -> bool:
         return False
     if _modifier_only(c) and c.direction in lx.LEFT_RIGHT and prev.side is not None and c.side is None:
         return False  # "raise the left ear, the right": the other side, not a direction
-    if c.action is not None and prev.action is not None and lx.VERBS.get(c.action_word or "", c.action) != \
-            lx.VERBS.get(prev.action_word or "", prev.action):
+    if (
+        c.action is not None
+        and prev.action is not None
+        and lx.VERBS.get(c.action_word or "", c.action) != lx.VERBS.get(prev.action_word or "", prev.action)
+    ):
         return False
     if c.part is not None and prev.part is not None and c.part != prev.part:
         return False

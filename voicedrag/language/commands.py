@@ -24,6 +24,7 @@ The stages live in their own modules, each reading one shared `Vocabulary`
 never raises: unknown, empty or half-finished input comes back as a
 ParseResult with `error` and `suggestions`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,13 +60,15 @@ AMOUNT_SUGGESTIONS = ("smile more", "open the mouth a little", "open the mouth w
 # Words of requests a drag cannot carry out: styles, colours and things to add. Words a
 # recogniser makes of command words are left out ("hat" for "head", "green" for "grin", "brown"
 # for "brow", "paint" for "point", "mask" is a command of its own): those are corrected instead.
-BEYOND_DRAGS = frozenset("""
+BEYOND_DRAGS = frozenset(
+    """
 painting painted watercolor watercolour sketch drawing cartoon anime comic style styled pixar
 gogh picasso monet rembrandt vermeer photorealistic oil pastel impressionist cubist
 blue yellow purple orange black white grey gray blonde colour color colored coloured
 glasses sunglasses beard moustache mustache earring earrings makeup lipstick tattoo scarf crown
 background sky sunset
-""".split())  # noqa: SIM905 - a word list reads best as words
+""".split()
+)  # noqa: SIM905 - a word list reads best as words
 
 # Those words, when nothing in the command could be read as an edit ("paint it red", "give him
 # a hat"), are refused in the same words, instead of answered with unrelated suggestions.
@@ -178,8 +181,9 @@ class CommandParser:
         try:
             return self._parse(text)
         except Exception as err:  # noqa: BLE001 - parse must never raise; a bug becomes a readable error
-            return ParseResult(text=text, corrected=text, error=f"the command could not be read ({err}); "
-                               "please rephrase it.")
+            return ParseResult(
+                text=text, corrected=text, error=f"the command could not be read ({err}); please rephrase it."
+            )
 
     def _parse(self, text: str) -> ParseResult:
         text = text if isinstance(text, str) else str(text)
@@ -187,9 +191,13 @@ class CommandParser:
         # would silently become (5, 5). Pixels count from the top-left corner, so say so.
         negative = negative_number(text)
         if negative:
-            return ParseResult(text=text, corrected=text, error=f"{negative.group(0).strip()!r} is a negative "
-                               "coordinate; points are pixels from the top-left corner (0,0), so give x and y "
-                               "inside the image, as in 'drag 30,40 to 50,60'.")
+            return ParseResult(
+                text=text,
+                corrected=text,
+                error=f"{negative.group(0).strip()!r} is a negative "
+                "coordinate; points are pixels from the top-left corner (0,0), so give x and y "
+                "inside the image, as in 'drag 30,40 to 50,60'.",
+            )
         words = collapse_repeats(normalize(text))
         # A style, a colour or an object is not a drag of a part: refused as it was said, before
         # any correction could turn "van gogh painting" into "frown gogh point".
@@ -204,18 +212,32 @@ class CommandParser:
         return result
 
     def _beyond(self, text: str, words: list[str], word: str) -> ParseResult:
-        return ParseResult(text=text, corrected=join_words(words), error=(
-            f"voicedrag moves parts of the picture and cannot change its style, colours or objects "
-            f"({word!r}); this model can move: {', '.join(self.rules.parts)}."),
-            suggestions=["open the mouth", "close the eyes", "turn the head left"])
+        return ParseResult(
+            text=text,
+            corrected=join_words(words),
+            error=(
+                f"voicedrag moves parts of the picture and cannot change its style, colours or objects "
+                f"({word!r}); this model can move: {', '.join(self.rules.parts)}."
+            ),
+            suggestions=["open the mouth", "close the eyes", "turn the head left"],
+        )
 
     def _parse_words(self, text: str, words: list[str]) -> ParseResult:
         if not [w for w in words if w != ","]:
-            return ParseResult(text=text, corrected="", error="nothing was said; try a command such as "
-                               "'open the mouth' or 'undo'.", suggestions=["open the mouth", "smile", "undo"])
+            return ParseResult(
+                text=text,
+                corrected="",
+                error="nothing was said; try a command such as 'open the mouth' or 'undo'.",
+                suggestions=["open the mouth", "smile", "undo"],
+            )
         reading = best_reading(self.vocab, words)
-        result = ParseResult(text=text, corrected=join_words(reading.words), warnings=list(reading.warnings),
-                             corrections=reading.corrections, ignored=list(reading.dropped))
+        result = ParseResult(
+            text=text,
+            corrected=join_words(reading.words),
+            warnings=list(reading.warnings),
+            corrections=reading.corrections,
+            ignored=list(reading.dropped),
+        )
         if reading.control is not None:
             result.control = reading.control
             return result
@@ -278,14 +300,15 @@ class CommandParser:
     def _report(self, result: ParseResult, reading: Reading, failure: Failure) -> None:
         """The failure's sentence, with suggestions of what to say instead."""
         result.error = failure.message
-        result.suggestions = (list(GENERIC_SUGGESTIONS) if failure.kind == "noise"
-                              else self._suggest(failure.clause, reading))
+        result.suggestions = (
+            list(GENERIC_SUGGESTIONS) if failure.kind == "noise" else self._suggest(failure.clause, reading)
+        )
         if result.suggestions:
-            result.error = failure.message.rstrip(".") + "; did you mean: " + \
-                " or ".join(result.suggestions[:3]) + "?"
+            result.error = failure.message.rstrip(".") + "; did you mean: " + " or ".join(result.suggestions[:3]) + "?"
         if self.embedding_error is not None and self.use_embeddings and failure.kind in ("incomplete", "no_rule"):
-            result.warnings.append(f"paraphrase matching is off ({self.embedding_error}); "
-                                   "only plain commands are understood.")
+            result.warnings.append(
+                f"paraphrase matching is off ({self.embedding_error}); only plain commands are understood."
+            )
 
     def _suggest(self, c: Clause, reading: Reading) -> list[str]:
         return suggest(self.vocab, self._index, c, reading)
@@ -296,8 +319,10 @@ def _nothing_to_edit(result: ParseResult, text: str, reading: Reading) -> ParseR
     if amounts and all(w in lx.STOPWORDS or w == "," or w in amounts for w in reading.words):
         # "more", "a lot more", "less": an amount with nothing to apply it to.
         said = " ".join(w for w in normalize(text) if w != ",")
-        result.error = (f"'{said}' needs an edit to apply to; say the whole command, "
-                        "as in 'smile more' or 'open the mouth a little'.")
+        result.error = (
+            f"'{said}' needs an edit to apply to; say the whole command, "
+            "as in 'smile more' or 'open the mouth a little'."
+        )
         result.suggestions = list(AMOUNT_SUGGESTIONS)
         return result
     result.error = "no edit was recognised; try a command such as 'open the mouth'."

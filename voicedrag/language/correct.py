@@ -7,6 +7,7 @@ vocabulary is compared with every vocabulary word twice: by a phonetic key
 spelling. The corrector only proposes candidates; the command grammar picks
 the one that makes a complete command.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -17,16 +18,40 @@ VOWELS = frozenset("aeiou")
 
 # Sounds that recognisers confuse with each other: substituting one for the
 # other costs half an edit in the phonetic key ("0" is the "th" sound).
-_NEAR = {frozenset(p) for p in (("0", "S"), ("0", "F"), ("0", "T"), ("S", "X"), ("J", "X"), ("M", "N"),
-                                ("A", "Y"), ("A", "W"), ("A", "H"), ("P", "F"), ("K", "J"), ("L", "R"), ("P", "M"))}
+_NEAR = {
+    frozenset(p)
+    for p in (
+        ("0", "S"),
+        ("0", "F"),
+        ("0", "T"),
+        ("S", "X"),
+        ("J", "X"),
+        ("M", "N"),
+        ("A", "Y"),
+        ("A", "W"),
+        ("A", "H"),
+        ("P", "F"),
+        ("K", "J"),
+        ("L", "R"),
+        ("P", "M"),
+    )
+}
 # Letters that are nearly silent at the ends of words or in clusters.
 _WEAK = frozenset("AHWY")
 
 # Whole-word homophones the key cannot reach: a single letter, possessives.
 HOMOPHONES: dict[str, str] = {
-    "i": "eye", "i's": "eyes", "eye's": "eyes", "ayes": "eyes", "aye": "eye",
-    "knows": "nose", "noes": "nose", "no's": "nose", "nos": "nose",
-    "ear's": "ears", "year's": "ears",
+    "i": "eye",
+    "i's": "eyes",
+    "eye's": "eyes",
+    "ayes": "eyes",
+    "aye": "eye",
+    "knows": "nose",
+    "noes": "nose",
+    "no's": "nose",
+    "nos": "nose",
+    "ear's": "ears",
+    "year's": "ears",
 }
 
 WEIGHT_KEY = 0.45
@@ -48,12 +73,12 @@ def phonetic_key(word: str) -> str:
         return ""
     for prefix, rep in (("kn", "n"), ("gn", "n"), ("pn", "n"), ("wr", "r"), ("ps", "s"), ("wh", "w"), ("x", "s")):
         if w.startswith(prefix):
-            w = rep + w[len(prefix):]
+            w = rep + w[len(prefix) :]
             break
     out: list[str] = []
     i = 0
     while i < len(w):
-        two = w[i:i + 2]
+        two = w[i : i + 2]
         if w[i] in VOWELS:
             codes, step = ("A" if i == 0 else ""), 1
         elif two in _DIGRAPHS:
@@ -191,8 +216,11 @@ class Corrector:
             if partial > self.max_cost:
                 continue  # the sound alone rules it out; spare the spelling comparison
             sv = self._syllables[v]
-            cost = (partial + WEIGHT_SPELLING * edit_distance(word, v) / max(len(word), len(v), 1)
-                    + WEIGHT_SYLLABLES * abs(syl - sv) / max(syl, sv))
+            cost = (
+                partial
+                + WEIGHT_SPELLING * edit_distance(word, v) / max(len(word), len(v), 1)
+                + WEIGHT_SYLLABLES * abs(syl - sv) / max(syl, sv)
+            )
             if cost <= self.max_cost:
                 found.append(Candidate(v, round(cost, 4)))
         found.sort(key=lambda c: (c.cost, c.word))

@@ -3,6 +3,7 @@
 A run of number words without commas ("one twenty two hundred") can hold
 several numbers; `split_number_words` finds the readings with a given count.
 """
+
 from __future__ import annotations
 
 from voicedrag.language.lexicon import TEENS, TENS, UNITS
@@ -26,7 +27,7 @@ def _below_thousand(words: list[str]) -> tuple[int, bool] | None:
         return None
     if "hundred" in words:
         i = words.index("hundred")
-        head, rest = words[:i], words[i + 1:]
+        head, rest = words[:i], words[i + 1 :]
         if head in (["a"], ["one"]) or not head:
             mult = 1 if head else None
         else:
@@ -52,7 +53,7 @@ def parse_number_words(words: list[str]) -> tuple[int, bool] | None:
     """One number from its words, or None; the flag says a colloquial form was used."""
     if "thousand" in words:
         i = words.index("thousand")
-        head, rest = words[:i], words[i + 1:]
+        head, rest = words[:i], words[i + 1 :]
         h = _below_hundred(head) if head else None
         if h is None or h == 0:
             return None

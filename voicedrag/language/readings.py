@@ -6,6 +6,7 @@ clauses, resolution), and the reading that makes the most complete command
 for the least correction wins. The corrector only proposes: "open the mouse"
 becomes "mouth", not "nose", because the nose cannot open.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -72,8 +73,9 @@ def best_reading(vocab: Vocabulary, words: list[str]) -> Reading:
         widened = []
         for w, s in zip(words, slots, strict=True):
             if w in suspects and len(s) == 1:
-                extra = [(c.word, c.cost + SECOND_PASS_PENALTY) for c in vocab.corrector.candidates(w, 4)
-                         if c.word != w][:3]
+                extra = [
+                    (c.word, c.cost + SECOND_PASS_PENALTY) for c in vocab.corrector.candidates(w, 4) if c.word != w
+                ][:3]
                 widened.append(s + extra)
             else:
                 widened.append(s)
@@ -135,8 +137,13 @@ def _search(vocab: Vocabulary, words: list[str], slots: Slots) -> Reading:
     return best
 
 
-def read(vocab: Vocabulary, words: list[str], cost: float, corrections: list[tuple[str, str]],
-         costs: dict[str, float] | None = None) -> Reading:
+def read(
+    vocab: Vocabulary,
+    words: list[str],
+    cost: float,
+    corrections: list[tuple[str, str]],
+    costs: dict[str, float] | None = None,
+) -> Reading:
     """The grammar's reading of one choice of words; `costs` prices each corrected word."""
     costs = costs or {}
     merged = merge_phrases(words)
@@ -149,20 +156,31 @@ def read(vocab: Vocabulary, words: list[str], cost: float, corrections: list[tup
     return _edit_reading(vocab, merged, clauses, cost, corrections, costs)
 
 
-def _control_reading(words: list[str], clauses: list[Clause], control: str, cost: float,
-                     corrections: list[tuple[str, str]], costs: dict[str, float]) -> Reading:
+def _control_reading(
+    words: list[str],
+    clauses: list[Clause],
+    control: str,
+    cost: float,
+    corrections: list[tuple[str, str]],
+    costs: dict[str, float],
+) -> Reading:
     # A control word must be the whole message: "low air control" is not "cancel".
     # A recogniser keeps the beats of a command word: "rest" (one) is not "reset" (two).
     same_beat = all(syllables(h) >= syllables(u) for h, u in corrections if u in lx.CONTROL_WORDS)
-    if (not any(c.unknown or c.neg for c in clauses) and max(costs.values(), default=0.0) <= CONFIDENT_FIX
-            and same_beat):
+    if not any(c.unknown or c.neg for c in clauses) and max(costs.values(), default=0.0) <= CONFIDENT_FIX and same_beat:
         return Reading(words, control, [], clauses, [], [], cost, corrections)
     failure = Failure("noise", "that does not sound like a command.", clauses[0])
     return Reading(words, None, [None], clauses[:1], [failure], [], cost, corrections)
 
 
-def _edit_reading(vocab: Vocabulary, words: list[str], clauses: list[Clause], cost: float,
-                  corrections: list[tuple[str, str]], costs: dict[str, float]) -> Reading:
+def _edit_reading(
+    vocab: Vocabulary,
+    words: list[str],
+    clauses: list[Clause],
+    cost: float,
+    corrections: list[tuple[str, str]],
+    costs: dict[str, float],
+) -> Reading:
     dropped: list[str] = []
     warnings: list[str] = []
     edits: list[EditIntent | None] = []
@@ -201,9 +219,22 @@ def _mostly_guessed(vocab: Vocabulary, clause: Clause, costs: dict[str, float]) 
     known = sum(vocab.is_core(w) and w not in costs for w in clause.words)
     # A close correction ("mouse" -> "mouth") counts less than a loose one.
     load = sum(min(1.0, c / CONFIDENT_FIX) for c in fixed)
-    return (load > max(MAX_FIX_LOAD, known) or unknown + len(fixed) > max(2, known + 1)
-            or (known == 0 and max(fixed, default=0.0) > CONFIDENT_FIX))
+    return (
+        load > max(MAX_FIX_LOAD, known)
+        or unknown + len(fixed) > max(2, known + 1)
+        or (known == 0 and max(fixed, default=0.0) > CONFIDENT_FIX)
+    )
 
 
-__all__ = ["CONFIDENT_FIX", "MAX_CORRECTION_COMBOS", "MAX_FIX_LOAD", "SECOND_PASS_PENALTY", "SIDE_SOUNDALIKES",
-           "SOUNDALIKES", "Reading", "Slots", "best_reading", "read"]
+__all__ = [
+    "CONFIDENT_FIX",
+    "MAX_CORRECTION_COMBOS",
+    "MAX_FIX_LOAD",
+    "SECOND_PASS_PENALTY",
+    "SIDE_SOUNDALIKES",
+    "SOUNDALIKES",
+    "Reading",
+    "Slots",
+    "best_reading",
+    "read",
+]

@@ -7,6 +7,7 @@ phrase matching alone sends "open the mouse" to "open the eyes" and "widen his
 jaw" to "close the mouth". When nothing is accepted, the same agreement picks
 the phrasings offered as suggestions.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -77,8 +78,9 @@ def rescuable(failure: Failure) -> bool:
     return not (failure.kind == "incomplete" and not failure.clause.unknown)
 
 
-def rescue(vocab: Vocabulary, index: Index, failure: Failure,
-           reading: Reading) -> tuple[EditIntent | str, str, float] | None:
+def rescue(
+    vocab: Vocabulary, index: Index, failure: Failure, reading: Reading
+) -> tuple[EditIntent | str, str, float] | None:
     """The canonical phrasing a failed clause most likely meant: (edit or control, phrasing, score)."""
     c = failure.clause
     ok = allowed(vocab, c)

@@ -6,6 +6,7 @@ numbers and commas; `merge_phrases` folds multi-word phrases ("a little bit",
 (verb, part, direction, number, ...) against a `Vocabulary`, and folds numbers
 and the commas between them into runs that the point stage decodes later.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -36,10 +37,24 @@ class Run:
     text: str
 
 
-_CONTRACTIONS = {"don't": "do not", "doesn't": "does not", "can't": "can not", "won't": "will not",
-                 "didn't": "did not", "isn't": "is not", "wasn't": "was not", "shouldn't": "should not",
-                 "wouldn't": "would not", "couldn't": "could not", "mustn't": "must not",
-                 "let's": "lets", "it's": "it is", "that's": "that is", "i'd": "i'd", "he's": "he is"}
+_CONTRACTIONS = {
+    "don't": "do not",
+    "doesn't": "does not",
+    "can't": "can not",
+    "won't": "will not",
+    "didn't": "did not",
+    "isn't": "is not",
+    "wasn't": "was not",
+    "shouldn't": "should not",
+    "wouldn't": "would not",
+    "couldn't": "could not",
+    "mustn't": "must not",
+    "let's": "lets",
+    "it's": "it is",
+    "that's": "that is",
+    "i'd": "i'd",
+    "he's": "he is",
+}
 
 _NUMBER_HOMOPHONES = {"for": "4", "to": "2", "too": "2", "won": "1", "ate": "8", "tree": "3"}
 
@@ -101,12 +116,12 @@ def collapse_repeats(words: list[str]) -> list[str]:
         changed = False
         for n in range(min(8, len(out) // 2), 0, -1):
             for i in range(len(out) - 2 * n + 1):
-                a = out[i:i + n]
-                if a != out[i + n:i + 2 * n]:
+                a = out[i : i + n]
+                if a != out[i + n : i + 2 * n]:
                     continue
                 if any(w[0].isdigit() or w in lx.NUMBER_WORDS for w in a):
                     continue
-                del out[i + n:i + 2 * n]
+                del out[i + n : i + 2 * n]
                 changed = True
                 break
             if changed:
@@ -124,7 +139,7 @@ def merge_phrases(words: list[str]) -> list[str]:
     i = 0
     while i < len(words):
         for n in range(min(_MAX_PHRASE_WORDS, len(words) - i), 1, -1):
-            key = " ".join(words[i:i + n])
+            key = " ".join(words[i : i + n])
             if key in lx.PHRASES:
                 rep = lx.PHRASES[key]
                 if rep:
@@ -137,8 +152,13 @@ def merge_phrases(words: list[str]) -> list[str]:
     # "one hundred and twenty": the "and" belongs to the number.
     cleaned: list[str] = []
     for i, w in enumerate(out):
-        if (w == "and" and cleaned and cleaned[-1] in ("hundred", "thousand")
-                and i + 1 < len(out) and out[i + 1] in lx.NUMBER_WORDS):
+        if (
+            w == "and"
+            and cleaned
+            and cleaned[-1] in ("hundred", "thousand")
+            and i + 1 < len(out)
+            and out[i + 1] in lx.NUMBER_WORDS
+        ):
             continue
         # "the left one": "one" stands for the part, not a number.
         next_is_number = i + 1 < len(out) and out[i + 1] in lx.NUMBER_WORDS
@@ -155,16 +175,32 @@ _NONE, _ENTRY, _WORD = 0, 1, 2
 def _kinds(vocab: Vocabulary) -> tuple[tuple[str, Collection[str], int], ...]:
     """Word kinds in the order they are tried: a word takes the first kind whose table holds it."""
     return (
-        ("NUMWORD", lx.NUMBER_WORDS, _NONE), ("SEP", lx.SEPARATORS, _NONE),
-        ("CONTROL", lx.CONTROL_WORDS, _ENTRY), ("PART", vocab.part_words, _ENTRY),
-        ("FPART", lx.FOREIGN_PARTS, _NONE), ("MAKE", lx.MAKE_WORDS, _NONE), ("VERB", lx.VERBS, _ENTRY),
-        ("RVERB", vocab.rule_verbs, _WORD), ("ADJ", lx.ADJECTIVES, _ENTRY), ("AMOUNT", lx.AMOUNTS, _ENTRY),
-        ("AMOUNT", lx.PHRASE_AMOUNTS, _ENTRY), ("DIR", lx.DIRECTION_WORDS, _ENTRY),
-        ("SIDE", lx.SIDE_WORDS, _ENTRY), ("LR", lx.LEFT_RIGHT, _WORD), ("BOTH", lx.BOTH_WORDS, _NONE),
-        ("POINTW", lx.POINT_WORDS, _NONE), ("PIXELS", lx.PIXEL_WORDS, _NONE), ("TO", lx.TO_WORDS, _NONE),
-        ("BY", lx.BY_WORDS, _NONE), ("AT", lx.AT_WORDS, _NONE), ("AT", lx.FROM_WORDS, _NONE),
-        ("CORNER", lx.CORNER_WORDS, _NONE), ("PRON", lx.PRONOUNS, _NONE), ("NEG", lx.NEGATIONS, _NONE),
-        ("STOP", lx.STOPWORDS, _NONE), ("STOP", lx.CONTROL_OBJECTS, _NONE),
+        ("NUMWORD", lx.NUMBER_WORDS, _NONE),
+        ("SEP", lx.SEPARATORS, _NONE),
+        ("CONTROL", lx.CONTROL_WORDS, _ENTRY),
+        ("PART", vocab.part_words, _ENTRY),
+        ("FPART", lx.FOREIGN_PARTS, _NONE),
+        ("MAKE", lx.MAKE_WORDS, _NONE),
+        ("VERB", lx.VERBS, _ENTRY),
+        ("RVERB", vocab.rule_verbs, _WORD),
+        ("ADJ", lx.ADJECTIVES, _ENTRY),
+        ("AMOUNT", lx.AMOUNTS, _ENTRY),
+        ("AMOUNT", lx.PHRASE_AMOUNTS, _ENTRY),
+        ("DIR", lx.DIRECTION_WORDS, _ENTRY),
+        ("SIDE", lx.SIDE_WORDS, _ENTRY),
+        ("LR", lx.LEFT_RIGHT, _WORD),
+        ("BOTH", lx.BOTH_WORDS, _NONE),
+        ("POINTW", lx.POINT_WORDS, _NONE),
+        ("PIXELS", lx.PIXEL_WORDS, _NONE),
+        ("TO", lx.TO_WORDS, _NONE),
+        ("BY", lx.BY_WORDS, _NONE),
+        ("AT", lx.AT_WORDS, _NONE),
+        ("AT", lx.FROM_WORDS, _NONE),
+        ("CORNER", lx.CORNER_WORDS, _NONE),
+        ("PRON", lx.PRONOUNS, _NONE),
+        ("NEG", lx.NEGATIONS, _NONE),
+        ("STOP", lx.STOPWORDS, _NONE),
+        ("STOP", lx.CONTROL_OBJECTS, _NONE),
     )
 
 
@@ -265,5 +301,15 @@ def join_words(words: list[str]) -> str:
     return re.sub(r"\s+,", ",", text).strip(" ,")
 
 
-__all__ = ["Run", "Tok", "categorize", "collapse_repeats", "decode_run", "group_numbers", "join_words",
-           "merge_phrases", "negative_number", "normalize"]
+__all__ = [
+    "Run",
+    "Tok",
+    "categorize",
+    "collapse_repeats",
+    "decode_run",
+    "group_numbers",
+    "join_words",
+    "merge_phrases",
+    "negative_number",
+    "normalize",
+]

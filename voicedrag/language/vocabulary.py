@@ -6,6 +6,7 @@ joins the two into the tables the stages read: which words are known, which a
 misheard word may be corrected to, and the canonical phrasings that paraphrase
 matching and suggestions choose among.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,9 +45,17 @@ class Vocabulary:
         rule_verbs = {v: frozenset(parts) for v, parts in verbs.items()}
         content = _content_words(part_words)
         templates, examples = _templates(rules)
-        return cls(rules=rules, part_words=part_words, rule_verbs=rule_verbs,
-                   known=_known_words(part_words, rule_verbs), content=content, corrector=Corrector(list(content)),
-                   templates=templates, examples=examples, rule_words=frozenset(rules.words()))
+        return cls(
+            rules=rules,
+            part_words=part_words,
+            rule_verbs=rule_verbs,
+            known=_known_words(part_words, rule_verbs),
+            content=content,
+            corrector=Corrector(list(content)),
+            templates=templates,
+            examples=examples,
+            rule_words=frozenset(rules.words()),
+        )
 
     def prompt_words(self) -> list[str]:
         """Words of the command language, most specific first (for a recogniser's prompt)."""
@@ -55,10 +64,20 @@ class Vocabulary:
 
     def is_core(self, word: str) -> bool:
         """Words that carry a command by themselves (not modifiers such as "both" or "a bit")."""
-        return (word in lx.VERBS or word in self.rule_verbs or word in self.part_words or word in lx.ADJECTIVES
-                or word in lx.DIRECTION_WORDS or word in lx.LEFT_RIGHT or word in lx.CONTROL_WORDS
-                or word in lx.MAKE_WORDS or word in lx.FOREIGN_PARTS or word in lx.NUMBER_WORDS
-                or word[:1].isdigit() or word in lx.POINT_WORDS)
+        return (
+            word in lx.VERBS
+            or word in self.rule_verbs
+            or word in self.part_words
+            or word in lx.ADJECTIVES
+            or word in lx.DIRECTION_WORDS
+            or word in lx.LEFT_RIGHT
+            or word in lx.CONTROL_WORDS
+            or word in lx.MAKE_WORDS
+            or word in lx.FOREIGN_PARTS
+            or word in lx.NUMBER_WORDS
+            or word[:1].isdigit()
+            or word in lx.POINT_WORDS
+        )
 
     def ways(self, part: str, direction: str) -> list[str]:
         """Actions that take `part` in `direction`; raise and lower are moves up and down."""
@@ -84,10 +103,27 @@ def _known_words(part_words: dict[str, str], rule_verbs: dict[str, frozenset[str
         known.update(table)
     for phrase in lx.PHRASES:
         known.update(phrase.split())
-    known.update(lx.MAKE_WORDS | lx.LEFT_RIGHT | lx.BOTH_WORDS | lx.CONTROL_OBJECTS | lx.FOREIGN_PARTS
-                 | lx.PRONOUNS | lx.NEGATIONS | lx.CORNER_WORDS | lx.SEPARATORS | lx.POINT_WORDS | lx.PIXEL_WORDS
-                 | lx.TO_WORDS | lx.FROM_WORDS | lx.BY_WORDS | lx.AT_WORDS | lx.STOPWORDS
-                 | lx.NUMBER_WORDS | lx.UNSUPPORTED | {"comma", "and", "point"})
+    known.update(
+        lx.MAKE_WORDS
+        | lx.LEFT_RIGHT
+        | lx.BOTH_WORDS
+        | lx.CONTROL_OBJECTS
+        | lx.FOREIGN_PARTS
+        | lx.PRONOUNS
+        | lx.NEGATIONS
+        | lx.CORNER_WORDS
+        | lx.SEPARATORS
+        | lx.POINT_WORDS
+        | lx.PIXEL_WORDS
+        | lx.TO_WORDS
+        | lx.FROM_WORDS
+        | lx.BY_WORDS
+        | lx.AT_WORDS
+        | lx.STOPWORDS
+        | lx.NUMBER_WORDS
+        | lx.UNSUPPORTED
+        | {"comma", "and", "point"}
+    )
     known.update(part_words)
     known.update(rule_verbs)
     return frozenset(known)

@@ -4,6 +4,7 @@
 make no edit, `needs_keypoints` whether the image's keypoints must be found first, and
 `plan_command` turns the intents into handle/target pairs with the model's rules.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -5,6 +5,7 @@ keypoints of the current image, plus the region that may move. Displacements
 in a rules file are multiples of a reference length measured on the image
 (for faces, the inter-ocular distance), so a plan scales with the subject.
 """
+
 from __future__ import annotations
 
 import math
@@ -252,8 +253,10 @@ def _check_schema(data: dict[str, object], src: str) -> None:
             raise wrong(path, f"a table ({what})", value)
         for key in value:
             if key not in known:
-                raise RulesError(f"rules file {src}: '{_key(path, key)}' is not a key of {what} "
-                                 f"(those are {', '.join(known)}); fix the file.")
+                raise RulesError(
+                    f"rules file {src}: '{_key(path, key)}' is not a key of {what} "
+                    f"(those are {', '.join(known)}); fix the file."
+                )
         return value
 
     def check(tab: dict[str, object], path: str, key: str, ok: Callable[[object], bool], expected: str) -> None:
@@ -287,43 +290,70 @@ def _check_schema(data: dict[str, object], src: str) -> None:
         table(rule, path, _RULE_KEYS, "a rule")
         for key in ("action", "part", "default_direction"):
             check(rule, path, key, _is_text, "a string")
-        for key, expected in (("verbs", "a word or a list of words"), ("phrases", "a phrase or a list of phrases"),
-                              ("directions", "a direction or a list of directions")):
+        for key, expected in (
+            ("verbs", "a word or a list of words"),
+            ("phrases", "a phrase or a list of phrases"),
+            ("directions", "a direction or a list of directions"),
+        ):
             check(rule, path, key, _is_texts, expected)
-        check(rule, path, "mask", lambda v: isinstance(v, list) and all(_is_texts(g) for g in v),
-              "a list of keypoint groups, each a keypoint name or a list of them")
-        for j, handle in enumerate(tables(rule, path, "handles", 'a list of handle tables such as '
-                                          '{ point = "chin", move = [0.0, 0.1] }'), start=1):
+        check(
+            rule,
+            path,
+            "mask",
+            lambda v: isinstance(v, list) and all(_is_texts(g) for g in v),
+            "a list of keypoint groups, each a keypoint name or a list of them",
+        )
+        for j, handle in enumerate(
+            tables(rule, path, "handles", 'a list of handle tables such as { point = "chin", move = [0.0, 0.1] }'),
+            start=1,
+        ):
             where = f"{path}.handles[{j}]"
             table(handle, where, _HANDLE_KEYS, "a handle")
             for key in ("point", "pivot", "toward"):
                 check(handle, where, key, _is_text, _NAME)
             check(handle, where, "side", _is_text, '"left" or "right"')
             check(handle, where, "center", _is_texts, _NAME_OR_NAMES)
-            check(handle, where, "move", lambda v: isinstance(v, list) and all(_is_number(x) for x in v),
-                  "[dx, dy], two finite numbers")
+            check(
+                handle,
+                where,
+                "move",
+                lambda v: isinstance(v, list) and all(_is_number(x) for x in v),
+                "[dx, dy], two finite numbers",
+            )
             for key in ("along", "rotate", "scale", "fraction"):
                 check(handle, where, key, _is_number, _NUMBER)
-        for j, limit in enumerate(tables(rule, path, "limits", 'a list of limit tables such as { point = "chin", '
-                                         'from = "nose_tip", axis = [0.0, 1.0], max = 0.5 }'), start=1):
+        for j, limit in enumerate(
+            tables(
+                rule,
+                path,
+                "limits",
+                'a list of limit tables such as { point = "chin", from = "nose_tip", axis = [0.0, 1.0], max = 0.5 }',
+            ),
+            start=1,
+        ):
             where = f"{path}.limits[{j}]"
             table(limit, where, _LIMIT_KEYS, "a limit")
             for key in ("point", "from"):
                 check(limit, where, key, _is_text, _NAME)
-            check(limit, where, "axis", lambda v: isinstance(v, list) and all(_is_number(x) for x in v),
-                  "[dx, dy], two finite numbers")
+            check(
+                limit,
+                where,
+                "axis",
+                lambda v: isinstance(v, list) and all(_is_number(x) for x in v),
+                "[dx, dy], two finite numbers",
+            )
             check(limit, where, "max", _is_number, _NUMBER)
 
 
 def _parse_handle(raw: dict[str, object], where: str) -> HandleSpec:
     if "point" not in raw or not isinstance(raw["point"], str):
-        raise RulesError(f"{where} needs point = \"keypoint name\"; fix the rules file.")
+        raise RulesError(f'{where} needs point = "keypoint name"; fix the rules file.')
     motions = [k for k in ("move", "along", "rotate", "scale", "toward") if k in raw]
     if len(motions) != 1:
         raise RulesError(f"{where} must set exactly one of move, along, rotate, scale or toward; fix the rules file.")
     side = raw.get("side")
     if side is not None and side not in ("left", "right"):
-        raise RulesError(f"{where}: side must be \"left\" or \"right\"; fix the rules file.")
+        raise RulesError(f'{where}: side must be "left" or "right"; fix the rules file.')
     move = None
     if "move" in raw:
         vec = raw["move"]
@@ -332,7 +362,7 @@ def _parse_handle(raw: dict[str, object], where: str) -> HandleSpec:
         move = (_float(vec[0], where), _float(vec[1], where))
     motion = motions[0]
     if motion == "rotate" and not isinstance(raw.get("pivot"), str):
-        raise RulesError(f"{where}: rotate needs pivot = \"keypoint name\"; fix the rules file.")
+        raise RulesError(f'{where}: rotate needs pivot = "keypoint name"; fix the rules file.')
     if motion == "scale" and "center" not in raw:
         raise RulesError(f"{where}: scale needs center = keypoint name(s); fix the rules file.")
     if motion == "toward" and "fraction" not in raw:
@@ -353,8 +383,9 @@ def _parse_handle(raw: dict[str, object], where: str) -> HandleSpec:
 
 def _parse_limit(raw: object, where: str) -> Limit:
     if not isinstance(raw, dict) or not isinstance(raw.get("point"), str) or not isinstance(raw.get("from"), str):
-        raise RulesError(f"{where} needs point = \"keypoint\", from = \"keypoint\", axis = [dx, dy] and max; "
-                         "fix the rules file.")
+        raise RulesError(
+            f'{where} needs point = "keypoint", from = "keypoint", axis = [dx, dy] and max; fix the rules file.'
+        )
     axis = raw.get("axis")
     if not (isinstance(axis, list) and len(axis) == 2):
         raise RulesError(f"{where}: axis must be [dx, dy]; fix the rules file.")
@@ -418,13 +449,19 @@ def parse_rules(data: dict[str, object], path: Path | None = None) -> Rules:
         for name in [n for h in handles for n in h.keypoints()] + [n for g in mask for n in g] + limit_names:
             if name not in known:
                 raise RulesError(f"{where} uses keypoint {name!r}, which is not in keypoints; fix the rules file.")
-        rules.append(Rule(
-            action=action, part=part, handles=handles, directions=directions, mask=mask,
-            verbs=tuple(v.lower() for v in _str_tuple(raw.get("verbs", []), f"{where}: verbs")),
-            phrases=tuple(p.lower() for p in _str_tuple(raw.get("phrases", []), f"{where}: phrases")),
-            default_direction=default if isinstance(default, str) else None,
-            limits=limits,
-        ))
+        rules.append(
+            Rule(
+                action=action,
+                part=part,
+                handles=handles,
+                directions=directions,
+                mask=mask,
+                verbs=tuple(v.lower() for v in _str_tuple(raw.get("verbs", []), f"{where}: verbs")),
+                phrases=tuple(p.lower() for p in _str_tuple(raw.get("phrases", []), f"{where}: phrases")),
+                default_direction=default if isinstance(default, str) else None,
+                limits=limits,
+            )
+        )
     for a in reference:
         if a not in known:
             raise RulesError(f"{src}: reference keypoint {a!r} is not in keypoints; fix the rules file.")
@@ -466,22 +503,26 @@ def load_rules(path: str | Path) -> Rules:
         with p.open("rb") as f:
             raw = f.read(MAX_RULES_BYTES + 1)
         if len(raw) > MAX_RULES_BYTES:
-            raise RulesError(f"rules file {p} is larger than {MAX_RULES_BYTES // 2**20} MB, and rules files are a few "
-                             "kilobytes; check that it is the rules file.")
+            raise RulesError(
+                f"rules file {p} is larger than {MAX_RULES_BYTES // 2**20} MB, and rules files are a few "
+                "kilobytes; check that it is the rules file."
+            )
         text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads it
         # tomllib builds a dotted key one part at a time, copying all the parts before it: a table
         # header 50,000 keys deep takes it 7 s. No line of a rules file needs many dots.
         crowded = next((n for n, line in enumerate(text.splitlines(), 1) if line.count(".") > MAX_LINE_DOTS), None)
         if crowded is not None:
-            raise RulesError(f"rules file {p}: line {crowded} has more than {MAX_LINE_DOTS} dots, so its keys nest "
-                             "too deeply to be read; fix the file.")
+            raise RulesError(
+                f"rules file {p}: line {crowded} has more than {MAX_LINE_DOTS} dots, so its keys nest "
+                "too deeply to be read; fix the file."
+            )
         data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         # tomllib's message can quote a whole key path; the sentence keeps its start and where in the
         # file it is.
         reason = " ".join(str(err).split())
         if len(reason) > 160:
-            where = reason[reason.rfind(" (at line "):] if " (at line " in reason else ""
+            where = reason[reason.rfind(" (at line ") :] if " (at line " in reason else ""
             reason = reason[:100] + "..." + where
         raise RulesError(f"{p} is not valid TOML ({reason}); fix the rules file.") from None
     except RecursionError:  # tomllib reads nested arrays and inline tables by recursion
@@ -527,8 +568,10 @@ class Plan:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "pairs": [{"name": n, "handle": p.handle.as_list(), "target": p.target.as_list()}
-                      for n, p in zip(self.names, self.pairs, strict=True)],
+            "pairs": [
+                {"name": n, "handle": p.handle.as_list(), "target": p.target.as_list()}
+                for n, p in zip(self.names, self.pairs, strict=True)
+            ],
             "mask": None if self.mask is None else [list(r) for r in self.mask],
             "warnings": list(self.warnings),
         }
@@ -541,7 +584,7 @@ def mask_array(rects: list[Rect] | None, size: tuple[int, int]) -> np.ndarray | 
     w, h = size
     out = np.zeros((h, w), dtype=bool)
     for x0, y0, x1, y1 in rects:
-        out[max(0, y0):min(h, y1), max(0, x0):min(w, x1)] = True
+        out[max(0, y0) : min(h, y1), max(0, x0) : min(w, x1)] = True
     return out
 
 
@@ -549,12 +592,16 @@ def reference_length(rules: Rules, keypoints: dict[str, Point]) -> float:
     a, b = rules.reference
     missing = [n for n in (a, b) if n not in keypoints]
     if missing:
-        raise RulesError(f"no {missing[0]} keypoint was found on this image, so edits cannot be sized; "
-                         "try another image or an explicit drag such as 'drag 30,40 to 50,60'.")
+        raise RulesError(
+            f"no {missing[0]} keypoint was found on this image, so edits cannot be sized; "
+            "try another image or an explicit drag such as 'drag 30,40 to 50,60'."
+        )
     length = keypoints[a].distance(keypoints[b])
     if length < 1.0:
-        raise RulesError(f"the keypoints {a} and {b} coincide on this image, so edits cannot be sized; "
-                         "try another image or an explicit drag.")
+        raise RulesError(
+            f"the keypoints {a} and {b} coincide on this image, so edits cannot be sized; "
+            "try another image or an explicit drag."
+        )
     return length
 
 
@@ -564,8 +611,9 @@ def _centroid(names: tuple[str, ...], keypoints: dict[str, Point]) -> Point:
     return Point(sum(xs) / len(xs), sum(ys) / len(ys))
 
 
-def _displacement(spec: HandleSpec, edit: EditIntent, direction: str | None,
-                  keypoints: dict[str, Point], ref: float) -> tuple[float, float]:
+def _displacement(
+    spec: HandleSpec, edit: EditIntent, direction: str | None, keypoints: dict[str, Point], ref: float
+) -> tuple[float, float]:
     """Displacement of one handle in pixels, before `pixels` rescaling."""
     p = keypoints[spec.point]
     k = edit.amount
@@ -594,15 +642,27 @@ def _displacement(spec: HandleSpec, edit: EditIntent, direction: str | None,
     return 0.0, 0.0
 
 
-def _moves(handles: list[HandleSpec], edit: EditIntent, direction: str | None, keypoints: dict[str, Point],
-           ref: float, fraction: float = 1.0) -> list[tuple[float, float]]:
+def _moves(
+    handles: list[HandleSpec],
+    edit: EditIntent,
+    direction: str | None,
+    keypoints: dict[str, Point],
+    ref: float,
+    fraction: float = 1.0,
+) -> list[tuple[float, float]]:
     """Each handle's displacement for `fraction` of the edit's amount."""
     scaled = edit if fraction == 1.0 else replace(edit, amount=edit.amount * fraction)
     return [_displacement(s, scaled, direction, keypoints, ref) for s in handles]
 
 
-def _limit_factor(rule: Rule, handles: list[HandleSpec], edit: EditIntent, direction: str | None,
-                  keypoints: dict[str, Point], ref: float) -> float:
+def _limit_factor(
+    rule: Rule,
+    handles: list[HandleSpec],
+    edit: EditIntent,
+    direction: str | None,
+    keypoints: dict[str, Point],
+    ref: float,
+) -> float:
     """The largest fraction f in [0, 1] of the edit's amount whose moves keep every limit
     that concerns these handles (0: the part is already at or past a limit)."""
     moved = {s.point for s in handles}
@@ -642,8 +702,9 @@ def _fmt(p: Point) -> str:
     return f"({p.x:.0f}, {p.y:.0f})"
 
 
-def plan(edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, int],
-         rules: Rules | None = None) -> Plan:
+def plan(
+    edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, int], rules: Rules | None = None
+) -> Plan:
     """Handle and target points (and the region that may move) for a list of edits.
 
     Raises RulesError when an edit names a part or action the rules do not
@@ -664,8 +725,10 @@ def plan(edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, 
         if edit.handle is not None:
             whole_image = True
             if not _inside(edit.handle, size):
-                raise RulesError(f"the point {_fmt(edit.handle)} is outside the {w}x{h} image; "
-                                 f"pick x in 0..{w - 1} and y in 0..{h - 1}.")
+                raise RulesError(
+                    f"the point {_fmt(edit.handle)} is outside the {w}x{h} image; "
+                    f"pick x in 0..{w - 1} and y in 0..{h - 1}."
+                )
             target = edit.target
             if target is None:
                 if edit.pixels is not None:
@@ -685,16 +748,18 @@ def plan(edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, 
             raise RulesError(rules.unknown_part_message(part or "part named"))
         resolved = rules.resolve(edit.action, part, edit.direction)
         if resolved is None:
-            raise RulesError(f"this model has no rule to {edit.action} the {part}; "
-                             f"for the {part} say: {rules.describe_part(part)}.")
+            raise RulesError(
+                f"this model has no rule to {edit.action} the {part}; for the {part} say: {rules.describe_part(part)}."
+            )
         rule, direction = resolved
         if rule.directions:
             direction = direction or rule.default_direction
             if direction is None:
                 raise RulesError(f"say which way to {rule.action} the {part}: {_join_or(list(rule.directions))}.")
             if direction not in rule.directions:
-                raise RulesError(f"'{rule.action} the {part} {direction}' is not known; "
-                                 f"say {_join_or(list(rule.directions))}.")
+                raise RulesError(
+                    f"'{rule.action} the {part} {direction}' is not known; say {_join_or(list(rule.directions))}."
+                )
         spec = rules.parts[part]
         side = edit.side
         if side is not None and not spec.sided:
@@ -707,8 +772,10 @@ def plan(edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, 
             missing = [n for n in s.keypoints() if n not in keypoints]
             if missing:
                 where = "face" if rules.name == "face" else "image"
-                raise RulesError(f"I can't find the {part} on this {where}: no {missing[0]} keypoint was found; "
-                                 "try another image or an explicit drag such as 'drag 30,40 to 50,60'.")
+                raise RulesError(
+                    f"I can't find the {part} on this {where}: no {missing[0]} keypoint was found; "
+                    "try another image or an explicit drag such as 'drag 30,40 to 50,60'."
+                )
         moves = _moves(handles, edit, direction, keypoints, ref)
         # A distance the user named is taken as said; otherwise the move stops at the part's limits.
         if rule.limits and edit.pixels is None:
@@ -716,8 +783,11 @@ def plan(edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, 
             if f < 1.0:
                 moves = _moves(handles, edit, direction, keypoints, ref, f)
                 visible = max(math.hypot(dx, dy) for dx, dy in moves) >= MIN_PAIR_PIXELS
-                warnings.append(f"this model draws the {part} no further: moved {f:.0%} of the usual amount."
-                                if visible else f"this model draws the {part} no further that way.")
+                warnings.append(
+                    f"this model draws the {part} no further: moved {f:.0%} of the usual amount."
+                    if visible
+                    else f"this model draws the {part} no further that way."
+                )
         if edit.pixels is not None:
             longest = max((math.hypot(dx, dy) for dx, dy in moves), default=0.0)
             if longest > 0:
@@ -752,8 +822,10 @@ def plan(edits: list[EditIntent], keypoints: dict[str, Point], size: tuple[int, 
     for i, (name, pair) in enumerate(zip(names, pairs, strict=True)):
         if not _inside(pair.target, size):
             clipped = _clip(pair.target, size)
-            warnings.append(f"the target of {name} {_fmt(pair.target)} was outside the {w}x{h} image "
-                            f"and was moved to its edge {_fmt(clipped)}.")
+            warnings.append(
+                f"the target of {name} {_fmt(pair.target)} was outside the {w}x{h} image "
+                f"and was moved to its edge {_fmt(clipped)}."
+            )
             pairs[i] = DragPair(pair.handle, clipped)
     if not pairs and edits:
         warnings.append("nothing needs to move for this command.")
@@ -783,10 +855,14 @@ def _separate_handles(pairs: list[DragPair], min_gap: float = MIN_HANDLE_GAP) ->
             if spread < 0.5:  # moving (nearly) the same way: one feature may carry both
                 continue
             shift = (min_gap - gap) / spread
-            out[i] = DragPair(Point(a.handle.x + ua[0] * shift, a.handle.y + ua[1] * shift),
-                              Point(a.target.x + ua[0] * shift, a.target.y + ua[1] * shift))
-            out[j] = DragPair(Point(b.handle.x + ub[0] * shift, b.handle.y + ub[1] * shift),
-                              Point(b.target.x + ub[0] * shift, b.target.y + ub[1] * shift))
+            out[i] = DragPair(
+                Point(a.handle.x + ua[0] * shift, a.handle.y + ua[1] * shift),
+                Point(a.target.x + ua[0] * shift, a.target.y + ua[1] * shift),
+            )
+            out[j] = DragPair(
+                Point(b.handle.x + ub[0] * shift, b.handle.y + ub[1] * shift),
+                Point(b.target.x + ub[0] * shift, b.target.y + ub[1] * shift),
+            )
     return out
 
 
@@ -796,8 +872,9 @@ def _unit(pair: DragPair) -> tuple[float, float] | None:
     return None if n == 0 else (dx / n, dy / n)
 
 
-def _mask_rects(rule: Rule, moves: list[tuple[Point, Point]], keypoints: dict[str, Point],
-                margin: float, size: tuple[int, int]) -> list[Rect]:
+def _mask_rects(
+    rule: Rule, moves: list[tuple[Point, Point]], keypoints: dict[str, Point], margin: float, size: tuple[int, int]
+) -> list[Rect]:
     """Rectangles of the rule's mask groups that hold at least one moving handle.
 
     Each rectangle also covers the targets of its handles, since the region
@@ -810,15 +887,25 @@ def _mask_rects(rule: Rule, moves: list[tuple[Point, Point]], keypoints: dict[st
         pts = [keypoints[n] for n in group if n in keypoints]
         if not pts:
             continue
-        boxes.append([min(p.x for p in pts) - margin, min(p.y for p in pts) - margin,
-                      max(p.x for p in pts) + margin, max(p.y for p in pts) + margin])
+        boxes.append(
+            [
+                min(p.x for p in pts) - margin,
+                min(p.y for p in pts) - margin,
+                max(p.x for p in pts) + margin,
+                max(p.y for p in pts) + margin,
+            ]
+        )
     for box in boxes:
         inside = [(p, t) for p, t in moves if box[0] <= p.x <= box[2] and box[1] <= p.y <= box[3]]
         if not inside:
             continue
         for _, t in inside:
-            box = [min(box[0], t.x - margin), min(box[1], t.y - margin),
-                   max(box[2], t.x + margin), max(box[3], t.y + margin)]
+            box = [
+                min(box[0], t.x - margin),
+                min(box[1], t.y - margin),
+                max(box[2], t.x + margin),
+                max(box[3], t.y + margin),
+            ]
         x0, y0 = max(0, int(math.floor(box[0]))), max(0, int(math.floor(box[1])))
         x1, y1 = min(w, int(math.ceil(box[2])) + 1), min(h, int(math.ceil(box[3])) + 1)
         if x1 > x0 and y1 > y0:

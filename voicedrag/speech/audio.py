@@ -6,6 +6,7 @@ so that no aliasing reaches the recogniser.  ``sounddevice`` (PortAudio) is
 imported only when the microphone is used: a machine without PortAudio or
 without an input device still imports this module, and typing keeps working.
 """
+
 from __future__ import annotations
 
 import math
@@ -107,8 +108,10 @@ def load_audio(path: str | Path, max_seconds: float | None = DEFAULT_MAX_SECONDS
     # Checked from the header before any sample is read: a rate or channel count no recorder
     # makes is a damaged or crafted file, and resampling from it would take unbounded time.
     if not MIN_RATE <= rate <= MAX_RATE:
-        raise AudioError(f"{p} declares a sample rate of {rate} Hz, outside {MIN_RATE}-{MAX_RATE} Hz; "
-                         "convert it to a standard WAV, FLAC or MP3 file (e.g. `sox in.wav -r 16000 out.wav`).")
+        raise AudioError(
+            f"{p} declares a sample rate of {rate} Hz, outside {MIN_RATE}-{MAX_RATE} Hz; "
+            "convert it to a standard WAV, FLAC or MP3 file (e.g. `sox in.wav -r 16000 out.wav`)."
+        )
     if not 1 <= int(info.channels) <= MAX_CHANNELS:
         raise AudioError(f"{p} declares {info.channels} channels; convert it to mono or stereo.")
     if max_seconds is not None and 0 < info.frames and info.frames / rate > max_seconds:

@@ -17,6 +17,7 @@ that the ``ctranslate2`` package is not needed at run time::
 
 where ``str`` is a u16 byte length (including a trailing NUL) followed by the bytes.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -194,9 +195,7 @@ def _split_rows(array: np.ndarray, parts: int) -> list[np.ndarray]:
     return list(np.split(array, parts, axis=0))
 
 
-def _attention(
-    model: CT2Model, src: str, dst: str, fused_qkv: bool, path: Path
-) -> dict[str, np.ndarray]:
+def _attention(model: CT2Model, src: str, dst: str, fused_qkv: bool, path: Path) -> dict[str, np.ndarray]:
     """Map one attention block; Whisper's key projection has no bias, CTranslate2 stores zeros there."""
     v = model.variables
     out: dict[str, np.ndarray] = {}

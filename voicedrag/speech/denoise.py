@@ -12,6 +12,7 @@ never falls below `floor_gain`, so quiet speech is turned down, not cut.
 Audio without steady noise (a clean recording, digital silence between words) has a noise estimate
 near zero and passes almost unchanged.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,8 +58,9 @@ def wiener_gains(power: np.ndarray, noise: np.ndarray, smoothing: float, floor_g
     return gains
 
 
-def suppress_noise(samples: np.ndarray, settings: NoiseSuppression = NoiseSuppression(),
-                   sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def suppress_noise(
+    samples: np.ndarray, settings: NoiseSuppression = NoiseSuppression(), sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
     """The audio with its steady noise turned down: float32, the same length."""
     from scipy.signal import istft, stft
 

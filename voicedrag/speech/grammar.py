@@ -12,6 +12,7 @@ candidate, and only the candidates' own positions are projected to the vocabular
 `score_texts_reference` runs Whisper's own decoder on each whole sequence; the tests hold the
 two equal.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -98,8 +99,7 @@ def _attend(mha: Any, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: t
     import torch.nn.functional as F
 
     q = _split_heads(mha.query(x), mha.n_head)
-    out = F.scaled_dot_product_attention(q, _split_heads(k, mha.n_head), _split_heads(v, mha.n_head),
-                                         attn_mask=mask)
+    out = F.scaled_dot_product_attention(q, _split_heads(k, mha.n_head), _split_heads(v, mha.n_head), attn_mask=mask)
     return mha.out(out.transpose(1, 2).flatten(2))
 
 
@@ -146,7 +146,7 @@ def _hidden(model: Any, prompt: Prompt, tokens: torch.Tensor) -> torch.Tensor:
         raise ValueError("prompt and candidate are longer than the decoder's context")
     if length == 0:
         return prompt.last.expand(n, -1, -1)
-    y = dec.token_embedding(tokens) + dec.positional_embedding[start:start + length]
+    y = dec.token_embedding(tokens) + dec.positional_embedding[start : start + length]
     mask = torch.cat([torch.zeros(length, start), torch.full((length, length), float("-inf")).triu_(1)], dim=1)
     for block, (k, v, ck, cv) in zip(dec.blocks, prompt.cache, strict=True):
         h = block.attn_ln(y)
@@ -164,8 +164,14 @@ def _logprobs(model: Any, hidden: torch.Tensor) -> torch.Tensor:
     return (hidden @ model.decoder.token_embedding.weight.T).float().log_softmax(-1)
 
 
-def score_texts(model: Any, tokenizer: Any, initial: Sequence[int], audio_features: torch.Tensor,
-                texts: Sequence[str], prompt: Prompt | None = None) -> list[Scored]:
+def score_texts(
+    model: Any,
+    tokenizer: Any,
+    initial: Sequence[int],
+    audio_features: torch.Tensor,
+    texts: Sequence[str],
+    prompt: Prompt | None = None,
+) -> list[Scored]:
     """log P(" " + text, end of text | audio, initial tokens) for each text, batched. `prompt`
     (run_prompt's result for the same audio and initial tokens) saves running the prompt again."""
     import torch
@@ -178,7 +184,7 @@ def score_texts(model: Any, tokenizer: Any, initial: Sequence[int], audio_featur
         prompt = prompt or run_prompt(model, initial, audio_features)
         tokens = torch.full((n, length), tokenizer.eot, dtype=torch.long)
         for i, s in enumerate(seqs):
-            tokens[i, :len(s)] = torch.tensor(s)
+            tokens[i, : len(s)] = torch.tensor(s)
         lengths = torch.tensor([len(s) for s in seqs])
         keep = torch.arange(length)[None, :] < lengths[:, None]  # a text's own positions, not the padding
         logp = _logprobs(model, _hidden(model, prompt, tokens)[:, :-1][keep])
@@ -202,9 +208,17 @@ def prefix_tree(tokenizer: Any, texts: Sequence[str]) -> PrefixTree:
     return tree
 
 
-def decode_in_grammar(model: Any, initial: Sequence[int], audio_features: torch.Tensor, tree: PrefixTree,
-                      beam: int = 8, best: int = 4, prompt: Prompt | None = None,
-                      join: int | None = None, parts: int = 1) -> list[Scored]:
+def decode_in_grammar(
+    model: Any,
+    initial: Sequence[int],
+    audio_features: torch.Tensor,
+    tree: PrefixTree,
+    beam: int = 8,
+    best: int = 4,
+    prompt: Prompt | None = None,
+    join: int | None = None,
+    parts: int = 1,
+) -> list[Scored]:
     """Beam search whose every step is restricted to a prefix tree of texts: the `best` likeliest
     of the texts on the audio, found without scoring each of them. With a `join` token (" and")
     and `parts` > 1, a text may also be up to `parts` of the tree's texts joined by it ("raise
@@ -243,8 +257,9 @@ def decode_in_grammar(model: Any, initial: Sequence[int], audio_features: torch.
     return finished
 
 
-def score_texts_reference(model: Any, tokenizer: Any, initial: Sequence[int], audio_features: torch.Tensor,
-                          texts: Sequence[str]) -> list[Scored]:
+def score_texts_reference(
+    model: Any, tokenizer: Any, initial: Sequence[int], audio_features: torch.Tensor, texts: Sequence[str]
+) -> list[Scored]:
     """The same scores from Whisper's own decoder, one whole sequence at a time."""
     import torch
 
@@ -289,16 +304,16 @@ def unsure(heard: Scored | None, settings: GrammarSettings) -> bool:
     return settings.unsure_below is not None and (heard is None or heard.average < settings.unsure_below)
 
 
-def choose(free_text: str, reading: Reading, scored: Sequence[Scored], settings: GrammarSettings,
-           heard_unsure: bool = False) -> GrammarChoice:
+def choose(
+    free_text: str, reading: Reading, scored: Sequence[Scored], settings: GrammarSettings, heard_unsure: bool = False
+) -> GrammarChoice:
     """Of the grammar's readings, the one the audio makes most likely, if it is likely enough
     (`unsure_min_avg_logprob` where Whisper was unsure of what it heard, see `unsure`); else the
     free transcript (which the parser then reads, or refuses, as usual)."""
     if reading.as_heard or not scored:
         return GrammarChoice(free_text, "free", free_text, list(scored))
     best = max(scored, key=lambda s: s.total + settings.length_bonus * s.tokens)
-    floor = min(settings.min_avg_logprob, settings.unsure_min_avg_logprob) if heard_unsure \
-        else settings.min_avg_logprob
+    floor = min(settings.min_avg_logprob, settings.unsure_min_avg_logprob) if heard_unsure else settings.min_avg_logprob
     if best.average < floor or (reading.understood and best.text == reading.text):
         return GrammarChoice(free_text, "free", free_text, list(scored))
     return GrammarChoice(best.text, "grammar", free_text, list(scored))
@@ -315,6 +330,7 @@ def canonical(choice: GrammarChoice, forms: dict[str, str]) -> GrammarChoice:
 
 def parser_reading(parser: Any) -> Callable[[str], Reading]:
     """A `read` for Transcriber.transcribe_command from a voicedrag.language CommandParser."""
+
     def read(text: str) -> Reading:
         result = parser.parse(text)
         understood = bool(result.edits or result.control) and not result.error
@@ -324,6 +340,7 @@ def parser_reading(parser: Any) -> Callable[[str], Reading]:
         # left ear" without "break"), and no paraphrase guessed; anything less is checked on the audio.
         as_heard = understood and not (result.corrections or result.ignored or result.matched) and said == plain
         return Reading(understood, as_heard, _without(result.corrected, result.ignored))
+
     return read
 
 
@@ -375,7 +392,10 @@ def command_phrases(parser: Any) -> dict[str, str]:
             else [phrase]
         )
         for form in spoken:
-            for variant in (form, form.replace(" to the left", " left").replace(" to the right", " right"),
-                            form.replace(" the ears", " both ears").replace(" the eyes", " both eyes")):
+            for variant in (
+                form,
+                form.replace(" to the left", " left").replace(" to the right", " right"),
+                form.replace(" the ears", " both ears").replace(" the eyes", " both eyes"),
+            ):
                 forms.setdefault(variant, phrase)
     return forms

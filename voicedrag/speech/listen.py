@@ -4,6 +4,7 @@ Whisper's free transcript is kept where the command parser can read it as heard;
 command of the parser's grammar that the audio makes likeliest replaces it (grammar scoring,
 `voicedrag.speech.grammar`).
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -36,5 +37,6 @@ class Listener:
 
     def listen(self, samples: np.ndarray) -> Heard:
         transcript, choice = self.hear(samples)
-        return Heard(text=choice.text.strip(), free_text=choice.free_text or "", source=choice.source,
-                     seconds=transcript.elapsed)
+        return Heard(
+            text=choice.text.strip(), free_text=choice.free_text or "", source=choice.source, seconds=transcript.elapsed
+        )

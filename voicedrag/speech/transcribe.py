@@ -17,6 +17,7 @@ Whisper's fixed 30 s, which is where most of the time goes on a CPU; the decoder
 then tends to repeat itself instead of ending, so decoding stops as soon as the words
 start to loop and the repeat is cut off.
 """
+
 from __future__ import annotations
 
 import math
@@ -404,9 +405,13 @@ class Transcriber:
     def transcribe(self, samples: np.ndarray, use_prompt: bool | None = None) -> Transcript:
         return self._decode(samples, use_prompt)[0]
 
-    def transcribe_command(self, samples: np.ndarray, phrases: Sequence[str] | dict[str, str],
-                           read: Callable[[str], Reading],
-                           grammar: GrammarSettings | None = None) -> tuple[Transcript, GrammarChoice]:
+    def transcribe_command(
+        self,
+        samples: np.ndarray,
+        phrases: Sequence[str] | dict[str, str],
+        read: Callable[[str], Reading],
+        grammar: GrammarSettings | None = None,
+    ) -> tuple[Transcript, GrammarChoice]:
         """Free decoding, then grammar scoring (voicedrag.speech.grammar) unless the parser reads
         the free transcript as heard: the closest of `phrases`, and the parser's own correction,
         are scored on the same audio and the likeliest is kept."""
@@ -434,12 +439,20 @@ class Transcriber:
         own = [heard] if heard.strip() and heard not in near else []
         scored = score_texts(self.whisper, task.tokenizer, task.initial_tokens, features, near + own, prompt)
         heard_score = next((x for x in scored if x.text == heard), None)  # None: Whisper wrote nothing
-        scored = scored[:len(near)]
+        scored = scored[: len(near)]
         confident = settings.search_below is not None and any(s.average >= settings.search_below for s in scored)
         if settings.beam_best > 0 and not confident:
-            found = decode_in_grammar(self.whisper, task.initial_tokens, features, self._tree(phrases, task.tokenizer),
-                                      settings.beam, settings.beam_best, prompt,
-                                      join=task.tokenizer.encode(" and")[0], parts=settings.beam_parts)
+            found = decode_in_grammar(
+                self.whisper,
+                task.initial_tokens,
+                features,
+                self._tree(phrases, task.tokenizer),
+                settings.beam,
+                settings.beam_best,
+                prompt,
+                join=task.tokenizer.encode(" and")[0],
+                parts=settings.beam_parts,
+            )
             forms = phrases if isinstance(phrases, dict) else {}
             scored += [f for f in found if f.text not in near and joined_plausibly(f.text, forms, read)]
         choice = choose(transcript.text, reading, scored, settings, unsure(heard_score, settings))

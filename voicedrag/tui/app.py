@@ -6,6 +6,7 @@ parsing, planning, dragging and listening run in thread workers (voicedrag.tui.w
 post typed messages back. Nothing here imports torch, so the window is up and taking keys while
 the model still loads.
 """
+
 from __future__ import annotations
 
 import time
@@ -92,8 +93,9 @@ class VoiceDragApp(Guarded, App[int]):
 
             # Rich reads only COLORTERM and TERM; voicedrag.tui.colors knows more terminals (and tmux).
             self.console._color_system = COLOR_SYSTEMS[self.options.colors]
-        self.backend = workers.Backend(psi=self.options.psi, threads=self.options.threads,
-                                       paraphrase=self.options.paraphrase)
+        self.backend = workers.Backend(
+            psi=self.options.psi, threads=self.options.threads, paraphrase=self.options.paraphrase
+        )
         self.edit = EditScreen(self.options, self.backend)
         self.started = time.perf_counter()
         self.ready_at: float | None = None  # perf_counter when the UI took its first key
@@ -121,10 +123,22 @@ class VoiceDragApp(Guarded, App[int]):
             self._start_loading()
 
     def _start_loading(self) -> None:
-        self.run_worker(partial(workers.load_model, self.backend, self.options.model, self.options.device,
-                                self.options.seed, self.edit.post_message, self.options.template,
-                                self.options.resume),
-                        thread=True, group="model", name="load model", exit_on_error=False)
+        self.run_worker(
+            partial(
+                workers.load_model,
+                self.backend,
+                self.options.model,
+                self.options.device,
+                self.options.seed,
+                self.edit.post_message,
+                self.options.template,
+                self.options.resume,
+            ),
+            thread=True,
+            group="model",
+            name="load model",
+            exit_on_error=False,
+        )
 
     # ------------------------------------------------------------ the app's edge
 
@@ -170,8 +184,11 @@ class VoiceDragApp(Guarded, App[int]):
             ("New seed", "A new image from the next seed (ctrl+n)", e.action_new_seed),
             ("Save", "Image, latent, history and GIF to a folder (ctrl+s)", e.action_save),
             ("Keypoint labels", "Show or hide keypoints (ctrl+l)", e.action_labels),
-            ("Before / after", "Flip between the image before the last edit and after it (ctrl+b)",
-             e.action_before_after),
+            (
+                "Before / after",
+                "Flip between the image before the last edit and after it (ctrl+b)",
+                e.action_before_after,
+            ),
             ("Drag points", "Show or hide the finished drag's handles and targets (ctrl+t)", e.action_markers),
             ("Drag placed points", "Run a drag with the hand-placed points (ctrl+g)", e.action_go),
             ("Clear points", "Remove hand-placed points", e.action_clear_points),
@@ -189,8 +206,11 @@ def run_tui(options: TuiOptions) -> int:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         # Under cron, CI or a pipe the screen would be escape codes written into a file, waiting
         # forever for keys that never come.
-        print("voicedrag's terminal UI needs a terminal; run it in one, or use `voicedrag edit --say TEXT "
-              "--out F.png` for one edit without it.", file=sys.stderr)
+        print(
+            "voicedrag's terminal UI needs a terminal; run it in one, or use `voicedrag edit --say TEXT "
+            "--out F.png` for one edit without it.",
+            file=sys.stderr,
+        )
         return 2
     if options.colors in (None, "auto"):
         from voicedrag.tui.colors import detect_color_system
@@ -217,5 +237,6 @@ def lenient_terminal_input() -> None:
     except ImportError:  # not a POSIX system: another driver
         return
     if getattr(driver, "getincrementaldecoder", None) is codecs.getincrementaldecoder:
-        driver.getincrementaldecoder = lambda encoding: partial(codecs.getincrementaldecoder(encoding),
-                                                                 errors="replace")
+        driver.getincrementaldecoder = lambda encoding: partial(
+            codecs.getincrementaldecoder(encoding), errors="replace"
+        )

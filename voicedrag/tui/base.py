@@ -5,6 +5,7 @@ shown is a new value, and its watcher redraws the status and the image once. The
 screen (history, pointer, voice, the edit stream) are mixins on this base, each a concern of its
 own; `voicedrag.tui.screen.EditScreen` puts them together.
 """
+
 from __future__ import annotations
 
 import re
@@ -113,8 +114,11 @@ class ScreenBase(Guarded, Screen[None]):
         """One plain sentence under the command bar (escaped here: it often quotes what was typed)."""
         hint = self.query_one("#hint", Static)
         hint.set_class(error, "error")
-        hint.update(escape(text) if text else
-                    "[dim]Enter runs · ↑/↓ history · tab: points on the image · ctrl+p: all actions[/]")
+        hint.update(
+            escape(text)
+            if text
+            else "[dim]Enter runs · ↑/↓ history · tab: points on the image · ctrl+p: all actions[/]"
+        )
 
     def set_progress(self, text: str) -> None:
         self.query_one("#progress", Static).update(text, layout=False)
@@ -148,8 +152,10 @@ class ScreenBase(Guarded, Screen[None]):
             why = f"the session cannot be kept in {self.journal.folder} ({err.strerror or err})"
             if why != self.journal_error:  # said once, not after every edit
                 self.journal_error = why
-                self.log_line(f"[yellow]{escape(why)}; edits will not survive a crash. Save with ctrl+s, or "
-                              "restart with a writable --out.[/]")
+                self.log_line(
+                    f"[yellow]{escape(why)}; edits will not survive a crash. Save with ctrl+s, or "
+                    "restart with a writable --out.[/]"
+                )
             return
         self.journal_error = None
 
@@ -169,8 +175,11 @@ class ScreenBase(Guarded, Screen[None]):
             self.journal.note_error(trace)
         # Each on its own: the part of the screen that failed may fail again as it is redrawn (a
         # view that cannot be drawn), and the report must still reach the others.
-        for show in (lambda: self.log_line(f"[red]{escape(sentence)}[/]"), lambda: self.set_hint(sentence, error=True),
-                     self.unless_editing):
+        for show in (
+            lambda: self.log_line(f"[red]{escape(sentence)}[/]"),
+            lambda: self.set_hint(sentence, error=True),
+            self.unless_editing,
+        ):
             try:
                 show()
             except Exception as again:  # noqa: BLE001 - reported where it still can be
@@ -282,10 +291,16 @@ class ScreenBase(Guarded, Screen[None]):
         entry = self.session.current
         request = EditRequest(
             ImageState(entry.ws, entry.image, entry.id, photo=entry.photo, photo_image=entry.photo_image),
-            text=text, pairs=pairs, mask=self.view.mask,
-            label=label, controls=True,
-            drag=DragOptions(max_steps=self.options.steps, preview_seconds=self.options.preview_seconds,
-                             report_seconds=REDRAW_SECONDS / 2),
+            text=text,
+            pairs=pairs,
+            mask=self.view.mask,
+            label=label,
+            controls=True,
+            drag=DragOptions(
+                max_steps=self.options.steps,
+                preview_seconds=self.options.preview_seconds,
+                report_seconds=REDRAW_SECONDS / 2,
+            ),
         )
         if self.backend.editor is not None:
             self.backend.editor.begin()  # on the UI thread, so that an Esc right after is not lost
@@ -295,16 +310,24 @@ class ScreenBase(Guarded, Screen[None]):
         self.view = replace(self.view, live=LiveDrag(), view_before=False, show_markers=True)
         self.set_progress("[yellow]planning…[/]")
         self.query_one("#bar", ProgressBar).update(total=self.options.steps, progress=0)
-        self.run_worker(partial(workers.run_edit, self.backend, request, self.post_message), thread=True,
-                        group="drag", name="drag", exit_on_error=False)
+        self.run_worker(
+            partial(workers.run_edit, self.backend, request, self.post_message),
+            thread=True,
+            group="drag",
+            name="drag",
+            exit_on_error=False,
+        )
 
     # ------------------------------------------------------------ shared checks
 
     def not_ready(self, what: str) -> None:
         """Say why `what` cannot happen before a model is shown: still loading, or it failed to load."""
         if self.model_error:
-            self.set_hint(f"no model is loaded, so nothing to {what} ({self.model_error.rstrip('.')}); "
-                          "restart voicedrag with another --model.", error=True)
+            self.set_hint(
+                f"no model is loaded, so nothing to {what} ({self.model_error.rstrip('.')}); "
+                "restart voicedrag with another --model.",
+                error=True,
+            )
         else:
             self.set_hint(f"nothing to {what} yet; the model is still loading.", error=True)
 
@@ -339,6 +362,10 @@ class ScreenBase(Guarded, Screen[None]):
         from voicedrag.tui import workers
 
         # One search at a time (exclusive): the labels of the entry on view when it ends are asked again.
-        self.run_worker(partial(workers.detect_keypoints, self.backend, entry.id, entry.image, entry.ws,
-                                self.post_message), thread=True, group="keypoints", name="keypoints",
-                        exit_on_error=False)
+        self.run_worker(
+            partial(workers.detect_keypoints, self.backend, entry.id, entry.image, entry.ws, self.post_message),
+            thread=True,
+            group="keypoints",
+            name="keypoints",
+            exit_on_error=False,
+        )

@@ -7,6 +7,7 @@ smooth cheek grows a yellow patch. There the picture is error-diffused
 (Floyd-Steinberg) over exactly the palette colours the terminal output keeps,
 so that a few neighbouring cells average to the true colour.
 """
+
 from __future__ import annotations
 
 import os
@@ -73,8 +74,13 @@ def _tmux_client_rgb() -> bool:
     if tmux is None:
         return False
     try:
-        out = subprocess.run([tmux, "display-message", "-p", "#{client_termfeatures}"], capture_output=True,
-                             text=True, timeout=0.5, check=False).stdout
+        out = subprocess.run(
+            [tmux, "display-message", "-p", "#{client_termfeatures}"],
+            capture_output=True,
+            text=True,
+            timeout=0.5,
+            check=False,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return False
     return "RGB" in out.split(",")
@@ -111,8 +117,7 @@ def as_terminal_shows(image: np.ndarray) -> np.ndarray:
 
     flat = image.reshape(-1, 3)
     colours, inverse = np.unique(flat, axis=0, return_inverse=True)
-    shown = np.array([EIGHT_BIT_PALETTE[_rich_index(tuple(int(v) for v in c))] for c in colours],
-                     dtype=np.uint8)
+    shown = np.array([EIGHT_BIT_PALETTE[_rich_index(tuple(int(v) for v in c))] for c in colours], dtype=np.uint8)
     return shown[inverse.reshape(-1)].reshape(image.shape)
 
 

@@ -8,6 +8,7 @@ message is dropped, the app says what failed as a bug to report (`VoiceDragApp.s
 the loop takes the next message. Composing and mounting are left to Textual: a screen that
 cannot be built cannot show a sentence either.
 """
+
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
@@ -49,6 +50,9 @@ class Guarded(MessagePump):
             await super()._dispatch_message(message)
         except Exception as error:
             app = self.app
-            if isinstance(message, (events.Compose, events.Mount)) or not isinstance(app, Survivor) \
-                    or not app.survive(error, doing(message)):
+            if (
+                isinstance(message, (events.Compose, events.Mount))
+                or not isinstance(app, Survivor)
+                or not app.survive(error, doing(message))
+            ):
                 raise

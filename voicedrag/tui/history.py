@@ -1,5 +1,6 @@
 """The editor screen's history: undo, redo and reset (one method behind the three), seeds,
 saving, and the views of the history (before/after, the drag's points, keypoint labels)."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -13,8 +14,11 @@ from voicedrag.tui.base import ScreenBase, clip, escape
 Move = Literal["undo", "redo", "reset"]
 
 # What each move says when it cannot happen, and how it reports the entry it reached.
-_NOTHING: dict[Move, str] = {"undo": "nothing to undo.", "redo": "nothing to redo.",
-                             "reset": "the image is already the original."}
+_NOTHING: dict[Move, str] = {
+    "undo": "nothing to undo.",
+    "redo": "nothing to redo.",
+    "reset": "the image is already the original.",
+}
 
 
 class HistoryActions(ScreenBase):
@@ -57,8 +61,13 @@ class HistoryActions(ScreenBase):
         if self.busy:
             self.set_hint("a drag is running; press Esc to stop it first.", error=True)
             return
-        self.run_worker(partial(workers.new_seed, self.backend, seed, self.post_message), thread=True,
-                        group="seed", name="seed", exit_on_error=False)
+        self.run_worker(
+            partial(workers.new_seed, self.backend, seed, self.post_message),
+            thread=True,
+            group="seed",
+            name="seed",
+            exit_on_error=False,
+        )
 
     def action_new_seed(self) -> None:
         """A new image (the next seed)."""
@@ -109,16 +118,20 @@ class HistoryActions(ScreenBase):
             self.set_hint("this is the first image; there is nothing before it to compare.")
             return
         before = not self.view.view_before
-        self.set_hint(f"before '{clip(s.current.label, 60)}'; ctrl+b shows after" if before
-                      else "after; ctrl+b shows before")
+        self.set_hint(
+            f"before '{clip(s.current.label, 60)}'; ctrl+b shows after" if before else "after; ctrl+b shows before"
+        )
         self.view = replace(self.view, view_before=before)
         self.labels_need_keypoints()
 
     def action_markers(self) -> None:
         """Show or hide the finished drag's handle and target points."""
         shown = not self.view.show_markers
-        self.set_hint("the drag's points are shown (ctrl+t hides them)" if shown
-                      else "the drag's points are hidden (ctrl+t shows them)")
+        self.set_hint(
+            "the drag's points are shown (ctrl+t hides them)"
+            if shown
+            else "the drag's points are hidden (ctrl+t shows them)"
+        )
         self.view = replace(self.view, show_markers=shown)
 
     def action_labels(self) -> None:

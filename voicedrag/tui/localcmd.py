@@ -5,6 +5,7 @@ points and masks by coordinates, seeds, labels. Control words (undo, redo,
 reset, save, stop, help) are read here too, so they work before the command
 parser has loaded.
 """
+
 from __future__ import annotations
 
 import re
@@ -33,12 +34,30 @@ _LABELS_RE = re.compile(
 _BEFORE_RE = re.compile(r"^(?:/)?(?:show\s+)?(?:the\s+)?(before|after)(?:\s+(?:the\s+)?(?:edit|drag|image))?$")
 _MARKERS_RE = re.compile(r"^(?:/)?(show|hide)\s+(?:the\s+)?(?:drag\s+)?(?:points|markers|handles)$")
 # The control words and their keys, from the one table (intents.CONTROL_TABLE); quitting is the app's own.
-_CONTROLS = {**{c.word: c.word for c in CONTROL_TABLE}, **{k: c.word for c in CONTROL_TABLE for k in c.keys.split()},
-             "quit": "quit", "exit": "quit"}
+_CONTROLS = {
+    **{c.word: c.word for c in CONTROL_TABLE},
+    **{k: c.word for c in CONTROL_TABLE for k in c.keys.split()},
+    "quit": "quit",
+    "exit": "quit",
+}
 
 
-LocalKind = Literal["mask", "mask_off", "points", "seed", "new_seed", "steps", "clear", "go", "labels", "before",
-                    "markers", "name", "control", "open"]
+LocalKind = Literal[
+    "mask",
+    "mask_off",
+    "points",
+    "seed",
+    "new_seed",
+    "steps",
+    "clear",
+    "go",
+    "labels",
+    "before",
+    "markers",
+    "name",
+    "control",
+    "open",
+]
 
 
 @dataclass(frozen=True)

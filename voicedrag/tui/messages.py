@@ -3,6 +3,7 @@
 An edit's events (`voicedrag.events`) travel as one message each, `EditUpdate`; the rest are
 the screen's own: the model, seeds, notices, the microphone and taught keypoints.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

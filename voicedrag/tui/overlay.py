@@ -4,6 +4,7 @@ Markers are drawn at display resolution (a terminal cell is one or two
 pixels in half-block mode), so a handle stays visible however small the
 image is shown, and is not blurred away by a later resize.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,7 +52,7 @@ def compose(image: np.ndarray, size: tuple[int, int], overlay: Overlay) -> Image
         arr = np.asarray(base).astype(np.float32)
         keep = np.zeros((dh, dw), dtype=bool)
         for x0, y0, x1, y1 in overlay.mask:
-            keep[int(y0 * sy):int(math.ceil(y1 * sy)), int(x0 * sx):int(math.ceil(x1 * sx))] = True
+            keep[int(y0 * sy) : int(math.ceil(y1 * sy)), int(x0 * sx) : int(math.ceil(x1 * sx))] = True
         arr[~keep] *= 0.45
         base = Image.fromarray(arr.astype(np.uint8))
     draw = ImageDraw.Draw(base)
@@ -62,8 +63,9 @@ def compose(image: np.ndarray, size: tuple[int, int], overlay: Overlay) -> Image
         # A mask narrower than a display pixel is still drawn (Pillow refuses a rectangle whose far
         # corner comes before its near one).
         left, top = x0 * sx, y0 * sy
-        draw.rectangle([left, top, max(x1 * sx - 1, left), max(y1 * sy - 1, top)], outline=MASK,
-                       width=max(int(unit), 1))
+        draw.rectangle(
+            [left, top, max(x1 * sx - 1, left), max(y1 * sy - 1, top)], outline=MASK, width=max(int(unit), 1)
+        )
     if overlay.mask_corner is not None:
         cx, cy = at(overlay.mask_corner)
         draw.rectangle([cx - r, cy - r, cx + r, cy + r], outline=MASK, width=1)

@@ -2,6 +2,7 @@
 inverts it in a worker with a progress bar that Esc stops; the photo becomes a step of the history
 (undo goes back to the image before it), its edits are pasted back into it, and save writes the
 photo-sized result."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -27,8 +28,13 @@ class PhotoInput(PointerInput):
         self.log_line(f"opening {escape(Path(path).name)}: framing the face and putting it into the model…")
         self.set_progress("[yellow]framing…[/]")
         self.view = replace(self.view, live=LiveDrag(), view_before=False)
-        self.run_worker(partial(workers.open_photo, self.backend, path, self.post_message), thread=True,
-                        group="drag", name="open photo", exit_on_error=False)
+        self.run_worker(
+            partial(workers.open_photo, self.backend, path, self.post_message),
+            thread=True,
+            group="drag",
+            name="open photo",
+            exit_on_error=False,
+        )
 
     def show_inverting(self, event: Inverting) -> None:
         bar = self.query_one("#bar", ProgressBar)
@@ -41,8 +47,16 @@ class PhotoInput(PointerInput):
     def show_photo(self, event: PhotoOpened) -> None:
         assert self.session is not None
         photo = event.state
-        entry = self.session.push(Entry(label=f"photo {Path(photo.path).name}", kind="photo", ws=photo.ws,
-                                        image=photo.image, photo=photo, photo_image=photo.photo.rgb))
+        entry = self.session.push(
+            Entry(
+                label=f"photo {Path(photo.path).name}",
+                kind="photo",
+                ws=photo.ws,
+                image=photo.image,
+                photo=photo,
+                photo_image=photo.photo.rgb,
+            )
+        )
         if self.backend.editor is not None:
             # Words on the photo are planned from its own keypoints, not from the inversion's.
             self.backend.editor.use_keypoints(entry.id, photo.keypoints)
@@ -50,10 +64,11 @@ class PhotoInput(PointerInput):
             self.log_line(f"  [yellow]! {escape(note)}[/]")
         how = "from the cache" if photo.cached else f"in {photo.seconds:.1f} s"
         w, h = photo.photo.size
-        self.log_line(f"  [green]photo[/] {w}x{h}: framed and inverted {how}, {photo.psnr:.1f} dB "
-                      "(ctrl+z goes back to the image before it)")
+        self.log_line(
+            f"  [green]photo[/] {w}x{h}: framed and inverted {how}, {photo.psnr:.1f} dB "
+            "(ctrl+z goes back to the image before it)"
+        )
         self.set_progress("")
         self.set_hint("say or type an edit; save writes the photo with the edit pasted back")
-        self.view = replace(self.view, live=None, manual=(), pending_handle=None,
-                            revision=self.view.revision + 1)
+        self.view = replace(self.view, live=None, manual=(), pending_handle=None, revision=self.view.revision + 1)
         self.labels_need_keypoints()

@@ -1,5 +1,6 @@
 """Points and masks placed by hand (on the image, or typed as coordinates), and keypoints taught
 by name on a model without a detector."""
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,11 @@ class PointerInput(HistoryActions):
         xa, xb = sorted((int(round(x0)), int(round(x1))))
         ya, yb = sorted((int(round(y0)), int(round(y1))))
         if not (0 <= xa and xb < w and 0 <= ya and yb < h):
-            self.set_hint(f"the mask {xa},{ya},{xb},{yb} does not fit the {w}x{h} image; "
-                          f"use x in 0..{w - 1} and y in 0..{h - 1}.", error=True)
+            self.set_hint(
+                f"the mask {xa},{ya},{xb},{yb} does not fit the {w}x{h} image; "
+                f"use x in 0..{w - 1} and y in 0..{h - 1}.",
+                error=True,
+            )
             return
         self.log_line(f"mask: only {xa},{ya} .. {xb},{yb} may move")
         self.view = replace(self.view, mask=((xa, ya, xb + 1, yb + 1),), mask_corner=None)
@@ -74,8 +78,11 @@ class PointerInput(HistoryActions):
         """Drag the hand-placed points."""
         manual = self.view.manual
         if not manual:
-            self.set_hint("no points placed; click the image (or tab, arrows, Enter) to place a handle "
-                          f"and its target, or type '{example_drag(self.image_size)}'.", error=True)
+            self.set_hint(
+                "no points placed; click the image (or tab, arrows, Enter) to place a handle "
+                f"and its target, or type '{example_drag(self.image_size)}'.",
+                error=True,
+            )
             return
         if self.idle_session("drag") is None:
             return
@@ -98,8 +105,9 @@ class PointerInput(HistoryActions):
         p = (float(message.x), float(message.y))
         v = self.view
         if v.pending_handle is None and len(v.manual) >= MAX_PAIRS:
-            self.set_hint(f"{MAX_PAIRS} pairs are placed, the most one drag takes; g drags them, c clears them.",
-                          error=True)
+            self.set_hint(
+                f"{MAX_PAIRS} pairs are placed, the most one drag takes; g drags them, c clears them.", error=True
+            )
             return
         if v.pending_handle is None:
             self.set_hint(f"handle at {p[0]:.0f},{p[1]:.0f}; now place its target.")
@@ -139,29 +147,44 @@ class PointerInput(HistoryActions):
             self.set_hint("the model is still loading; name points when the image is shown.", error=True)
             return
         if len(name) > MAX_NAME:
-            self.set_hint(f"a keypoint's name is at most {MAX_NAME} characters, such as nose or left_eye.",
-                          error=True)
+            self.set_hint(f"a keypoint's name is at most {MAX_NAME} characters, such as nose or left_eye.", error=True)
             return
         if self.backend.editor.kit.has_detector:
-            self.set_hint("this model has its own keypoint detector; naming points is for models without one.",
-                          error=True)
+            self.set_hint(
+                "this model has its own keypoint detector; naming points is for models without one.", error=True
+            )
             return
         x, y = (xy[0], xy[1]) if xy else self.query_one(ImagePane).cursor
         w, h = size
         if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
-            self.set_hint(f"{x:g},{y:g} is outside the {w}x{h} image; use x in 0..{w - 1} and y in 0..{h - 1}.",
-                          error=True)
+            self.set_hint(
+                f"{x:g},{y:g} is outside the {w}x{h} image; use x in 0..{w - 1} and y in 0..{h - 1}.", error=True
+            )
             return
         path = Path(self.options.out_dir) / "template.json"
-        self.run_worker(partial(workers.teach_point, self.backend, self.session.current.ws, name,
-                                (float(x), float(y)), path, self.post_message),
-                        thread=True, group="teach", name="teach", exit_on_error=False)
+        self.run_worker(
+            partial(
+                workers.teach_point,
+                self.backend,
+                self.session.current.ws,
+                name,
+                (float(x), float(y)),
+                path,
+                self.post_message,
+            ),
+            thread=True,
+            group="teach",
+            name="teach",
+            exit_on_error=False,
+        )
 
     def on_point_taught(self, message: m.PointTaught) -> None:
         x, y = message.xy
         if self.journal is not None:
             self.journal.use_template(message.path)
-        self.log_line(f"taught {message.name} at {x:g},{y:g}: the template knows {message.names} point(s) "
-                      f"and is saved in {escape(message.path)} (--template it next time)")
+        self.log_line(
+            f"taught {message.name} at {x:g},{y:g}: the template knows {message.names} point(s) "
+            f"and is saved in {escape(message.path)} (--template it next time)"
+        )
         self.history_changed()
         self.labels_need_keypoints()

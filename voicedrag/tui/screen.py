@@ -3,6 +3,7 @@
 Its parts are layered by concern (base -> history -> pointer -> stream -> voice); this class
 adds the layout, the keys and the model's arrival.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -109,19 +110,27 @@ class EditScreen(VoiceInput):
             if self.options.journal:
                 from voicedrag.journal import Journal
 
-                self.journal = Journal.start(self.options.out_dir, self.options.model, self.options.psi,
-                                             self.options.template)
+                self.journal = Journal.start(
+                    self.options.out_dir, self.options.model, self.options.psi, self.options.template
+                )
         self.model_name = message.name
         self.device = message.device
-        self.log_line(f"model ready: {escape(message.name)} on {message.device}, "
-                      f"{message.image.shape[1]}x{message.image.shape[0]} px")
+        self.log_line(
+            f"model ready: {escape(message.name)} on {message.device}, "
+            f"{message.image.shape[1]}x{message.image.shape[0]} px"
+        )
         if restored is not None:
             self.say_restored(restored)
         self.query_one(CommandBar).placeholder = placeholder_text(self.image_size)
         self.history_changed()
         if self.options.preload_parser:
-            self.run_worker(partial(workers.load_parser, self.backend, True, self.post_message),
-                            thread=True, group="parser", name="load parser", exit_on_error=False)
+            self.run_worker(
+                partial(workers.load_parser, self.backend, True, self.post_message),
+                thread=True,
+                group="parser",
+                name="load parser",
+                exit_on_error=False,
+            )
         queued, self.queued = self.queued, []
         for text in queued:
             self.submit(text, remember=False)
@@ -131,13 +140,17 @@ class EditScreen(VoiceInput):
     def say_restored(self, restored: Restored) -> None:
         s = restored.session
         edits = sum(e.kind != "seed" for e in s.entries)
-        self.log_line(f"[green]resumed[/] the session in {escape(str(restored.journal.folder))}: "
-                      f"{len(s.entries)} states ({edits} edits), at {s.index + 1}: "
-                      f"{escape(clip(s.current.label, 60))}; ctrl+z undoes it")
+        self.log_line(
+            f"[green]resumed[/] the session in {escape(str(restored.journal.folder))}: "
+            f"{len(s.entries)} states ({edits} edits), at {s.index + 1}: "
+            f"{escape(clip(s.current.label, 60))}; ctrl+z undoes it"
+        )
         if restored.differ:
-            self.log_line(f"[yellow]{restored.differ} of the {restored.redrawn} images drawn again from their "
-                          "latents differ slightly from the first drawing (another device or version); the "
-                          "latents are exact.[/]")
+            self.log_line(
+                f"[yellow]{restored.differ} of the {restored.redrawn} images drawn again from their "
+                "latents differ slightly from the first drawing (another device or version); the "
+                "latents are exact.[/]"
+            )
 
     def on_model_failed(self, message: m.ModelFailed) -> None:
         self.model_error = message.error

@@ -5,6 +5,7 @@ that a change to it is a change of the view too. A new value is made for every c
 (`dataclasses.replace`); `eq=False` makes every new value a change, since its arrays have no
 plain equality.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

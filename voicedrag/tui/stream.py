@@ -1,5 +1,6 @@
 """Lines typed or spoken into the editor screen: the app's own commands (a table), control words,
 and edits, whose events (`Editor.run`, one EditUpdate message each) the screen only shows."""
+
 from __future__ import annotations
 
 import time
@@ -55,8 +56,11 @@ class EditStream(PhotoInput):
             return
         if len(text) > MAX_COMMAND_CHARS:
             self.log_line(("[magenta]heard[/] " if spoken else "[b]>[/b] ") + escape(clip(text, 80)))
-            self.set_hint(f"that line is {len(text)} characters long; a command is at most {MAX_COMMAND_CHARS} "
-                          "(a sentence, or a few points), so type a shorter one.", error=True)
+            self.set_hint(
+                f"that line is {len(text)} characters long; a command is at most {MAX_COMMAND_CHARS} "
+                "(a sentence, or a few points), so type a shorter one.",
+                error=True,
+            )
             return
         if remember:
             self.query_one(CommandBar).remember(text)
@@ -123,8 +127,14 @@ class EditStream(PhotoInput):
 
     def control(self, word: str) -> None:
         actions: dict[str, Callable[[], object]] = {
-            "undo": self.action_undo, "redo": self.action_redo, "reset": self.action_reset,
-            "save": self.action_save, "stop": self.action_stop, "help": self.action_help, "quit": self.app.exit}
+            "undo": self.action_undo,
+            "redo": self.action_redo,
+            "reset": self.action_reset,
+            "save": self.action_save,
+            "stop": self.action_stop,
+            "help": self.action_help,
+            "quit": self.app.exit,
+        }
         action = actions.get(word)
         if action is None:
             self.set_hint(f"'{word}' is not something voicedrag can do yet.", error=True)
@@ -182,8 +192,10 @@ class EditStream(PhotoInput):
     def show_planned(self, event: Planned) -> None:
         self.timings.planned_at = time.perf_counter()
         for name, p in zip(event.names, event.pairs, strict=True):
-            self.log_line(f"  [red]●[/] {name} ({p.handle.x:.0f},{p.handle.y:.0f}) → "
-                          f"[blue]●[/] ({p.target.x:.0f},{p.target.y:.0f})")
+            self.log_line(
+                f"  [red]●[/] {name} ({p.handle.x:.0f},{p.handle.y:.0f}) → "
+                f"[blue]●[/] ({p.target.x:.0f},{p.target.y:.0f})"
+            )
         if event.mask:
             rects = "; ".join(f"{x0},{y0}..{x1 - 1},{y1 - 1}" for x0, y0, x1, y1 in event.mask)
             self.log_line(f"  mask: {rects}")
@@ -203,11 +215,14 @@ class EditStream(PhotoInput):
         if event.image is None and now - self.timings.last_redraw < REDRAW_SECONDS:
             return
         self.timings.last_redraw = now
-        self.set_progress(f"step {event.step + 1}/{event.max_steps} · {event.mean_distance:5.1f} px · "
-                          f"{event.rate:4.1f} it/s")
+        self.set_progress(
+            f"step {event.step + 1}/{event.max_steps} · {event.mean_distance:5.1f} px · {event.rate:4.1f} it/s"
+        )
         self.query_one("#bar", ProgressBar).update(total=event.max_steps, progress=event.step + 1)
-        self.view = replace(self.view, live=replace(live, points=event.points,
-                                                    image=event.image if event.image is not None else live.image))
+        self.view = replace(
+            self.view,
+            live=replace(live, points=event.points, image=event.image if event.image is not None else live.image),
+        )
 
     def show_finished(self, event: Finished) -> None:
         assert self.session is not None
@@ -218,8 +233,13 @@ class EditStream(PhotoInput):
         if entry.verdict:
             # A failed drag is not "done": say so, and offer the undo.
             self.log_line(f"  [yellow]{escape(event.summary)}[/]")
-            self.notify(f"{entry.verdict}.\nctrl+z undoes it.", title="Drag failed", severity="warning", timeout=10,
-                        markup=False)
+            self.notify(
+                f"{entry.verdict}.\nctrl+z undoes it.",
+                title="Drag failed",
+                severity="warning",
+                timeout=10,
+                markup=False,
+            )
             short = "failed"
         else:
             self.log_line(f"  [green]done[/]: {escape(event.summary)}")
@@ -227,15 +247,17 @@ class EditStream(PhotoInput):
         self.set_progress(f"{short} · {steps_text(entry.steps)} · {dist} to go")
         bar = self.query_one("#bar", ProgressBar)
         # Converged or at its limit: full. Stopped by Esc: as far as it got.
-        bar.update(total=bar.total or 1, progress=min(entry.steps, bar.total or 1) if entry.cancelled
-                   else bar.total or 1)
+        bar.update(
+            total=bar.total or 1, progress=min(entry.steps, bar.total or 1) if entry.cancelled else bar.total or 1
+        )
         if entry.verdict:
             self.set_hint(f"{entry.verdict}; ctrl+z undoes it.", error=True)
         else:
             self.set_hint("ctrl+b: before/after · ctrl+t: the drag's points · ctrl+z undoes it · ctrl+s saves")
         # The edited part in view; ctrl+t brings the points back.
-        self.view = replace(self.view, live=None, manual=(), pending_handle=None, show_markers=False,
-                            revision=self.view.revision + 1)
+        self.view = replace(
+            self.view, live=None, manual=(), pending_handle=None, show_markers=False, revision=self.view.revision + 1
+        )
         self.labels_need_keypoints()
 
     def show_refused(self, event: Refused) -> None:

@@ -1,5 +1,6 @@
 """The microphone on the editor screen: start and stop listening, the level meter, and the text
 heard, which runs as if typed (or waits in the command bar for Enter)."""
+
 from __future__ import annotations
 
 from textual import on
@@ -31,8 +32,9 @@ class VoiceInput(EditStream):
         if self.voice_worker is not None and self.voice_worker.is_running:
             self.set_hint("still working on the last recording…")
             return
-        self.voice_worker = self.run_worker(self._voice_worker, thread=True, group="voice", name="voice",
-                                            exit_on_error=False)
+        self.voice_worker = self.run_worker(
+            self._voice_worker, thread=True, group="voice", name="voice", exit_on_error=False
+        )
 
     def _voice_worker(self) -> None:
         worker = get_current_worker()

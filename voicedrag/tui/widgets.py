@@ -1,4 +1,5 @@
 """Widgets of the voicedrag TUI: the image pane, the command bar and the level meter."""
+
 from __future__ import annotations
 
 import logging
@@ -168,8 +169,12 @@ class HalfBlockPicture(Widget):
         if len(self._styles) > 65536:  # caches of this size hold several frames' colours; start afresh
             self._styles.clear()
             self._colours.clear()
-        same_size = len(keys) == len(self._keys) and len(self._rows) == len(keys) and bool(keys) and \
-            len(keys[0]) == len(self._keys[0])
+        same_size = (
+            len(keys) == len(self._keys)
+            and len(self._rows) == len(keys)
+            and bool(keys)
+            and len(keys[0]) == len(self._keys[0])
+        )
         spans: list[tuple[int, int]] = []
         rows = self._rows if same_size else [Strip.blank(0)] * len(keys)
         for y, key in enumerate(keys):
@@ -199,8 +204,13 @@ def renderer_class(name: str) -> type[Any]:
         raise ValueError(f"unknown image renderer {name!r}; use one of {', '.join(names)}")
     if tiw is None:  # textual-image could not be loaded in this terminal (probe_terminal)
         return HalfBlockPicture
-    table = {"auto": tiw.Image, "halfcell": HalfBlockPicture, "unicode": tiw.UnicodeImage,
-             "sixel": tiw.SixelImage, "tgp": tiw.TGPImage}
+    table = {
+        "auto": tiw.Image,
+        "halfcell": HalfBlockPicture,
+        "unicode": tiw.UnicodeImage,
+        "sixel": tiw.SixelImage,
+        "tgp": tiw.TGPImage,
+    }
     if table[name] is tiw.HalfcellImage:
         return HalfBlockPicture
     if name == "auto" and not CELL_MEASURED:
@@ -317,8 +327,9 @@ class ImagePane(Guarded, Container, can_focus=True):
         if self.is_mounted:
             self.query_one("#placeholder", Static).update(text)
 
-    def show(self, image: np.ndarray | None, overlay: Overlay | None = None,
-             labels: dict[str, XY] | None = None) -> None:
+    def show(
+        self, image: np.ndarray | None, overlay: Overlay | None = None, labels: dict[str, XY] | None = None
+    ) -> None:
         if image is not None and (self.image is None or image.shape != self.image.shape):
             h, w = image.shape[:2]
             self.cursor = (w // 2, h // 2)
@@ -375,8 +386,10 @@ class ImagePane(Guarded, Container, can_focus=True):
             return
         h, w = self.image.shape[:2]
         widgets = []
-        cells = {name: (min(int((x + 0.5) / w * cols), cols - 1), min(int((y + 0.5) / h * rows), rows - 1))
-                 for name, (x, y) in self.labels.items()}
+        cells = {
+            name: (min(int((x + 0.5) / w * cols), cols - 1), min(int((y + 0.5) / h * rows), rows - 1))
+            for name, (x, y) in self.labels.items()
+        }
         # Every keypoint's dot is taken from the start: a label never covers another point's dot.
         taken: dict[int, list[tuple[int, int]]] = {}  # row -> occupied [start, end) columns
         for cx, cy in cells.values():
@@ -389,8 +402,12 @@ class ImagePane(Guarded, Container, can_focus=True):
             for row in (cy, cy - 1, cy + 1):
                 for left in (cx + 1, cx - len(text)):
                     span = (left, left + len(text))
-                    if 0 <= row < rows and left >= 0 and span[1] <= cols and not any(
-                            a < span[1] and span[0] < b for a, b in taken.get(row, [])):
+                    if (
+                        0 <= row < rows
+                        and left >= 0
+                        and span[1] <= cols
+                        and not any(a < span[1] and span[0] < b for a, b in taken.get(row, []))
+                    ):
                         spot = (left, row)
                         break
                 if spot:

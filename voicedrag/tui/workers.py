@@ -13,6 +13,7 @@ thread that starts a parallel region gets a thread team of its own from OpenMP; 
 threads are managed than there are cores, libgomp stops spinning between regions and every small
 op pays a sleep and a wake-up (on 2 cores a drag ran at half the speed of `voicedrag edit`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -125,8 +126,15 @@ def describe(err: BaseException, doing: str) -> str:
 
 
 @on_torch_thread
-def load_model(backend: Backend, model: str, device: str | None, seed: int, post: Post,
-               template: str | None = None, resume: str | None = None) -> None:
+def load_model(
+    backend: Backend,
+    model: str,
+    device: str | None,
+    seed: int,
+    post: Post,
+    template: str | None = None,
+    resume: str | None = None,
+) -> None:
     """Load the model kit and draw the first image: the seed's, or (`resume`, a journal.json) the
     session of a journal with every image drawn again from its latent."""
     started = time.perf_counter()
@@ -153,8 +161,7 @@ def load_model(backend: Backend, model: str, device: str | None, seed: int, post
     except Exception as err:  # noqa: BLE001 - any failure becomes one sentence on screen
         post(ModelFailed(describe(err, "resuming the session" if resume is not None else "loading the model")))
         return
-    post(ModelLoaded(seed, ws, image, kit.title, str(kit.generator.device), time.perf_counter() - started,
-                     restored))
+    post(ModelLoaded(seed, ws, image, kit.title, str(kit.generator.device), time.perf_counter() - started, restored))
     if kit.limits:
         post(Notice(kit.limits, "warning"))
     warm_up()
@@ -173,16 +180,21 @@ def restore_journal(editor: Editor, path: str) -> Restored:
     G = editor.kit.generator
     shape = journaled.entries[0].ws.shape
     if shape[1:] != (G.num_ws, G.cfg.w_dim):
-        raise JournalError(f"the latents of the session in {journaled.folder} are {shape[1]}x{shape[2]}, and the "
-                           f"model's are {G.num_ws}x{G.cfg.w_dim}: it is not the model the session was made with; "
-                           "start a new session without --resume.")
+        raise JournalError(
+            f"the latents of the session in {journaled.folder} are {shape[1]}x{shape[2]}, and the "
+            f"model's are {G.num_ws}x{G.cfg.w_dim}: it is not the model the session was made with; "
+            "start a new session without --resume."
+        )
     config = DragConfig.for_generator(G)
 
     def render_drag(ws: np.ndarray) -> np.ndarray:
         # As engine.drag.DragSession.render draws a drag's result.
         with torch.no_grad():
-            out = G.synthesis(torch.from_numpy(np.ascontiguousarray(ws)).to(G.device),
-                              noise_mode=config.noise_mode, fused=config.fused_modconv)
+            out = G.synthesis(
+                torch.from_numpy(np.ascontiguousarray(ws)).to(G.device),
+                noise_mode=config.noise_mode,
+                fused=config.fused_modconv,
+            )
         assert out.image is not None
         return to_uint8(out.image)
 
@@ -213,8 +225,7 @@ def new_seed(backend: Backend, seed: int, post: Post) -> None:
 
 
 @on_torch_thread
-def teach_point(backend: Backend, ws: np.ndarray, name: str, xy: tuple[float, float], path: Path,
-                post: Post) -> None:
+def teach_point(backend: Backend, ws: np.ndarray, name: str, xy: tuple[float, float], path: Path, post: Post) -> None:
     """Add a named point of this latent to the kit's keypoint template and save the template."""
     try:
         import torch
@@ -225,8 +236,12 @@ def teach_point(backend: Backend, ws: np.ndarray, name: str, xy: tuple[float, fl
         assert backend.editor is not None
         kit = backend.editor.kit
         old = kit.template
-        taught = teach(kit.generator, torch.from_numpy(np.ascontiguousarray(ws)), {name: Point(*xy)},
-                       blocks=old.blocks if old is not None else None)
+        taught = teach(
+            kit.generator,
+            torch.from_numpy(np.ascontiguousarray(ws)),
+            {name: Point(*xy)},
+            blocks=old.blocks if old is not None else None,
+        )
         template = taught if old is None else old.merged(taught)
         path.parent.mkdir(parents=True, exist_ok=True)
         template.save(path)
@@ -245,8 +260,7 @@ def load_parser(backend: Backend, preload_paraphrase: bool, post: Post) -> None:
         assert backend.editor is not None
         parser = backend.editor.parser
         if preload_paraphrase and backend.paraphrase and not parser.load() and parser.embedding_error:
-            post(Notice(f"paraphrases are off: {parser.embedding_error}; exact commands still work.",
-                        "warning"))
+            post(Notice(f"paraphrases are off: {parser.embedding_error}; exact commands still work.", "warning"))
     except Exception as err:  # noqa: BLE001
         post(Notice(describe(err, "loading the command parser"), "error"))
 
