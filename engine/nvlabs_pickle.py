@@ -2,7 +2,7 @@
 
 NVlabs snapshots (stylegan2-ada-pytorch, stylegan3, and the files DragGAN downloads) are pickles
 whose every network is a call to `torch_utils.persistence._reconstruct_persistent_obj(meta)`, with
-the network's Python source text embedded in `meta`. The official loader executes that source, so
+the network's Python source text stored in `meta`. The official loader executes that source, so
 a hostile file could run anything. Here a whitelisting unpickler turns each persistent object into a
 plain `_Record` (class name + `__dict__`), parses tensor storages itself, refuses every other global,
 and the caller gets the class name, constructor arguments and state dict it needs to rebuild the
@@ -622,7 +622,7 @@ def _parse_storage(blob: bytes | bytearray) -> torch.Tensor:
 
 
 def _reconstruct_persistent_obj(meta: Any) -> _Record:
-    # meta["module_src"] is the embedded source text; it is deliberately dropped, never executed.
+    # meta["module_src"] is the stored source text; it is deliberately dropped, never executed.
     if not isinstance(meta, dict) or meta.get("type") != "class":
         raise _Unusable("a network in it is not a persistent class object")
     name = meta.get("class_name")
