@@ -27,6 +27,7 @@ of the target do not exist, nor does a discriminator): multi-scale pixel L1 and 
 image gradients and 1 - SSIM, with weights in `InvertConfig`; `benchmarks/inversion.py`
 compares them on the face-world faces.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,6 +57,7 @@ START_BATCH = 8
 
 # The generator a result is applied to comes back as the same kind (a copy of it when tuned).
 GenT = TypeVar("GenT", bound=GeneratorBase)
+
 
 class InversionError(UserError):
     """An image that cannot be inverted as given (wrong size, type or range)."""
@@ -192,13 +194,16 @@ class InversionResult:
         G = copy.deepcopy(generator)
         missing = set(changed) - set(G.state_dict())
         if missing:
-            raise InversionError(f"this inversion was made with another model (it has no {sorted(missing)[0]}); "
-                                 "invert the image again with this one.")
+            raise InversionError(
+                f"this inversion was made with another model (it has no {sorted(missing)[0]}); "
+                "invert the image again with this one."
+            )
         G.load_state_dict(changed, strict=False)
         return G.eval().requires_grad_(False)
 
 
 # -- the loss -------------------------------------------------------------------------------------
+
 
 def _gaussian_window(size: int, sigma: float, device: torch.device) -> torch.Tensor:
     x = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
@@ -266,8 +271,9 @@ def reconstruction_loss(image: torch.Tensor, target: torch.Tensor, config: Inver
             total = total + config.l2 * d.square().mean(dim=[1, 2, 3])
         if config.gradient:
             (xx, xy), (tx, ty) = _gradients(x), _gradients(t)
-            total = total + config.gradient * 0.5 * ((xx - tx).abs().mean(dim=[1, 2, 3])
-                                                      + (xy - ty).abs().mean(dim=[1, 2, 3]))
+            total = total + config.gradient * 0.5 * (
+                (xx - tx).abs().mean(dim=[1, 2, 3]) + (xy - ty).abs().mean(dim=[1, 2, 3])
+            )
     total = total / levels
     if config.ssim:
         total = total + config.ssim * (1 - ssim(image, target))
@@ -300,44 +306,56 @@ def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * math.log10(255.0**2 / max(mse, 1e-12))
 
 
-def prepare_target(target: np.ndarray | torch.Tensor, resolution: int, channels: int,
-                   device: torch.device) -> torch.Tensor:
+def prepare_target(
+    target: np.ndarray | torch.Tensor, resolution: int, channels: int, device: torch.device
+) -> torch.Tensor:
     """The target as [1, C, R, R] float32 in [-1, 1]: from an [R, R, C] uint8 array or tensor, or
     a float tensor [C, R, R] / [1, C, R, R] already in [-1, 1] (the generator's own layout)."""
     size = f"{resolution}x{resolution}"
     if isinstance(target, np.ndarray):
         if target.dtype != np.uint8:
-            raise InversionError(f"the image to invert is a {target.dtype} array; pass it as {size} RGB uint8 "
-                                 "(values 0-255).")
+            raise InversionError(
+                f"the image to invert is a {target.dtype} array; pass it as {size} RGB uint8 (values 0-255)."
+            )
         target = torch.from_numpy(np.array(target, copy=True))  # a read-only array cannot back a tensor
     if not isinstance(target, torch.Tensor):
         raise InversionError(f"the image to invert is a {type(target).__name__}; pass a {size} RGB uint8 array.")
     if target.dtype == torch.uint8:
         if target.ndim != 3 or target.shape[2] != channels:
-            raise InversionError(f"the image to invert has the shape {tuple(target.shape)}; "
-                                 f"pass a {size} image with {channels} colour channels.")
+            raise InversionError(
+                f"the image to invert has the shape {tuple(target.shape)}; "
+                f"pass a {size} image with {channels} colour channels."
+            )
         if tuple(target.shape[:2]) != (resolution, resolution):
-            raise InversionError(f"the image to invert is {target.shape[1]}x{target.shape[0]}; this model draws "
-                                 f"{size}, so crop and resize it to that first.")
+            raise InversionError(
+                f"the image to invert is {target.shape[1]}x{target.shape[0]}; this model draws "
+                f"{size}, so crop and resize it to that first."
+            )
         return (target.permute(2, 0, 1)[None].to(device, torch.float32) / 127.5 - 1).contiguous()
     if not target.is_floating_point():
-        raise InversionError(f"the image to invert is a {target.dtype} tensor; pass uint8 (0-255) or floats "
-                             "in [-1, 1].")
+        raise InversionError(
+            f"the image to invert is a {target.dtype} tensor; pass uint8 (0-255) or floats in [-1, 1]."
+        )
     t = target.detach()
     if t.ndim == 3:
         t = t[None]
     if t.ndim != 4 or t.shape[0] != 1 or t.shape[1] != channels:
-        raise InversionError(f"the image tensor to invert has the shape {tuple(target.shape)}; pass "
-                             f"[1, {channels}, {resolution}, {resolution}] in [-1, 1].")
+        raise InversionError(
+            f"the image tensor to invert has the shape {tuple(target.shape)}; pass "
+            f"[1, {channels}, {resolution}, {resolution}] in [-1, 1]."
+        )
     if tuple(t.shape[2:]) != (resolution, resolution):
-        raise InversionError(f"the image to invert is {t.shape[3]}x{t.shape[2]}; this model draws {size}, "
-                             "so crop and resize it to that first.")
+        raise InversionError(
+            f"the image to invert is {t.shape[3]}x{t.shape[2]}; this model draws {size}, "
+            "so crop and resize it to that first."
+        )
     if not bool(torch.isfinite(t).all()):
         raise InversionError("the image to invert holds values that are not finite (NaN or inf); pass a real image.")
     lo, hi = float(t.min()), float(t.max())
     if lo < -1.0001 or hi > 1.0001:
-        raise InversionError(f"the image tensor to invert runs from {lo:g} to {hi:g}; scale it to [-1, 1] "
-                             "(or pass uint8 0-255).")
+        raise InversionError(
+            f"the image tensor to invert runs from {lo:g} to {hi:g}; scale it to [-1, 1] (or pass uint8 0-255)."
+        )
     return t.to(device, torch.float32).clamp(-1, 1).contiguous()
 
 
@@ -374,6 +392,7 @@ class _Best:
 
 
 # -- the session ----------------------------------------------------------------------------------
+
 
 class Inversion:
     """One inversion of one image. `start` (optional): a w [1, w_dim] or ws [1, num_ws, w_dim] to
@@ -421,8 +440,10 @@ class Inversion:
         if s.ndim == 2 and tuple(s.shape) == (1, self.w_dim):
             s = s[:, None].repeat(1, self.num_ws, 1)
         if tuple(s.shape) != (1, self.num_ws, self.w_dim):
-            raise InversionError(f"the starting latent has the shape {tuple(start.shape)}; this model needs "
-                                 f"[1, {self.w_dim}] or [1, {self.num_ws}, {self.w_dim}].")
+            raise InversionError(
+                f"the starting latent has the shape {tuple(start.shape)}; this model needs "
+                f"[1, {self.w_dim}] or [1, {self.num_ws}, {self.w_dim}]."
+            )
         if not bool(torch.isfinite(s).all()):
             raise InversionError("the starting latent holds values that are not finite; start from the model's mean.")
         return s.clone()
@@ -555,8 +576,11 @@ class Inversion:
                 loss.backward()
                 opt.step()
                 self.ws = w.detach()[:, None].repeat(1, self.num_ws, 1)
-                yield self._record(InvertStep("w", step, float(loss.detach()), psnr, self._preview(step, img),
-                                              time.perf_counter() - t0))
+                yield self._record(
+                    InvertStep(
+                        "w", step, float(loss.detach()), psnr, self._preview(step, img), time.perf_counter() - t0
+                    )
+                )
                 if self._stop_phase(float(loss.detach()), psnr):
                     break
         finally:
@@ -611,8 +635,11 @@ class Inversion:
                             buf -= buf.mean()
                             buf *= buf.square().mean().rsqrt()
                 self.ws = ws.detach().clone()
-                yield self._record(InvertStep("w+", step, float(loss.detach()), psnr, self._preview(step, img),
-                                              time.perf_counter() - t0))
+                yield self._record(
+                    InvertStep(
+                        "w+", step, float(loss.detach()), psnr, self._preview(step, img), time.perf_counter() - t0
+                    )
+                )
                 if self._stop_phase(float(loss.detach()), psnr):
                     break
         finally:
@@ -631,8 +658,11 @@ class Inversion:
         # the whole way from near the pivot out to the generator's other faces, not one shell
         # (measured: one share at 0.2 kept faces at 0.3 of the way to 32.6 dB of the originals
         # but those at the random w itself to 22.5 dB; the spread from 0.3 kept 29.6-32.6 dB).
-        share = torch.linspace(cfg.locality_alpha, 1.0, k, device=self.device) if k > 1 else \
-            torch.full([1], cfg.locality_alpha, device=self.device)
+        share = (
+            torch.linspace(cfg.locality_alpha, 1.0, k, device=self.device)
+            if k > 1
+            else torch.full([1], cfg.locality_alpha, device=self.device)
+        )
         ws = pivot.lerp(self._sample_ws(k), share.reshape(-1, 1, 1))
         with torch.no_grad():
             imgs = torch.cat([self._synth(G, ws[i : i + 1]) for i in range(len(ws))])
@@ -682,26 +712,34 @@ class Inversion:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                yield self._record(InvertStep("tune", step, float(loss.detach()), psnr, self._preview(step, img),
-                                              time.perf_counter() - t0))
+                yield self._record(
+                    InvertStep(
+                        "tune", step, float(loss.detach()), psnr, self._preview(step, img), time.perf_counter() - t0
+                    )
+                )
                 if self._stop_phase(float(loss.detach()), psnr):
                     break
         finally:
             G.requires_grad_(False)
             self._finish("tune", best, G, restore)
-            changed = {f"synthesis.{name}": p.detach().clone() for name, p in params.items()
-                       if not torch.equal(p.detach(), before[name])}
+            changed = {
+                f"synthesis.{name}": p.detach().clone()
+                for name, p in params.items()
+                if not torch.equal(p.detach(), before[name])
+            }
             self.tuned_state = changed or None
 
-    def _tune_images(self, G: GeneratorBase, pivot: torch.Tensor, local: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tune_images(
+        self, G: GeneratorBase, pivot: torch.Tensor, local: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The tuned generator's images of the pivot and of one locality sample, in one batch:
         one pass through the network instead of two (`_tune_images_reference`)."""
         img2 = self._synth(G, torch.cat([pivot, local]))
         return img2[:1], img2[1:]
 
-    def _tune_images_reference(self, G: GeneratorBase, pivot: torch.Tensor, local: torch.Tensor
-                               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tune_images_reference(
+        self, G: GeneratorBase, pivot: torch.Tensor, local: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self._synth(G, pivot), self._synth(G, local)
 
     # -- the loop
@@ -758,11 +796,25 @@ class Inversion:
     def result(self) -> InversionResult:
         image = self.render()
         return InversionResult(
-            ws=self.ws.detach().clone(), tuned_state=self.tuned_state, psnr=psnr_uint8(image, self.target_uint8),
-            steps=self.step_count, seconds=self.seconds, cancelled=self.cancelled, image=image, noise=self.noise,
+            ws=self.ws.detach().clone(),
+            tuned_state=self.tuned_state,
+            psnr=psnr_uint8(image, self.target_uint8),
+            steps=self.step_count,
+            seconds=self.seconds,
+            cancelled=self.cancelled,
+            image=image,
+            noise=self.noise,
             psnr_by_phase=dict(self.psnr_by_phase),
         )
 
 
-__all__ = ["Inversion", "InversionError", "InversionResult", "InvertConfig", "InvertStep", "reconstruction_loss",
-           "ssim", "ssim_reference"]
+__all__ = [
+    "Inversion",
+    "InversionError",
+    "InversionResult",
+    "InvertConfig",
+    "InvertStep",
+    "reconstruction_loss",
+    "ssim",
+    "ssim_reference",
+]
