@@ -7,9 +7,10 @@ optional by its step count:
 1. start: w_avg, or the best by loss of w_avg and `start_candidates` random w;
 2. "w": one w shared by every row of ws (Adam with the NVlabs projector's learning-rate ramp
    and its decaying noise on w, which keeps the search off the first local minimum);
-3. "w+": every row of ws on its own, and, where the generator has noise inputs, the noise
-   buffers too, with the projector's regulariser that keeps them noise-like (StyleGAN3 and
-   models without noise inputs skip that part);
+3. "w+" (off by default, see `InvertConfig.wplus_steps`): every row of ws on its own, and,
+   where the generator has noise inputs, the noise buffers too, with the projector's
+   regulariser that keeps them noise-like (StyleGAN3 and models without noise inputs skip
+   that part);
 4. "tune": pivotal tuning (PTI, Roich et al. 2021): the generator's synthesis weights with
    ws fixed, plus a locality term: ws interpolated from the pivot toward random w must
    render as the generator rendered them before tuning, so the edit space around the pivot
@@ -69,10 +70,13 @@ class InvertConfig:
     (benchmarks/inversion.py; the figures are in the model card)."""
 
     # Steps per phase; 0 skips a phase. Most of the budget goes to tuning: on faces outside the
-    # generator's world W and W+ stop near 20-22 dB however long they run, tuning climbs to 30+.
+    # generator's world W and W+ stop near 20-22 dB however long they run, tuning climbs to 30+
+    # at about 0.05 dB a step. W+ is off by default: tuning from the W pivot ends higher than
+    # from a W+ one (6 faces: 31.95 dB after W 30 + tuning 140, 31.84 after W 30 + W+ 20 +
+    # tuning 150), as PTI found, and a W pivot stays on the generator's own manifold for edits.
     w_steps: int = 30
-    wplus_steps: int = 20
-    tune_steps: int = 150
+    wplus_steps: int = 0
+    tune_steps: int = 130
     tune: bool = True
     # Adam learning rates. Each phase ramps up over its first `lr_rampup` and down, cosine, over
     # its last `lr_rampdown` (the NVlabs projector's schedule). The projector's 0.1 for w and
