@@ -185,7 +185,7 @@ class InversionResult:
     cancelled: bool
     image: np.ndarray  # [H, W, 3] uint8, drawn by `apply_to(G)` from `ws`
     # The optimised noise buffers ("synthesis.b8.conv0.noise_const" -> tensor), or None where
-    # none were optimised (StyleGAN3, models without noise inputs, noise_weight 0).
+    # none were optimised (no W+ phase, StyleGAN3, models without noise inputs, noise_weight 0).
     noise: dict[str, torch.Tensor] | None = None
     psnr_by_phase: dict[str, float] | None = None  # PSNR (float image, dB) of the state each phase kept
 
@@ -195,13 +195,14 @@ class InversionResult:
         changed = {**(self.noise or {}), **(self.tuned_state or {})}
         if not changed:
             return generator
-        G = copy.deepcopy(generator)
-        missing = set(changed) - set(G.state_dict())
+        own = generator.state_dict()
+        missing = {k for k, v in changed.items() if k not in own or own[k].shape != v.shape}
         if missing:
             raise InversionError(
-                f"this inversion was made with another model (it has no {sorted(missing)[0]}); "
+                f"this inversion was made with another model (its {sorted(missing)[0]} does not fit); "
                 "invert the image again with this one."
             )
+        G = copy.deepcopy(generator)
         G.load_state_dict(changed, strict=False)
         return G.eval().requires_grad_(False)
 
@@ -432,6 +433,7 @@ class Inversion:
         self.psnr_by_phase: dict[str, float] = {}
         self.done = False  # target PSNR reached: no further phase runs
         self._best_loss, self._since_best = math.inf, 0
+        self._started = False
 
     # -- helpers
 
@@ -772,7 +774,11 @@ class Inversion:
 
     def steps(self) -> Iterator[InvertStep]:
         """Run the phases in order, one InvertStep per iteration, until they are done, the target
-        PSNR is reached, or `cancel()` is called (checked after every step)."""
+        PSNR is reached, or `cancel()` is called (checked after every step). A session runs once:
+        iterating again yields nothing (a second run would tune the tuned copy again)."""
+        if self._started:
+            return
+        self._started = True
         for phase in (self._phase_start, self._phase_w, self._phase_wplus, self._phase_tune):
             if self.cancelled or self.done:
                 return

@@ -286,3 +286,15 @@ def test_fused_adam_matches_the_plain_loop(tiny_generator):
     runs = [Inversion(tiny_generator, target, InvertConfig(**{**QUICK, "fused_adam": fused})).run()
             for fused in (True, False)]
     torch.testing.assert_close(runs[0].ws, runs[1].ws, rtol=0, atol=1e-4)
+
+
+def test_a_session_runs_once_and_its_result_fits_only_its_model(tiny_generator):
+    target, _ = drawn(tiny_generator, 1)
+    inv = Inversion(tiny_generator, target, InvertConfig(**QUICK))
+    first = list(inv.steps())
+    assert first and list(inv.steps()) == []
+    result = inv.result()
+    assert result.steps == len(first)
+    other = make_tiny_generator(channel_base=1024)  # the same layers, other widths
+    with pytest.raises(InversionError, match="another model"):
+        result.apply_to(other)
