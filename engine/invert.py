@@ -216,10 +216,17 @@ def _gaussian_window(size: int, sigma: float, device: torch.device) -> torch.Ten
     return g / g.sum()
 
 
+def _window(size: int, image: torch.Tensor) -> int:
+    """The window's size, shrunk (odd) to fit an image smaller than it (a 4 or 8 px model)."""
+    fit = min(size, image.shape[-1], image.shape[-2])
+    return fit if fit % 2 else fit - 1
+
+
 def ssim(image: torch.Tensor, target: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Mean SSIM per sample ([N]) of images in [-1, 1] (range 2), Gaussian window, as Wang et al.;
     the window is separable, so it runs as two 1-D convolutions (`ssim_reference`: one 2-D)."""
     c = image.shape[1]
+    size = _window(size, image)
     g = _gaussian_window(size, sigma, image.device)
     gx = g.reshape(1, 1, 1, -1).repeat(c, 1, 1, 1)
     gy = g.reshape(1, 1, -1, 1).repeat(c, 1, 1, 1)
@@ -233,6 +240,7 @@ def ssim(image: torch.Tensor, target: torch.Tensor, size: int = 11, sigma: float
 def ssim_reference(image: torch.Tensor, target: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """`ssim` with the 2-D Gaussian window written out."""
     c = image.shape[1]
+    size = _window(size, image)
     g = _gaussian_window(size, sigma, image.device)
     w2 = torch.outer(g, g).reshape(1, 1, size, size).repeat(c, 1, 1, 1)
     return _ssim_from(image, target.expand_as(image), lambda x: F.conv2d(x, w2, groups=c))

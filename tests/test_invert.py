@@ -236,6 +236,8 @@ def test_ssim_fast_path_matches_reference():
     y = (x[:1] + 0.2 * torch.randn(1, 3, 40, 40, generator=g)).clamp(-1, 1)
     torch.testing.assert_close(ssim(x, y), ssim_reference(x, y), rtol=0, atol=1e-5)
     assert float(ssim(y, y)[0]) == pytest.approx(1.0, abs=1e-5)
+    small = x[:, :, :8, :8]  # smaller than the window (a 4 or 8 px model): the window shrinks to fit
+    torch.testing.assert_close(ssim(small, y[:, :, :8, :8]), ssim_reference(small, y[:, :, :8, :8]), rtol=0, atol=1e-5)
 
 
 def test_loss_is_per_sample_and_forgives_overshoot_of_a_saturated_target():
