@@ -40,12 +40,21 @@ from engine.window import Box, dense_cost, feature_box_for, merge_boxes, resize_
 REFERENCE_RESOLUTION = 512
 
 
-# Windows whose estimated work is at most this share of the dense map's are used without timing
-# both paths (one handle on a 512 px model: 0.5%); from the second share on, the dense path is.
-# In between both are timed: small crops run far below a dense map's speed (on this CPU, 10-17x
-# the estimated time at 512 px, 1.7x on the 64 px model), so 20 windows estimated at a tenth
-# of a 512 px map took longer than the map.
-WINDOWS_SURELY_CHEAPER = 0.01
+# Crops run slower per unit of estimated work than a dense map, the more so the more of them
+# (each is a chain of small convolutions): one window at 512 px runs at about its estimate
+# (64 ms a step against 870 ms dense, estimated 0.067), 20 windows estimated at a tenth of the
+# map took longer than the map. `crop_slowdown` is that factor, written to err slow. Windows
+# whose estimate times it is at most WINDOWS_SURELY_CHEAPER are taken without timing the dense
+# path (one to five handles at 512 px: timing it cost the first steps of every drag about 1 s
+# each); from DENSE_SURELY_CHEAPER of the estimate on, the dense path is; in between both
+# paths are timed on a few steps.
+WINDOWS_SURELY_CHEAPER = 0.3
+
+
+def crop_slowdown(windows: int) -> float:
+    return 1.0 + 0.5 * max(windows - 1, 0)
+
+
 DENSE_SURELY_CHEAPER = 0.7
 # Steps that keep a clearly dense choice before the windows are planned again.
 DENSE_RECHECK_STEPS = 10
@@ -59,6 +68,11 @@ class DragConfig:
     r2: float = 12.0  # tracking half-window, in 512-px units
     lr: float = 2e-3
     lambda_mask: float = 20.0
+    # The mask term on every this many steps, with its weight times as much (1: every step, as
+    # the paper). The term needs the whole feature map, so its steps cost the dense path
+    # (870 ms at 512 px against 64 ms for windows); the steps between take windows. An
+    # approximation, off by default: benchmarks/drag_speed.py measures its time and quality.
+    mask_every: int = 1
     space: str = "w+"  # "w+" (per-layer rows) or "w" (one vector shared by the rows)
     num_optimized_ws: int = 6
     feature_block: int | None = None  # None: the generator config's choice
@@ -72,6 +86,12 @@ class DragConfig:
     # and always on the first step.
     preview_every: int = 10
     preview_seconds: float | None = None
+    # Preview frames at least this many pixels wide, not the full image: StyleGAN2's skip
+    # architecture draws its image at every block's resolution on the way, so a frame for a
+    # terminal pane stops at the smallest block at least this size (a 512 px model's 128 px
+    # frame runs the blocks a drag step runs anyway, forward only). None: full size. The
+    # result's image is always full size; other architectures draw previews full size.
+    preview_size: int | None = None
     noise_mode: str = "const"
     # Synthesise only windows around the handles between previews when there is no mask
     # (exact; engine.window); with a mask, the native map, read through windows and the
@@ -155,11 +175,13 @@ class DragConfig:
         number("r2", 0.0, 512.0)
         number("lr", 1e-8, 1.0)
         number("lambda_mask", 0.0, 1e6)
+        number("mask_every", 1, 1000, whole=True)
         number("num_optimized_ws", 1, 64, whole=True)
         number("max_steps", 0, 1_000_000, whole=True)
         number("stop_distance", 0.0, 1e4, optional=True)
         number("preview_every", 0, 1_000_000, whole=True)
         number("preview_seconds", 0.0, 1e6, optional=True)
+        number("preview_size", 1, 1 << 16, whole=True, optional=True)
         number("grid_scale", 1, 8, whole=True)
         number("tracking_recent", 0.0, 1.0)
         number("tracking_line", 0.0, 512.0, optional=True)
@@ -594,7 +616,7 @@ class DragSession:
         self._timing = None
         if not self.config.windowed:
             return True
-        if self.fixed is not None:
+        if self._mask_now():
             return False  # the mask term needs the native map anyway; windows are read from it
         net = self.G.synthesis
         merged, _ = merge_boxes(fboxes)
@@ -606,7 +628,7 @@ class DragSession:
                 # handles: half a millisecond) would make the default slower than dense.
                 self._dense_until = self.step_index + DENSE_RECHECK_STEPS
             return True
-        if estimate <= WINDOWS_SURELY_CHEAPER:
+        if estimate * crop_slowdown(len(merged)) <= WINDOWS_SURELY_CHEAPER:
             return False
         if self._calibration is None:
             # Three steps of each path; the first of each warms its buffers up and is not counted.
@@ -655,7 +677,7 @@ class DragSession:
             )
             return [(feat, (0, 0))] * n, None
         native = None
-        if self.fixed is not None:
+        if self._mask_now():
             out = self.G.synthesis(
                 self.ws,
                 noise_mode=self.config.noise_mode,
@@ -747,6 +769,10 @@ class DragSession:
         if recent > 0.0:
             self._recent = at_points()
 
+    def _mask_now(self) -> bool:
+        """Whether this step has the mask term (`DragConfig.mask_every`)."""
+        return self.fixed is not None and self.step_index % self.config.mask_every == 0
+
     def _mask_term(
         self, views: list[tuple[torch.Tensor, tuple[int, int]]], native: torch.Tensor | None
     ) -> torch.Tensor:
@@ -775,7 +801,7 @@ class DragSession:
         # the loss needs only the feature block, and a graph through the high blocks costs GBs at 512 px.
         image = None
         if self._preview_due():
-            image = self.render()
+            image = self.render_preview()
             self._render_seconds = time.perf_counter() - t0
         views, native = self._features()
         size = (self.grid, self.grid)
@@ -805,9 +831,9 @@ class DragSession:
                 )
         loss = loss_motion
         loss_fix = None
-        if self.fixed is not None:
+        if self._mask_now():
             fix = self._mask_term(views, native)
-            loss = loss + self.config.lambda_mask * fix
+            loss = loss + self.config.lambda_mask * self.config.mask_every * fix
             loss_fix = float(fix.detach())
         # Nothing to supervise (every handle within 1 px but a tighter stop asked for): no step.
         if not stop and loss.requires_grad:
@@ -845,6 +871,28 @@ class DragSession:
     def render(self) -> np.ndarray:
         with torch.no_grad():
             out = self.G.synthesis(self.ws, noise_mode=self.config.noise_mode, fused=self.config.fused_modconv)
+        assert out.image is not None
+        return to_uint8(out.image)
+
+    def preview_block(self) -> int | None:
+        """The block whose running image is the preview (None: the full render)."""
+        size = self.config.preview_size
+        net = self.G.synthesis
+        if size is None or getattr(getattr(net, "cfg", None), "architecture", None) != "skip":
+            return None
+        res = list(net.block_resolutions)
+        k = next((i for i, r in enumerate(res) if r >= size), len(res) - 1)
+        return None if k == len(res) - 1 else k
+
+    def render_preview(self) -> np.ndarray:
+        """A preview frame: `render()`, or the skip architecture's smaller image (`preview_size`)."""
+        k = self.preview_block()
+        if k is None:
+            return self.render()
+        with torch.no_grad():
+            out = self.G.synthesis(
+                self.ws, noise_mode=self.config.noise_mode, fused=self.config.fused_modconv, stop_after=k, rgb=True
+            )
         assert out.image is not None
         return to_uint8(out.image)
 

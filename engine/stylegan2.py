@@ -488,13 +488,18 @@ class SynthesisNetwork(nn.Module):
         stop_after: int | None = None,
         fused: bool = True,
         force_fp32: bool = False,
+        rgb: bool = False,
     ) -> SynthesisOutput:
         """Run the blocks in order. `stop_after=k` returns after block k (0 = 4x4),
-        with features of blocks 0..k and no image (the RGB branch is skipped)."""
+        with features of blocks 0..k and no image (the RGB branch is skipped), unless `rgb`:
+        then the skip architecture's image at block k's resolution comes too (the sum of the
+        RGB outputs so far, the image the later blocks refine: a small preview)."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, not {noise_mode!r}")
+        if rgb and stop_after is not None and self.cfg.architecture != "skip":
+            raise ValueError("only the skip architecture draws an image before its last block")
         ws = ws.to(torch.float32)
-        need_rgb = stop_after is None
+        need_rgb = stop_after is None or rgb
         x = img = None
         features: list[torch.Tensor] = []
         w_idx = 0
@@ -507,7 +512,7 @@ class SynthesisNetwork(nn.Module):
             if return_features or stop_after is not None:
                 features.append(x.to(torch.float32))
             if stop_after == k:
-                return SynthesisOutput(image=None, features=features)
+                return SynthesisOutput(image=img if rgb else None, features=features)
         return SynthesisOutput(image=img, features=features)
 
 

@@ -127,6 +127,32 @@ def test_max_steps_and_previews(tiny_generator):
     assert (res.ws[:, 6:] == ws[:, 6:]).all() and (res.ws[:, :6] != ws[:, :6]).any()
 
 
+def test_previews_at_pane_size_are_the_skip_images_of_a_smaller_block(tiny_generator):
+    ws = tiny_generator.ws_from_seed(1)
+    net = tiny_generator.synthesis
+    pair = [DragPair(Point(8, 8), Point(24, 20))]
+    cfg = DragConfig(max_steps=2, preview_every=1, stop_distance=0.0, preview_size=10)
+    s = DragSession(tiny_generator, ws, pair, config=cfg)
+    first = s.step()
+    # The smallest block at least 10 px wide is the 16 px one.
+    assert first.image is not None and first.image.shape == (16, 16, 3)
+    # Reference: the blocks run one by one with their RGB branch, the running image at 16 px.
+    with torch.no_grad():
+        x = img = None
+        w_idx = 0
+        for block in net.blocks():
+            x, img = block(x, img, ws.narrow(1, w_idx, block.num_conv + block.num_torgb), fused=False)
+            w_idx += block.num_conv
+            if block.resolution == 16:
+                break
+    expected = ((img[0].clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0).round().to(torch.uint8).numpy()
+    np.testing.assert_array_equal(first.image, expected)
+    # The result is always full size; a size at or above the image's renders previews full size.
+    assert s.result().image.shape == (32, 32, 3)
+    full = DragSession(tiny_generator, ws, pair, config=DragConfig(max_steps=1, preview_every=1, preview_size=32))
+    assert full.step().image.shape == (32, 32, 3)
+
+
 def test_cancellation_keeps_the_last_good_state(tiny_generator):
     ws = tiny_generator.ws_from_seed(2)
     s = DragSession(tiny_generator, ws, [DragPair(Point(8, 8), Point(24, 20))],
@@ -405,3 +431,19 @@ def test_a_clearly_dense_drag_plans_no_windows_between_rechecks(monkeypatch: pyt
     # 20 windows cover the 32 px map: dense every step, the windows planned once per recheck.
     assert all(dense_path)
     assert planned == list(range(0, 25, drag_module.DENSE_RECHECK_STEPS))
+
+
+def test_two_handles_at_512_take_windows_from_the_first_step_without_timing_the_dense_path() -> None:
+    """The dense path's first steps cost about a second each at 512 px; where the windows' estimate
+    is far below the map's, no step is spent timing it."""
+    from engine import Generator, GeneratorConfig, MappingConfig
+
+    torch.manual_seed(0)
+    config = GeneratorConfig(z_dim=512, w_dim=512, img_resolution=512, channel_base=16384, channel_max=512,
+                             num_fp16_res=4, conv_clamp=256, mapping=MappingConfig(num_layers=8))
+    G = Generator(config).eval().requires_grad_(False)
+    pairs = [DragPair(Point(250, 330), Point(250, 350)), DragPair(Point(250, 300), Point(250, 290))]
+    session = DragSession(G, G.ws_from_seed(0), pairs, config=DragConfig.for_generator(G, max_steps=1))
+    _, fboxes = session._window_boxes(session.feature_block, session.r2 + session.r1 + session.k + 1)
+    assert session._dense_this_step(fboxes) is False
+    assert session._timing is None

@@ -110,3 +110,35 @@ def test_masked_drag_follows_the_reference_path(tiny_64, feature_block):
         assert lmf == pytest.approx(lmr, rel=1e-3, abs=1e-6)
         assert lff == pytest.approx(lfr, rel=1e-3, abs=1e-7)
     torch.testing.assert_close(ws_fast, ws_ref, rtol=0, atol=5e-5)
+
+
+def test_mask_term_every_k_steps_follows_the_reference_path_and_weighs_k_times(tiny_64, monkeypatch):
+    """`mask_every`: the term (times k) on steps 0, k, 2k..., windows in between; the reference
+    path does the same with its resized map."""
+    import math
+
+    monkeypatch.setattr("engine.drag.WINDOWS_SURELY_CHEAPER", math.inf)  # windows between mask steps
+    ws = tiny_64.ws_from_seed(4)
+    pairs = [DragPair(Point(20, 30), Point(34, 26))]
+    movable = np.zeros((64, 64), bool)
+    movable[5:45, 10:58] = True
+    runs = {}
+    for windowed in (True, False):
+        cfg = DragConfig(max_steps=7, preview_every=0, stop_distance=0.0, windowed=windowed, mask_every=3)
+        s = DragSession(tiny_64, ws, pairs, mask=movable, config=cfg)
+        runs[windowed] = [(r.points, r.loss_motion, r.loss_fix) for r in s.steps()], s.ws.detach()
+    (fast, ws_fast), (ref, ws_ref) = runs[True], runs[False]
+    assert [lf is not None for _, _, lf in fast] == [True, False, False, True, False, False, True]
+    for (pf, lmf, lff), (pr, lmr, lfr) in zip(fast, ref):
+        assert pf == pr
+        assert lmf == pytest.approx(lmr, rel=1e-3, abs=1e-6)
+        assert (lff is None) == (lfr is None)
+        if lff is not None:
+            assert lff == pytest.approx(lfr, rel=1e-3, abs=1e-7)
+    torch.testing.assert_close(ws_fast, ws_ref, rtol=0, atol=5e-5)
+    # Weighed k times: on a mask step after the first, the loss is the motion term plus 3 x 20 x the term.
+    s = DragSession(tiny_64, ws, pairs, mask=movable, config=DragConfig(max_steps=4, preview_every=0,
+                                                                       stop_distance=0.0, mask_every=3))
+    last = list(s.steps())[3]
+    assert last.loss_fix is not None and last.loss_fix > 0
+    assert last.loss == pytest.approx(last.loss_motion + 60.0 * last.loss_fix, rel=1e-5)

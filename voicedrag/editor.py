@@ -219,6 +219,7 @@ class Editor:
                 lr=opts.lr,
                 space=opts.space,
                 generator=None if state.photo is None else state.photo.generator,
+                preview_size=opts.preview_size,
             )
         except ValueError as err:  # a point outside the image
             yield Refused(f"{err}; place the points inside the image.")
@@ -236,7 +237,7 @@ class Editor:
                 tuple(r.points),
                 r.mean_distance,
                 (r.step + 1) / max(now - started, 1e-9),
-                r.image,
+                None if r.image is None else _full_size(r.image, state.size),
             )
         final = self.result()
         photo_image = None
@@ -445,6 +446,7 @@ class Editor:
         lr: float | None = None,
         space: str | None = None,
         generator: Generator | None = None,
+        preview_size: int | None = None,
     ) -> Iterator[StepResult]:
         """Start a drag with the model's own settings (overridden by the arguments that are not None)
         and return its steps; `result()` then holds the outcome. Raises ValueError at once for points
@@ -456,7 +458,13 @@ class Editor:
 
         G = generator if generator is not None else self.kit.generator
         config = DragConfig.for_generator(
-            G, max_steps=max_steps, lr=lr, space=space, preview_every=preview_every, preview_seconds=preview_seconds
+            G,
+            max_steps=max_steps,
+            lr=lr,
+            space=space,
+            preview_every=preview_every,
+            preview_seconds=preview_seconds,
+            preview_size=preview_size,
         )
         w = torch.from_numpy(np.ascontiguousarray(ws)).to(G.device) if isinstance(ws, np.ndarray) else ws
         session = DragSession(G, w, pairs, mask=mask, config=config)
@@ -480,3 +488,14 @@ class Editor:
 
 def _pairs_label(pairs: tuple[DragPair, ...]) -> str:
     return "drag " + "; ".join(f"{p.handle.x:g},{p.handle.y:g} to {p.target.x:g},{p.target.y:g}" for p in pairs)
+
+
+def _full_size(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A preview frame at the image's size (w, h): a smaller one (DragOptions.preview_size) is
+    scaled up, so that points and overlays keep the image's coordinates."""
+    h, w = frame.shape[:2]
+    if (w, h) == size:
+        return frame
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))

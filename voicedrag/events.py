@@ -59,6 +59,9 @@ class DragOptions:
     space: str | None = None  # "w+" | "w"
     preview_every: int = 0  # a frame every N steps (0: none, unless preview_seconds)
     preview_seconds: float | None = None  # or a frame at most this often
+    # Frames drawn at least this wide (a screen's pane, in its pixels) rather than full size, and
+    # scaled up to the image's size for the consumer (None: full size; engine.DragConfig).
+    preview_size: int | None = None
     # Steps without a new frame are reported at most this often (0: every step). A screen shows a
     # few states a second, and every event costs the consumer's thread time.
     report_seconds: float = 0.0

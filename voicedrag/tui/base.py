@@ -299,6 +299,7 @@ class ScreenBase(Guarded, Screen[None]):
             drag=DragOptions(
                 max_steps=self.options.steps,
                 preview_seconds=self.options.preview_seconds,
+                preview_size=self.query_one(ImagePane).shown_pixels(),
                 report_seconds=REDRAW_SECONDS / 2,
             ),
         )

@@ -349,6 +349,13 @@ class ImagePane(Guarded, Container, can_focus=True):
         r = min(rows, max(int(round(c * cw * h / (ch * w))), 1))
         return max(c, 1), r
 
+    def shown_pixels(self) -> int | None:
+        """How many pixels wide the picture is drawn now (None: not drawn yet): a drag's preview
+        frames need no more (DragOptions.preview_size)."""
+        if self.image is None or not self.is_mounted or self.size.width == 0:
+            return None
+        return max(self.canvas_size(*self.fit(self.size.width, self.size.height)))
+
     def canvas_size(self, cols: int, rows: int) -> tuple[int, int]:
         if self.kind == "pixels":
             cw, ch = cell_size()
