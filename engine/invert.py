@@ -114,6 +114,17 @@ class InvertConfig:
     # The locality term on every this many steps (PTI's interval); the steps between render the
     # pivot alone, a batch of one instead of two.
     locality_every: int = 1
+    # The edit term: near the pivot, the tuned generator must answer a change of latent as the
+    # generator did before tuning: for ws whose first `edit_layers` rows move a share
+    # `edit_shares` of the way toward random w (the rows and the distances a drag moves), the
+    # change of image from the pivot's must equal the untuned generator's change. The locality
+    # term keeps far latents' images; this one keeps the pivot's neighbourhood editable (without
+    # it the tuning bakes the photo's closed mouth into every nearby latent, and a drag that
+    # opens the generator's mouth barely opens the photo's). Alternates with the locality term,
+    # so a step costs the same.
+    edit_weight: float = 1.0
+    edit_layers: int = 6
+    edit_shares: tuple[float, float] = (0.05, 0.2)
     # Early stop: the whole inversion ends once a step reaches `target_psnr` dB; a phase ends
     # when its loss has not improved by `min_improvement` (relative) for `patience` steps.
     target_psnr: float | None = None
@@ -144,6 +155,13 @@ class InvertConfig:
         number("scales", 1, 8, whole=True)
         number("locality_samples", 1, 1024, whole=True)
         number("locality_every", 1, 1_000_000, whole=True)
+        number("edit_weight", 0.0, 1e9)
+        number("edit_layers", 1, 1024, whole=True)
+        lo, hi = self.edit_shares
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(
+                f"inversion setting edit_shares must be two shares 0 <= lo <= hi <= 1, got {self.edit_shares}"
+            )
         number("target_psnr", 0.0, 200.0, optional=True)
         number("patience", 1, 1_000_000, whole=True, optional=True)
         number("seed", 0, 2**63 - 1, whole=True)
@@ -682,6 +700,21 @@ class Inversion:
             imgs = torch.cat([self._synth(G, ws[i : i + 1]) for i in range(len(ws))])
         return ws, imgs
 
+    def _edit_bank(self, G: GeneratorBase, pivot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fixed edit samples: ws [K, num_ws, w_dim] near the pivot (the first `edit_layers` rows
+        moved toward random w) and the untuned generator's change of image from the pivot's."""
+        cfg = self.config
+        k = cfg.locality_samples
+        lo, hi = cfg.edit_shares
+        share = torch.linspace(lo, hi, k, device=self.device) if k > 1 else torch.full([1], lo, device=self.device)
+        rows = min(cfg.edit_layers, pivot.shape[1])
+        ws = pivot.repeat(k, 1, 1)
+        ws[:, :rows] = pivot[:, :rows].lerp(self._sample_ws(k)[:, :rows], share.reshape(-1, 1, 1))
+        with torch.no_grad():
+            base = self._synth(G, pivot)
+            deltas = torch.cat([self._synth(G, ws[i : i + 1]) - base for i in range(len(ws))])
+        return ws, deltas
+
     def _phase_tune(self) -> Iterator[InvertStep]:
         cfg = self.config
         n = cfg.tune_steps
@@ -690,6 +723,7 @@ class Inversion:
         G = self._working_generator()
         pivot = self.ws.detach()
         loc_ws, loc_imgs = self._locality_bank(G, pivot) if cfg.locality_weight > 0 else (None, None)
+        edit_ws, edit_deltas = self._edit_bank(G, pivot) if cfg.edit_weight > 0 else (None, None)
         params = dict(G.synthesis.named_parameters())
         before = {name: p.detach().clone() for name, p in params.items()}
         for p in params.values():
@@ -711,8 +745,16 @@ class Inversion:
                 t0 = time.perf_counter()
                 for group in opt.param_groups:
                     group["lr"] = cfg.tune_lr * _lr_ramp(step / n, cfg.lr_rampup, cfg.lr_rampdown)
-                if loc_ws is not None and loc_imgs is not None and step % cfg.locality_every == 0:
-                    k = (step // cfg.locality_every) % len(loc_ws)
+                regular = step % cfg.locality_every == 0
+                # Locality and edit samples take turns (each on every other regularised step).
+                edit_turn = edit_ws is not None and (loc_ws is None or (step // cfg.locality_every) % 2 == 1)
+                if regular and edit_turn and edit_ws is not None and edit_deltas is not None:
+                    k = (step // cfg.locality_every // 2) % len(edit_ws)
+                    img, near = self._tune_images(G, pivot, edit_ws[k : k + 1])
+                    rec = reconstruction_loss(img, self.target, cfg)[0]
+                    loss = rec + cfg.edit_weight * ((near - img) - edit_deltas[k : k + 1]).square().mean()
+                elif regular and loc_ws is not None and loc_imgs is not None:
+                    k = (step // cfg.locality_every // (2 if edit_ws is not None else 1)) % len(loc_ws)
                     img, local = self._tune_images(G, pivot, loc_ws[k : k + 1])
                     rec = reconstruction_loss(img, self.target, cfg)[0]
                     loss = rec + cfg.locality_weight * (local - loc_imgs[k : k + 1]).square().mean()
