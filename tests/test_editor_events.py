@@ -254,3 +254,45 @@ def test_the_workers_run_torch_on_the_tui_torch_thread(dragged: list[Planned]) -
     worker.join()
     assert len(dragged) == 1
     assert threads and threads[0] == workers.TORCH.call(threading.get_ident) != worker.ident
+
+
+def _result(steps: int = 5, converged: bool = True) -> Any:
+    import torch
+
+    from engine.drag import DragResult
+
+    w, h = SIZE
+    return DragResult(ws=torch.zeros(1, 4, 8), points=[], targets=[], steps=steps, converged=converged,
+                      cancelled=False, mean_distance=0.5, seconds=0.1, image=np.zeros((h, w, 3), np.uint8),
+                      frames=[], start_distance=5.0, verdict=None)
+
+
+def test_a_word_edit_whose_parts_stopped_short_goes_on_from_where_the_detector_sees_them(
+    dragged: list[Planned],
+) -> None:
+    from voicedrag.events import DragOptions
+
+    detector = FakeDetector(face())
+    editor = make_editor(detector)
+    run(editor, "open the mouth")
+    planned = dragged[-1]
+    assert planned.plan is not None
+    # The detector still sees the lips where they were: one more round, from there to the same targets.
+    again = editor._checked_pairs(planned, _result(), 1, DragOptions())
+    assert again is not None
+    assert [p.target for p in again] == [p.target for p in planned.pairs]
+    assert [p.handle for p in again] == [face()[n] for n in planned.names]
+    # No more rounds than asked for, none after a drag that ran out of steps or did not converge.
+    assert editor._checked_pairs(planned, _result(), 1, DragOptions(check_rounds=0)) is None
+    assert editor._checked_pairs(planned, _result(), 3, DragOptions(check_rounds=2)) is None
+    assert editor._checked_pairs(planned, _result(steps=300), 1, DragOptions(max_steps=300)) is None
+    assert editor._checked_pairs(planned, _result(converged=False), 1, DragOptions()) is None
+    # The parts where they were asked to go (within the detector's slack): done.
+    moved = dict(face())
+    for name, pair in zip(planned.names, planned.pairs, strict=True):
+        moved[name] = Point(pair.target.x + 0.3, pair.target.y)
+    detector.points = moved
+    assert editor._checked_pairs(planned, _result(), 1, DragOptions()) is None
+    # Explicit points have nothing to check against.
+    run(editor, "drag 10,10 to 12,12")
+    assert editor._checked_pairs(dragged[-1], _result(), 1, DragOptions()) is None

@@ -65,6 +65,9 @@ class DragOptions:
     # Steps without a new frame are reported at most this often (0: every step). A screen shows a
     # few states a second, and every event costs the consumer's thread time.
     report_seconds: float = 0.0
+    # A word edit's result is checked by the keypoint detector, and the drag goes on from where it
+    # sees the named parts for at most this many more rounds (Editor._checked_pairs; 0: off).
+    check_rounds: int = 2
 
 
 @dataclass(frozen=True)
