@@ -22,6 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+
+# As the voicedrag command runs (voicedrag/__init__.py): set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import resource
 import subprocess
 import sys
@@ -38,16 +41,79 @@ from engine import DragConfig, DragPair, DragSession, Generator, GeneratorConfig
 from engine.drag import motion_loss, track_points
 
 
-def official_config(resolution: int) -> GeneratorConfig:
+def official_config(resolution: int, channel_base: int = 32768) -> GeneratorConfig:
+    """The official configurations: config-f (channel_base 32768), paper512 (16384)."""
     return GeneratorConfig(
-        z_dim=512, w_dim=512, img_resolution=resolution, channel_base=32768, channel_max=512,
+        z_dim=512, w_dim=512, img_resolution=resolution, channel_base=channel_base, channel_max=512,
         num_fp16_res=4, conv_clamp=256, mapping=MappingConfig(num_layers=8),
     )
 
 
-def make_generator(resolution: int) -> Generator:
+def make_generator(resolution: int, channel_base: int = 32768) -> Generator:
     torch.manual_seed(0)
-    return Generator(official_config(resolution)).eval().requires_grad_(False)
+    return Generator(official_config(resolution, channel_base)).eval().requires_grad_(False)
+
+
+CONFIGS = {"config-f": 32768, "paper512": 16384}
+
+
+def mouth_case(res: int) -> tuple[list[DragPair], np.ndarray]:
+    """A word edit's shape on a face-framed image: "open the mouth" moves the lower lip down and
+    the upper lip up, inside a movable region around the mouth (the face rules' mouth mask
+    spans about a third of the face's width and a sixth of its height)."""
+    cx, cy = res / 2, res * 0.72
+    d = res * 12 / 512
+    pairs = [DragPair(Point(cx, cy + 2), Point(cx, cy + 2 + d)), DragPair(Point(cx, cy - 2), Point(cx, cy - 2 - d / 3))]
+    movable = np.zeros((res, res), bool)
+    movable[int(cy - res * 0.09) : int(cy + res * 0.1), int(cx - res * 0.17) : int(cx + res * 0.17)] = True
+    return pairs, movable
+
+
+def whole_drags(steps: int, mask_every: int, preview_size: int, fig: dict[str, float | int | None]) -> None:
+    """Whole drags as a user meets them: 40 steps at 512 px, 2 handles, with and without the
+    mouth mask; session set-up, path choice, previews at pane size (one every 0.25 s, as the
+    TUI asks) and the final full-size render included. Each configuration beside the official
+    loop's step (from the same state; its whole drag is `steps` of them)."""
+    print(f"whole drags at 512 px: {steps} steps, 2 handles, previews of {preview_size} px every 0.25 s")
+    for name, base in CONFIGS.items():
+        G = make_generator(512, base)
+        ws0 = G.ws_from_seed(0)
+        pairs, movable = mouth_case(512)
+        for mask in (None, movable):
+            tag = f"{name}{'_mask' if mask is not None else ''}"
+            cfg = DragConfig.for_generator(G, max_steps=steps, stop_distance=0.0, preview_every=0,
+                                           preview_seconds=0.25, preview_size=preview_size,
+                                           mask_every=mask_every if mask is not None else 1)
+            t0 = time.perf_counter()
+            session = DragSession(G, ws0, pairs, mask=mask, config=cfg)
+            for _ in session.steps():
+                pass
+            session.result()
+            whole = time.perf_counter() - t0
+            ref = time_steps(ReferenceLoop(G, ws0, pairs[0], mask).step, 3, 1)
+            print(f"{tag:>18}: {whole:6.2f} s ({whole / steps * 1000:6.1f} ms a step, {len(session.frames)} previews);"
+                  f" official loop {ref.ms_per_iter:7.1f} ms a step, {ref.ms_per_iter * steps / 1000:6.1f} s a drag")
+            fig[f"drag40_s_{tag}"] = round(whole, 2)
+            fig[f"drag40_ref_s_{tag}"] = round(ref.ms_per_iter * steps / 1000, 2)
+        s = DragSession(G, ws0, pairs, config=DragConfig(max_steps=1, preview_every=0, preview_size=preview_size))
+        s.render_preview()
+        t0 = time.perf_counter()
+        s.render_preview()
+        fig[f"preview_pane_ms_{name}"] = round((time.perf_counter() - t0) * 1000, 1)
+        print(f"{name:>18}: a {preview_size} px preview frame {fig[f'preview_pane_ms_{name}']:.1f} ms")
+
+
+def busy(seconds: float) -> subprocess.Popen[bytes]:
+    """A competing process that keeps one core busy (a user's machine is rarely idle)."""
+    code = (
+        "import time, torch\n"
+        "torch.set_num_threads(1)\n"
+        "a = torch.randn(512, 512)\n"
+        f"end = time.time() + {seconds}\n"
+        "while time.time() < end:\n"
+        "    a = torch.tanh(a @ a)\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code])
 
 
 def centre_mask(res: int) -> np.ndarray:
@@ -167,15 +233,33 @@ def main() -> None:
     ap.add_argument("--traj-steps", type=int, default=50, help="steps of the trajectory comparison (256 px)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--converge-steps", type=int, default=150, help="cap of the 20 px convergence race (512 px)")
-    ap.add_argument("--parts", nargs="+", choices=["timing", "trajectory", "convergence", "memory", "handles"],
-                    default=["timing", "trajectory", "convergence", "memory", "handles"])
+    ap.add_argument("--parts", nargs="+",
+                    choices=["timing", "drags", "trajectory", "convergence", "memory", "handles"],
+                    default=["timing", "drags", "trajectory", "convergence", "memory", "handles"])
+    ap.add_argument("--drag-steps", type=int, default=40, help="steps of the whole drags (drags)")
+    ap.add_argument("--mask-every", type=int, default=1, help="DragConfig.mask_every of the masked whole drags")
+    ap.add_argument("--preview-size", type=int, default=128, help="preview frames' width of the whole drags")
+    ap.add_argument("--load", action="store_true",
+                    help="run everything beside a competing process that keeps one core busy")
     ap.add_argument("--handle-models", nargs="+", default=["embedded", "512"],
                     help="models of the many-handle case: 'embedded', a model path, or a resolution")
     ap.add_argument("--handle-iters", type=int, default=20, help="timed steps per case of the many-handle case")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    fig: dict[str, float | int | None] = {"threads": torch.get_num_threads(), "load_avg_1min": os.getloadavg()[0]}
+    fig: dict[str, float | int | None] = {"threads": torch.get_num_threads(), "load_avg_1min": os.getloadavg()[0],
+                                          "competing_process": args.load}
+    competitor = busy(24 * 3600) if args.load else None
+    try:
+        run(args, fig)
+    finally:
+        if competitor is not None:
+            competitor.kill()
+    fig["peak_rss_mb_this_run"] = round(peak_rss_mb(), 1)
+    print(json.dumps(fig))
+
+
+def run(args: argparse.Namespace, fig: dict[str, float | int | None]) -> None:
     print(f"{'config':>10} {'loop':>10} {'ms/iter':>10} {'GFLOP/iter':>11}")
 
     def row(name: str, res: str, t: Timing) -> None:
@@ -206,6 +290,8 @@ def main() -> None:
         fig[f"preview_ms_{res}"] = round((time.perf_counter() - t0) * 1000, 1)
         print(f"{res:>10} {'preview':>10} {fig[f'preview_ms_{res}']:10.1f}")
 
+    if "drags" in args.parts:
+        whole_drags(args.drag_steps, args.mask_every, args.preview_size, fig)
     if "trajectory" in args.parts:
         trajectory_gap(args.traj_steps, fig)
     if "convergence" in args.parts:
@@ -216,8 +302,6 @@ def main() -> None:
     if "memory" in args.parts:
         fig["peak_rss_mb_512"] = round(peak_rss_child(512, 5), 1)
         print(f"peak resident memory of a 512 px engine drag (fresh process): {fig['peak_rss_mb_512']:.0f} MB")
-    fig["peak_rss_mb_this_run"] = round(peak_rss_mb(), 1)
-    print(json.dumps(fig))
 
 
 def many_handles(model: str, iters: int, fig: dict[str, float | int | None]) -> None:

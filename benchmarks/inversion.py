@@ -26,7 +26,13 @@ PSNR is of the uint8 result against the uint8 target. Wall times depend on what 
 machine: the 1-minute load average is printed with them. Prints tables, then one JSON object
 with the figures as the last line.
 """
+
 from __future__ import annotations
+
+import os
+
+# As the voicedrag command runs (voicedrag/__init__.py): set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
@@ -88,8 +94,9 @@ def locality(G: GeneratorBase, result: InversionResult, seed: int, n: int = 4) -
     return out
 
 
-def run_faces(G: GeneratorBase, targets: list[np.ndarray], cfg: InvertConfig, with_locality: bool = False
-              ) -> dict[str, Any]:
+def run_faces(
+    G: GeneratorBase, targets: list[np.ndarray], cfg: InvertConfig, with_locality: bool = False
+) -> dict[str, Any]:
     """Invert every target; medians of the phase PSNRs, the result's PSNR, seconds and ms per step."""
     per_phase: dict[str, list[float]] = {p: [] for p in PHASES}
     step_ms: dict[str, list[float]] = {p: [] for p in PHASES}
@@ -111,8 +118,10 @@ def run_faces(G: GeneratorBase, targets: list[np.ndarray], cfg: InvertConfig, wi
                 local[share].append(v)
     med = lambda xs: round(float(np.median(xs)), 2) if xs else None  # noqa: E731
     out: dict[str, Any] = {
-        "psnr_median": med(psnr), "psnr_min": round(float(np.min(psnr)), 2),
-        "seconds_median": med(seconds), "seconds_max": round(float(np.max(seconds)), 2),
+        "psnr_median": med(psnr),
+        "psnr_min": round(float(np.min(psnr)), 2),
+        "seconds_median": med(seconds),
+        "seconds_max": round(float(np.max(seconds)), 2),
         "steps_median": med(steps),
         **{f"{p}_psnr_median": med(per_phase[p]) for p in PHASES},
         "ms_per_step": {p: med(step_ms[p]) for p in PHASES if step_ms[p]},
@@ -127,8 +136,10 @@ def fmt(x: Any, width: int = 8) -> str:
 
 
 def print_row(name: str, r: dict[str, Any]) -> None:
-    print(f"{name:>26} {fmt(r['w_psnr_median'])} {fmt(r['w+_psnr_median'])} {fmt(r['tune_psnr_median'])} "
-          f"{fmt(r['psnr_median'])} {fmt(r['seconds_median'])} {fmt(r['ms_per_step'].get('tune'))}")
+    print(
+        f"{name:>26} {fmt(r['w_psnr_median'])} {fmt(r['w+_psnr_median'])} {fmt(r['tune_psnr_median'])} "
+        f"{fmt(r['psnr_median'])} {fmt(r['seconds_median'])} {fmt(r['ms_per_step'].get('tune'))}"
+    )
 
 
 def header(first: str) -> None:
@@ -137,8 +148,16 @@ def header(first: str) -> None:
 
 def official_generator(resolution: int = 512) -> Generator:
     torch.manual_seed(0)
-    cfg = GeneratorConfig(z_dim=512, w_dim=512, img_resolution=resolution, channel_base=32768, channel_max=512,
-                          num_fp16_res=4, conv_clamp=256, mapping=MappingConfig(num_layers=8))
+    cfg = GeneratorConfig(
+        z_dim=512,
+        w_dim=512,
+        img_resolution=resolution,
+        channel_base=32768,
+        channel_max=512,
+        num_fp16_res=4,
+        conv_clamp=256,
+        mapping=MappingConfig(num_layers=8),
+    )
     G = Generator(cfg).eval().requires_grad_(False)
     with torch.no_grad():  # a random network's w_avg is zero; set it as training would have
         G.mapping.w_avg.copy_(G.mapping(torch.randn(2000, 512), None)[:, 0].mean(0))
@@ -165,12 +184,24 @@ def official(cfg: InvertConfig, full: bool) -> dict[str, Any]:
     overhead = probe_seconds - sum(sum(v) for v in times.values())
     extra_locality = max(cfg.locality_samples - few.locality_samples, 0) * render_s
     batches = -(-(cfg.start_candidates + 1) // 8) if cfg.start_candidates else 0
-    estimate = (batches * ms.get("start", 0) / 1000 + cfg.w_steps * ms["w"] / 1000 + cfg.wplus_steps * ms["w+"] / 1000
-                + (cfg.tune_steps * ms["tune"] / 1000 if cfg.tune else 0) + overhead + extra_locality)
-    out: dict[str, Any] = {"ms_per_step": ms, "render_ms": round(render_s * 1000, 1),
-                           "full_seconds_estimate": round(estimate, 1), "num_ws": G.num_ws}
-    print(f"\nofficial 512 px configuration (random weights): ms per step {ms} (start: a batch of 8 candidates), "
-          f"render {render_s * 1000:.0f} ms")
+    estimate = (
+        batches * ms.get("start", 0) / 1000
+        + cfg.w_steps * ms["w"] / 1000
+        + cfg.wplus_steps * ms["w+"] / 1000
+        + (cfg.tune_steps * ms["tune"] / 1000 if cfg.tune else 0)
+        + overhead
+        + extra_locality
+    )
+    out: dict[str, Any] = {
+        "ms_per_step": ms,
+        "render_ms": round(render_s * 1000, 1),
+        "full_seconds_estimate": round(estimate, 1),
+        "num_ws": G.num_ws,
+    }
+    print(
+        f"\nofficial 512 px configuration (random weights): ms per step {ms} (start: a batch of 8 candidates), "
+        f"render {render_s * 1000:.0f} ms"
+    )
     print(f"  a full inversion with the default settings, estimated: {estimate:.0f} s")
     if full:
         result = Inversion(G, target, replace(cfg, preview_every=0)).run()
@@ -184,10 +215,19 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=12)
     ap.add_argument("--first-seed", type=int, default=90000)
     ap.add_argument("--loss-faces", type=int, default=6, help="faces of the losses, starts and curve parts")
-    ap.add_argument("--parts", nargs="+", choices=["faces", "starts", "losses", "curve", "official"],
-                    default=["faces", "starts", "losses", "curve", "official"])
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="an InvertConfig setting over the defaults (JSON value)")
+    ap.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["faces", "starts", "losses", "curve", "official"],
+        default=["faces", "starts", "losses", "curve", "official"],
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an InvertConfig setting over the defaults (JSON value)",
+    )
     ap.add_argument("--official-full", action="store_true", help="run a whole 512 px inversion, not only its steps")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
@@ -195,8 +235,11 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     settings = dict(item.split("=", 1) for item in args.set)
     cfg = InvertConfig.from_dict({"preview_every": 0, **{k: parse_value(v) for k, v in settings.items()}})
-    fig: dict[str, Any] = {"threads": torch.get_num_threads(), "load_avg_1min_start": round(os.getloadavg()[0], 2),
-                           "config": asdict(cfg)}
+    fig: dict[str, Any] = {
+        "threads": torch.get_num_threads(),
+        "load_avg_1min_start": round(os.getloadavg()[0], 2),
+        "config": asdict(cfg),
+    }
 
     from voicedrag.models import load_model_file
 
@@ -209,8 +252,10 @@ def main() -> None:
         header("")
         r = run_faces(G, targets, cfg, with_locality=True)
         print_row("default", r)
-        print(f"  result PSNR min {r['psnr_min']:.2f} dB; seconds max {r['seconds_max']:.2f}; ms per step "
-              f"{r['ms_per_step']}; locality PSNR (share of the way to random w: dB) {r['locality_psnr_median']}")
+        print(
+            f"  result PSNR min {r['psnr_min']:.2f} dB; seconds max {r['seconds_max']:.2f}; ms per step "
+            f"{r['ms_per_step']}; locality PSNR (share of the way to random w: dB) {r['locality_psnr_median']}"
+        )
         fig["faces"] = {"n": args.faces, "first_seed": args.first_seed, **r}
     if "starts" in args.parts:
         print(f"\nstart of the W phase ({len(few)} faces)")
@@ -233,8 +278,12 @@ def main() -> None:
         header("scale")
         fig["curve"] = {}
         for k in CURVE:
-            scaled = replace(cfg, w_steps=round(cfg.w_steps * k), wplus_steps=round(cfg.wplus_steps * k),
-                             tune_steps=round(cfg.tune_steps * k))
+            scaled = replace(
+                cfg,
+                w_steps=round(cfg.w_steps * k),
+                wplus_steps=round(cfg.wplus_steps * k),
+                tune_steps=round(cfg.tune_steps * k),
+            )
             r = run_faces(G, few, scaled)
             print_row(f"x{k}", r)
             fig["curve"][str(k)] = r
@@ -243,9 +292,11 @@ def main() -> None:
     fig["load_avg_1min_end"] = round(os.getloadavg()[0], 2)
     summary = fig.get("faces")
     if summary:
-        print(f"\nmedian over {summary['n']} faces: W {summary['w_psnr_median']} dB, "
-              f"W+ {summary['w+_psnr_median']} dB, tuned {summary['psnr_median']} dB in {summary['seconds_median']} s "
-              f"(load average {fig['load_avg_1min_start']} -> {fig['load_avg_1min_end']})")
+        print(
+            f"\nmedian over {summary['n']} faces: W {summary['w_psnr_median']} dB, "
+            f"W+ {summary['w+_psnr_median']} dB, tuned {summary['psnr_median']} dB in {summary['seconds_median']} s "
+            f"(load average {fig['load_avg_1min_start']} -> {fig['load_avg_1min_end']})"
+        )
     print(json.dumps(fig))
 
 

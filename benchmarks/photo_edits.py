@@ -2,6 +2,7 @@
 inverted, edited by words and pasted back.
 
     python benchmarks/photo_edits.py [--faces 50] [--first-seed 70000] [--commands ...] [--no-tune]
+                                     [--world model|renderer] [--set edit_weight=0 ...]
 
 Each face is a render of the face world (seeds no test or trainer uses), placed in a larger
 canvas (shifted up to 15% of the face, scaled 0.8-1.25, turned up to 10 degrees) and saved as
@@ -9,14 +10,31 @@ JPEG at quality 70. Then, as `voicedrag edit --image` does it:
 - framing and inversion with the defaults (`Editor.open_photo`, no cache): PSNR of the
   reconstruction against the aligned crop after W, W+ and tuning, and the time;
 - keypoints: the detector on the inversion against the renderer's truth mapped into the crop;
-- edits: each command planned from the photo's own keypoints, dragged and pasted back;
+- edits: each command planned from the photo's own keypoints, dragged (with the editor's
+  defaults: a word edit's result is checked by the detector and goes on for up to two more
+  rounds where a named part stopped short) and pasted back;
   converged (the engine's verdict), achieved (the commanded displacement the detector sees on
   the pasted-back photo, re-framed by the same alignment: 1.0 = all of it), and whether every
   pixel outside the blend region is the photo's own (bit for bit).
 
+Two worlds of faces (`--world`):
+- model (the default): the renderer's faces drawn from the world the embedded model was trained
+  on (its latent map over the attributes it varies; head height, chin, eye size, hair style and
+  the plain background fixed, as in training), the way a photo-real model's photos are faces of
+  the kind it was trained on. The renderer draws them, not the generator;
+- renderer: the renderer's whole world (`render_seed`), whose chins, head heights, hair styles
+  and background gradients the model never saw: tuning reproduces them, but the generator's own
+  edits carry them less far.
+
 The last line is one JSON object with the figures.
 """
+
 from __future__ import annotations
+
+import os
+
+# As the voicedrag command runs (voicedrag/__init__.py): set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
@@ -32,7 +50,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.types import Point  # noqa: E402
-from faceworld.render import render_seed  # noqa: E402
+from faceworld.render import RenderResult, render, render_seed  # noqa: E402
 from keypoints.align import paste_back, warp_to_crop  # noqa: E402
 from voicedrag.editor import Editor, load_kit  # noqa: E402
 from voicedrag.events import DragOptions, EditRequest, Finished, PhotoOpened, Planned, Refused  # noqa: E402
@@ -40,9 +58,19 @@ from voicedrag.events import DragOptions, EditRequest, Finished, PhotoOpened, Pl
 COMMANDS = ("open the mouth", "close the eyes", "raise the left ear", "turn the head left")
 
 
-def place(seed: int, rng: np.random.Generator) -> tuple[Image.Image, dict[str, Point]]:
+def world_face(seed: int, world: str) -> RenderResult:
+    """One face of `world` (see the module's text)."""
+    if world == "renderer":
+        return render_seed(seed, 128)
+    from training.train_generator import Z_DIM, params_from_z, trained_latent_map
+
+    z = np.random.default_rng(seed).standard_normal(Z_DIM)
+    return render(params_from_z(z, trained_latent_map("embedded")), 128)
+
+
+def place(seed: int, rng: np.random.Generator, world: str = "model") -> tuple[Image.Image, dict[str, Point]]:
     """A face-world face in a larger photo, and its true keypoints in the photo's pixels."""
-    face = render_seed(seed, 128)
+    face = world_face(seed, world)
     scale = float(rng.uniform(0.8, 1.25))
     angle = float(rng.uniform(-10.0, 10.0))
     side = round(128 * scale)
@@ -81,6 +109,14 @@ def main() -> None:
     parser.add_argument("--commands", nargs="*", default=list(COMMANDS))
     parser.add_argument("--steps", type=int, default=300, help="a drag's step limit")
     parser.add_argument("--no-tune", action="store_true")
+    parser.add_argument("--world", choices=("model", "renderer"), default="model")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an inversion setting other than the default (JSON value)",
+    )
     args = parser.parse_args()
 
     from engine.invert import InvertConfig
@@ -88,14 +124,15 @@ def main() -> None:
     editor = Editor(load_kit("embedded", device="cpu"))
     detector = editor.kit.detector()
     assert detector is not None
-    config = InvertConfig(tune=not args.no_tune)
+    overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    config = InvertConfig(tune=not args.no_tune, **overrides)
     rng = np.random.default_rng(args.first_seed)
     rows: list[dict[str, object]] = []
     edits: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.faces):
             seed = args.first_seed + i
-            canvas, truth = place(seed, rng)
+            canvas, truth = place(seed, rng, args.world)
             path = Path(tmp) / f"face{seed}.jpg"
             canvas.save(path, quality=70)
             t0 = time.perf_counter()
@@ -112,9 +149,14 @@ def main() -> None:
             crop_truth = state.alignment.to_crop(truth)
             found = detector.detect(state.image)
             kp_error = float(np.mean([found[n].distance(crop_truth[n]) for n in found]))
-            row: dict[str, object] = {"seed": seed, "opened": True, "seconds": round(seconds, 2),
-                                      "psnr": round(state.psnr, 2), "keypoint_error_px": round(kp_error, 3),
-                                      **{f"psnr_{k}": round(v, 2) for k, v in state.psnr_by_phase.items()}}
+            row: dict[str, object] = {
+                "seed": seed,
+                "opened": True,
+                "seconds": round(seconds, 2),
+                "psnr": round(state.psnr, 2),
+                "keypoint_error_px": round(kp_error, 3),
+                **{f"psnr_{k}": round(v, 2) for k, v in state.psnr_by_phase.items()},
+            }
             rows.append(row)
             photo = state.photo.rgb
             before = detector.detect(warp_to_crop(photo, state.alignment))
@@ -122,8 +164,9 @@ def main() -> None:
                 t1 = time.perf_counter()
                 planned = finished = None
                 refused = None
-                for event in editor.run(EditRequest(editor.photo_state(state), text=command,
-                                                    drag=DragOptions(max_steps=args.steps))):
+                for event in editor.run(
+                    EditRequest(editor.photo_state(state), text=command, drag=DragOptions(max_steps=args.steps))
+                ):
                     if isinstance(event, Planned):
                         planned = event
                     elif isinstance(event, Finished):
@@ -132,6 +175,7 @@ def main() -> None:
                         refused = event.sentence
                 if planned is None or finished is None or finished.photo_image is None:
                     edits.append({"seed": seed, "command": command, "refused": refused})
+                    print(f"seed {seed}: {command!r} refused: {refused}", file=sys.stderr)
                     continue
                 out = finished.photo_image
                 mask = None
@@ -142,9 +186,18 @@ def main() -> None:
                 _, alpha = paste_back(photo, finished.image, state.image, state.alignment, mask)
                 outside_same = bool(np.array_equal(out[alpha == 0], photo[alpha == 0]))
                 after = detector.detect(warp_to_crop(out, state.alignment))
-                edits.append({"seed": seed, "command": command, "converged": finished.converged,
-                              "achieved": round(achieved(before, after, planned), 3), "steps": finished.steps,
-                              "outside_identical": outside_same, "seconds": round(time.perf_counter() - t1, 2)})
+                edits.append(
+                    {
+                        "seed": seed,
+                        "command": command,
+                        "converged": finished.converged,
+                        "achieved": round(achieved(before, after, planned), 3),
+                        "steps": finished.steps,
+                        "outside_identical": outside_same,
+                        "seconds": round(time.perf_counter() - t1, 2),
+                    }
+                )
+                print(f"seed {seed}: {command!r} " + json.dumps(edits[-1]), file=sys.stderr)
             print(f"seed {seed}: {seconds:5.1f} s, {state.psnr:5.1f} dB, keypoints {kp_error:.2f} px", file=sys.stderr)
 
     opened = [r for r in rows if r.get("opened")]
@@ -154,29 +207,46 @@ def main() -> None:
         return round(float(np.median(values)), 3) if values else None
 
     summary: dict[str, object] = {
-        "faces": len(rows), "opened": len(opened), "tune": config.tune,
-        "psnr_median": med("psnr", opened), "psnr_w_median": med("psnr_w", opened),
-        "psnr_wplus_median": med("psnr_w+", opened), "psnr_tune_median": med("psnr_tune", opened),
+        "faces": len(rows),
+        "opened": len(opened),
+        "world": args.world,
+        "first_seed": args.first_seed,
+        "tune": config.tune,
+        "settings": overrides,
+        "psnr_median": med("psnr", opened),
+        "psnr_w_median": med("psnr_w", opened),
+        "psnr_wplus_median": med("psnr_w+", opened),
+        "psnr_tune_median": med("psnr_tune", opened),
         "keypoint_error_mean_px": round(float(np.mean([float(r["keypoint_error_px"]) for r in opened])), 3)  # type: ignore[arg-type]
-        if opened else None,
+        if opened
+        else None,
         "invert_seconds_median": med("seconds", opened),
         "commands": {},
     }
     print(f"{'faces':<24}{len(opened)}/{len(rows)} opened; inversion {summary['invert_seconds_median']} s (median)")
-    print(f"{'PSNR (median, dB)':<24}W {summary['psnr_w_median']}  W+ {summary['psnr_wplus_median']}  "
-          f"tuned {summary['psnr_tune_median']}  final {summary['psnr_median']}")
+    print(
+        f"{'PSNR (median, dB)':<24}W {summary['psnr_w_median']}  W+ {summary['psnr_wplus_median']}  "
+        f"tuned {summary['psnr_tune_median']}  final {summary['psnr_median']}"
+    )
     print(f"{'keypoints on inversion':<24}{summary['keypoint_error_mean_px']} px from the truth (mean)")
     print(f"{'command':<22}{'conv':>6}{'achieved':>10}{'outside ==':>12}{'refused':>9}{'s':>7}")
     commands: dict[str, object] = {}
     for command in args.commands:
         cs = [e for e in edits if e["command"] == command]
         ran = [e for e in cs if "converged" in e]
-        row = {"edits": len(cs), "converged": round(sum(bool(e["converged"]) for e in ran) / max(len(cs), 1), 3),
-               "achieved_median": med("achieved", ran), "outside_identical": all(e["outside_identical"] for e in ran),
-               "refused": len(cs) - len(ran), "seconds_median": med("seconds", ran)}
+        row = {
+            "edits": len(cs),
+            "converged": round(sum(bool(e["converged"]) for e in ran) / max(len(ran), 1), 3),
+            "achieved_median": med("achieved", ran),
+            "outside_identical": all(e["outside_identical"] for e in ran),
+            "refused": len(cs) - len(ran),
+            "seconds_median": med("seconds", ran),
+        }
         commands[command] = row
-        print(f"{command:<22}{row['converged']:>6.0%}{row['achieved_median'] or 0:>10.2f}"
-              f"{str(row['outside_identical']):>12}{row['refused']:>9}{row['seconds_median'] or 0:>7.1f}")
+        print(
+            f"{command:<22}{row['converged']:>6.0%}{row['achieved_median'] or 0:>10.2f}"
+            f"{str(row['outside_identical']):>12}{row['refused']:>9}{row['seconds_median'] or 0:>7.1f}"
+        )
     summary["commands"] = commands
     print(json.dumps(summary))
 

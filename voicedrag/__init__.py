@@ -27,6 +27,15 @@ def _started_as_the_command() -> bool:
     )
 
 
+# OpenMP's threads wait for work passively rather than spinning. A spinning thread holds its core
+# between operations; beside one other busy process on two cores, the engine's step then waits
+# for the scheduler, and the drag lost twice what the plain loop lost. Measured on this 2-core
+# CPU under load: a 256-channel 3x3 convolution at 64 px took 102-105 ms spinning and 62-66 ms
+# passive (benchmarks/drag_speed.py --load). Set before torch loads, and only for the command:
+# importing the package from other code leaves that program's threads as they were.
+if _started_as_the_command():
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # Installed at the first import of the package (the command's first line imports it), so that the
 # window in which Ctrl-C still meets Python's default handler is as short as it can be.
 if _started_as_the_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
