@@ -123,3 +123,22 @@ def test_edit_image_writes_the_photo_sized_result_and_reuses_the_inversion(tmp_p
         assert data["ws"].shape[0] == 1
     # The photo itself is never an output.
     assert main(["edit", "--image", str(path), "--say", "smile", "--out", str(path)]) == 2
+
+
+def test_demo_on_a_photo_writes_it_before_and_after_at_its_size(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import voicedrag.cli.photo
+
+    monkeypatch.setattr(voicedrag.cli.photo, "invert_config", lambda args: QUICK)
+    path = photo_file(tmp_path)
+    out = tmp_path / "demo"
+    assert main(["demo", "--image", str(path), "--out-dir", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["image"] == str(path) and report["command"] == "open the mouth"
+    before, after = Image.open(report["before"]), Image.open(report["after"])
+    assert before.size == after.size == (300, 260)
+    # Before is the photo as read; after differs from it only inside the pasted region.
+    original = np.asarray(Image.open(path).convert("RGB"))
+    np.testing.assert_array_equal(np.asarray(before), original)
+    changed = np.any(np.asarray(after) != original, axis=2)
+    assert changed.any() and changed.mean() < 0.5
