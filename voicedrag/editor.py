@@ -258,7 +258,6 @@ class Editor:
                 break
             ws, pairs = rounds[-1].ws, again
         final = _joined(rounds)
-        final = self.result()
         photo_image = None
         if state.photo is not None:
             from keypoints.align import paste_back
