@@ -296,3 +296,15 @@ def test_a_word_edit_whose_parts_stopped_short_goes_on_from_where_the_detector_s
     # Explicit points have nothing to check against.
     run(editor, "drag 10,10 to 12,12")
     assert editor._checked_pairs(dragged[-1], _result(), 1, DragOptions()) is None
+
+
+def test_a_drags_rounds_join_into_one_result() -> None:
+    from dataclasses import replace
+
+    from voicedrag.editor import _joined
+
+    first, second = _result(steps=40), replace(_result(steps=25), start_distance=1.5, mean_distance=0.4)
+    joined = _joined([first, second])
+    assert joined.steps == 65 and joined.seconds == pytest.approx(0.2)
+    assert joined.start_distance == 5.0 and joined.mean_distance == 0.4 and joined.ws is second.ws
+    assert _joined([first]) is first
