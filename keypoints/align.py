@@ -589,10 +589,10 @@ def paste_back(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The edited crop, warped back and blended into the photo.
 
-    The blend region is where the edited and original crops differ (`change_mask`), plus
-    `region_mask_in_crop` (bool [S, S], e.g. the drag's movable area), grown by `dilate_px` and
-    feathered over `feather_px` crop pixels. Returns (photo_out uint8 [H, W, 3], alpha float32
-    [H, W]); wherever alpha == 0, photo_out is the input photo's pixels exactly.
+    The blend region is `region_mask_in_crop` (bool [S, S], the drag's movable area) where one
+    is given, else where the edited and original crops differ (`change_mask`), grown by
+    `dilate_px` and feathered over `feather_px` crop pixels. Returns (photo_out uint8 [H, W, 3],
+    alpha float32 [H, W]); wherever alpha == 0, photo_out is the input photo's pixels exactly.
     """
     photo = _rgb_u8(photo, "photo")
     edited_crop = _rgb_u8(edited_crop, "edited crop")
@@ -603,12 +603,17 @@ def paste_back(
             f"the crops must be {s} x {s} like the alignment, got {edited_crop.shape[:2]} and "
             f"{original_crop.shape[:2]}; paste back the crops this alignment made."
         )
-    region = change_mask(edited_crop, original_crop, threshold)
     if region_mask_in_crop is not None:
-        given = np.asarray(region_mask_in_crop).astype(bool)
-        if given.shape != (s, s):
-            raise UserError(f"the region mask must be {s} x {s} like the crop, got {given.shape}; draw it on the crop.")
-        region = region | given
+        # The edit's movable region alone: outside it the drag only drifts (the mask term holds
+        # those features, not their pixels), and the photo's own pixels are better than the
+        # inversion's there. A long drag blurred the whole face when its drift was pasted too.
+        region = np.asarray(region_mask_in_crop).astype(bool)
+        if region.shape != (s, s):
+            raise UserError(
+                f"the region mask must be {s} x {s} like the crop, got {region.shape}; draw it on the crop."
+            )
+    else:
+        region = change_mask(edited_crop, original_crop, threshold)
     alpha_crop = blend_alpha(region, dilate_px, feather_px)
     h, w = photo.shape[:2]
     out = photo.copy()
