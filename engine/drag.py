@@ -536,6 +536,7 @@ class DragSession:
         self._dense_until = 0  # steps before this index take the dense path without planning windows
         self._last_preview = -math.inf
         self._render_seconds = 0.0  # wall time of the last preview's render
+        self._step_image: torch.Tensor | None = None  # this step's pass's RGB, where a preview shares it
         self.frames: list[np.ndarray] = []
         self.seconds = 0.0
 
@@ -640,7 +641,7 @@ class DragSession:
             self._calibration = (tw / td) / ew
         return estimate * self._calibration >= 1.0
 
-    def _features(self) -> tuple[list[tuple[torch.Tensor, tuple[int, int]]], torch.Tensor | None]:
+    def _features(self, rgb: bool = False) -> tuple[list[tuple[torch.Tensor, tuple[int, int]]], torch.Tensor | None]:
         """Per handle: (resized feature map or a window of it, its (x0, y0) origin in the image),
         and the native feature map [1, C, R, R] when the mask term needs it (None otherwise).
 
@@ -665,7 +666,9 @@ class DragSession:
                 noise_mode=self.config.noise_mode,
                 stop_after=self.feature_block,
                 fused=self.config.fused_modconv,
+                **({"rgb": True} if rgb else {}),  # only StyleGAN2's skip networks know it
             )
+            self._step_image = out.image
             self._step_features = out.features  # blocks 0..feature_block of this step, for tracking
             native = out.features[self.feature_block]
             feat = F.interpolate(native, [self.grid, self.grid], mode="bilinear", align_corners=False)
@@ -683,7 +686,9 @@ class DragSession:
                 noise_mode=self.config.noise_mode,
                 stop_after=self.feature_block,
                 fused=self.config.fused_modconv,
+                **({"rgb": True} if rgb else {}),  # only StyleGAN2's skip networks know it
             )
+            self._step_image = out.image
             native = out.features[self.feature_block].to(torch.float32)  # [1, C, R, R]
             crops = [fb.slice(native) for fb in fboxes]
         else:
@@ -800,10 +805,18 @@ class DragSession:
         # A preview is the image of the ws this step starts from, rendered without a graph:
         # the loss needs only the feature block, and a graph through the high blocks costs GBs at 512 px.
         image = None
-        if self._preview_due():
+        self._step_image = None
+        # A pane-sized preview whose block is the feature block comes with this step's own pass
+        # where that pass runs the whole map (a mask step, the dense path): the RGB branch costs
+        # a few 1x1 convolutions, against a second pass through every block.
+        share = self._preview_due() and self.preview_block() == self.feature_block
+        if self._preview_due() and not share:
             image = self.render_preview()
             self._render_seconds = time.perf_counter() - t0
-        views, native = self._features()
+        views, native = self._features(rgb=share)
+        if share:
+            image = to_uint8(self._step_image) if self._step_image is not None else self.render_preview()
+            self._render_seconds = 0.0
         size = (self.grid, self.grid)
         self._track(views)
         dists = self.distances()

@@ -142,3 +142,18 @@ def test_mask_term_every_k_steps_follows_the_reference_path_and_weighs_k_times(t
     last = list(s.steps())[3]
     assert last.loss_fix is not None and last.loss_fix > 0
     assert last.loss == pytest.approx(last.loss_motion + 60.0 * last.loss_fix, rel=1e-5)
+
+
+@pytest.mark.parametrize("windowed", [True, False])
+def test_a_preview_at_the_feature_blocks_size_comes_from_the_steps_own_pass(tiny_64, windowed):
+    ws = tiny_64.ws_from_seed(2)
+    pairs = [DragPair(Point(20, 30), Point(30, 30))]
+    movable = np.zeros((64, 64), bool)
+    movable[10:50, 10:50] = True
+    cfg = DragConfig(max_steps=3, preview_every=1, stop_distance=0.0, windowed=windowed, preview_size=16)
+    s = DragSession(tiny_64, ws, pairs, mask=movable, config=cfg)
+    assert s.preview_block() == s.feature_block == 2
+    expected = s.render_preview()  # the 16 px image of the starting latent, by its own pass
+    first = s.step()
+    assert first.image is not None and first.image.shape == (16, 16, 3)
+    np.testing.assert_array_equal(first.image, expected)
