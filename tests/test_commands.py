@@ -7,6 +7,7 @@ Each case is (utterance, expectation). Expectations:
   "drag h=X,Y t=X,Y"          an explicit drag
 Keys not given must have their neutral value (side/dir None, amount 1, no pixels).
 """
+
 from __future__ import annotations
 
 import csv
@@ -132,6 +133,9 @@ GRAMMAR = [
     ("smile a lot", "smile mouth amt=>1"),
     ("smile much more", "smile mouth amt=>1"),
     ("close the eyes a tad", "close eyes amt=<1"),
+    # ... with the article run into the word before by a recogniser ("eye tiny bit"): not "tiny" the size.
+    ("close the right eye tiny bit", "close eyes side=right amt=0.3"),
+    ("open the mouth little bit", "open mouth amt=0.5"),
     ("turn the head a little to the left", "turn head dir=left amt=<1"),
     ("tilt the head to the left a lot", "tilt head dir=left amt=>1"),
     ("open the mouth wider", "open mouth amt=>1"),
@@ -224,6 +228,12 @@ NUMBERS = [
     ("drag from 10, 20 to 30, 40", "drag h=10,20 t=30,40"),
     ("drag the point at 10, 20 to 30, 40", "drag h=10,20 t=30,40"),
     ("pull 5 comma 6 to 7 comma 8", "drag h=5,6 t=7,8"),
+    # Points as they are said: "x ... y ...", and what a recogniser writes for a spoken "comma".
+    ("x 64 y 80 to x 70 y 90", "drag h=64,80 t=70,90"),
+    ("drag x 64, y 80 to x 70, y 90", "drag h=64,80 t=70,90"),
+    ("move the point at x 30 y 40 up by 5", "drag h=30,40 t=30,35 dir=up px=5"),
+    ("drag 64 come 80 to 70 common 90", "drag h=64,80 t=70,90"),
+    ("drag sixty four comma eighty to seventy comma ninety", "drag h=64,80 t=70,90"),
     ("move the point at 100 50 left by 7 pixels", "drag h=100,50 t=93,50 dir=left px=7"),
     ("move the point at 100, 50 down", "drag h=100,50 dir=down"),
     ("drag 30,40 to 50,60 and then smile", "drag h=30,40 t=50,60; smile mouth"),
@@ -340,33 +350,66 @@ CASES = ACCEPTANCE + GRAMMAR + NUMBERS + CONTROL + MISHEARINGS + UNKNOWN
 # What each command spoken in tests/data/whisper_mishearings.tsv means; a
 # transcript of it must parse to the same thing.
 SPOKEN = {
-    "open the mouth": "open mouth", "open the mouth a little": "open mouth amt=<1",
-    "open the mouth wide": "open mouth amt=>1", "close the mouth": "close mouth",
-    "close the left eye": "close eyes side=left", "close the right eye": "close eyes side=right",
-    "close the eyes": "close eyes", "open the eyes": "open eyes",
+    "open the mouth": "open mouth",
+    "open the mouth a little": "open mouth amt=<1",
+    "open the mouth wide": "open mouth amt=>1",
+    "close the mouth": "close mouth",
+    "close the left eye": "close eyes side=left",
+    "close the right eye": "close eyes side=right",
+    "close the eyes": "close eyes",
+    "open the eyes": "open eyes",
     "open the right eye a bit": "open eyes side=right amt=<1",
-    "raise both ears": "raise ears", "raise the left ear": "raise ears side=left",
-    "lower the right ear": "lower ears side=right", "lower both ears": "lower ears",
-    "turn the head left": "turn head dir=left", "turn the head right": "turn head dir=right",
-    "turn the head a little to the left": "turn head dir=left amt=<1", "tilt the head": "tilt head dir=right",
-    "tilt the head to the right": "tilt head dir=right", "nod": "err",
-    "move the nose up by 4 pixels": "move nose dir=up px=4", "move the nose down": "move nose dir=down",
+    "raise both ears": "raise ears",
+    "raise the left ear": "raise ears side=left",
+    "lower the right ear": "lower ears side=right",
+    "lower both ears": "lower ears",
+    "turn the head left": "turn head dir=left",
+    "turn the head right": "turn head dir=right",
+    "turn the head a little to the left": "turn head dir=left amt=<1",
+    "tilt the head": "tilt head dir=right",
+    "tilt the head to the right": "tilt head dir=right",
+    "nod": "err",
+    "move the nose up by 4 pixels": "move nose dir=up px=4",
+    "move the nose down": "move nose dir=down",
     "move the left eye up by 10 pixels": "move eyes side=left dir=up px=10",
-    "make the nose longer": "lengthen nose", "make the nose shorter": "shorten nose",
-    "make the mouth wider": "widen mouth", "make the eyes bigger": "enlarge eyes",
-    "make the ears smaller": "shrink ears", "smile": "smile mouth", "smile more": "smile mouth amt=>1",
-    "frown": "frown mouth", "widen the mouth": "widen mouth", "narrow the eyes": "narrow eyes",
-    "raise the eyebrows": "raise brows", "raise the chin": "move head dir=up", "lower the jaw": "open mouth",
+    "make the nose longer": "lengthen nose",
+    "make the nose shorter": "shorten nose",
+    "make the mouth wider": "widen mouth",
+    "make the eyes bigger": "enlarge eyes",
+    "make the ears smaller": "shrink ears",
+    "smile": "smile mouth",
+    "smile more": "smile mouth amt=>1",
+    "frown": "frown mouth",
+    "widen the mouth": "widen mouth",
+    "narrow the eyes": "narrow eyes",
+    "raise the eyebrows": "raise brows",
+    "raise the chin": "move head dir=up",
+    "lower the jaw": "open mouth",
     "open the mouth and close the eyes": "open mouth; close eyes",
     "raise the left ear and lower the right ear": "raise ears side=left; lower ears side=right",
-    "drag 30,40 to 50,60": "drag h=30,40 t=50,60", "drag from 100 100 to 120 90": "drag h=100,100 t=120,90",
-    "undo": "ctl:undo", "redo": "ctl:redo", "reset": "ctl:reset", "save the picture": "ctl:save",
-    "save": "ctl:save", "stop": "ctl:stop", "cancel": "ctl:stop", "drop the jaw": "open mouth",
-    "perk up the ears": "raise ears", "look to the right": "turn head dir=right", "look left": "turn head dir=left",
-    "make him grin": "smile mouth", "make her smile": "smile mouth", "wink": "close eyes",
-    "shut both eyes": "close eyes", "pull the mouth corners up": "smile mouth",
-    "push the nose left": "move nose dir=left", "move the mouth down a bit": "move mouth dir=down amt=<1",
-    "a lot more": "err", "less": "err", "again": "ctl:redo",
+    "drag 30,40 to 50,60": "drag h=30,40 t=50,60",
+    "drag from 100 100 to 120 90": "drag h=100,100 t=120,90",
+    "undo": "ctl:undo",
+    "redo": "ctl:redo",
+    "reset": "ctl:reset",
+    "save the picture": "ctl:save",
+    "save": "ctl:save",
+    "stop": "ctl:stop",
+    "cancel": "ctl:stop",
+    "drop the jaw": "open mouth",
+    "perk up the ears": "raise ears",
+    "look to the right": "turn head dir=right",
+    "look left": "turn head dir=left",
+    "make him grin": "smile mouth",
+    "make her smile": "smile mouth",
+    "wink": "close eyes",
+    "shut both eyes": "close eyes",
+    "pull the mouth corners up": "smile mouth",
+    "push the nose left": "move nose dir=left",
+    "move the mouth down a bit": "move mouth dir=down amt=<1",
+    "a lot more": "err",
+    "less": "err",
+    "again": "ctl:redo",
 }
 
 
@@ -409,7 +452,7 @@ def check(result: ParseResult, expect: str) -> None:
     assert result.control is None, js
     specs = [s.strip() for s in expect.split(";")]
     assert len(result.edits) == len(specs), js
-    for edit, spec in zip(result.edits, specs):
+    for edit, spec in zip(result.edits, specs, strict=True):
         words = spec.split()
         keys = dict(w.split("=", 1) for w in words if "=" in w)
         names = [w for w in words if "=" not in w]
@@ -479,8 +522,19 @@ def test_corrected_text_and_corrections(grammar_parser: CommandParser) -> None:
 
 
 def test_parse_never_raises(grammar_parser: CommandParser) -> None:
-    for text in ["", ",,,", "drag , to ,", "9" * 400, "and and and", "to to to by by", "one two three four five six",
-                 "drag 1e9 to 2", "\x00\x01", "left left left", "the the the"]:
+    for text in [
+        "",
+        ",,,",
+        "drag , to ,",
+        "9" * 400,
+        "and and and",
+        "to to to by by",
+        "one two three four five six",
+        "drag 1e9 to 2",
+        "\x00\x01",
+        "left left left",
+        "the the the",
+    ]:
         r = grammar_parser.parse(text)
         assert isinstance(r, ParseResult)
         assert r.error or r.edits or r.control
@@ -493,10 +547,20 @@ def test_normalize_and_repeats() -> None:
     assert collapse_repeats("move 64 64 to 70 60".split()) == "move 64 64 to 70 60".split()
 
 
-@pytest.mark.parametrize(("words", "value"), [
-    ("one twenty", 120), ("two hundred", 200), ("sixty four", 64), ("one hundred twenty", 120),
-    ("two fifty five", 255), ("seven", 7), ("nineteen", 19), ("three thousand", 3000), ("ninety nine", 99),
-])
+@pytest.mark.parametrize(
+    ("words", "value"),
+    [
+        ("one twenty", 120),
+        ("two hundred", 200),
+        ("sixty four", 64),
+        ("one hundred twenty", 120),
+        ("two fifty five", 255),
+        ("seven", 7),
+        ("nineteen", 19),
+        ("three thousand", 3000),
+        ("ninety nine", 99),
+    ],
+)
 def test_number_words(words: str, value: int) -> None:
     got = parse_number_words(words.split())
     assert got is not None and got[0] == value
@@ -621,7 +685,8 @@ def check_or_refuse(result: ParseResult, expect: str) -> bool:
         return True
     except AssertionError:
         assert result.error and not result.edits and result.control is None, (
-            f"wrong command instead of {expect!r} or a refusal: {result.to_json()}")
+            f"wrong command instead of {expect!r} or a refusal: {result.to_json()}"
+        )
         return False
 
 
@@ -632,8 +697,9 @@ def _whisper_params() -> list[object]:
         if heard in KNOWN_MISREADINGS:
             marks = [pytest.mark.xfail(reason=KNOWN_MISREADINGS[heard], strict=True)]
         params.append(pytest.param(heard, expect, id=label, marks=marks))
-    return params or [pytest.param("", "", marks=pytest.mark.skip(
-        reason="tests/data/whisper_mishearings.tsv is not there yet"))]
+    return params or [
+        pytest.param("", "", marks=pytest.mark.skip(reason="tests/data/whisper_mishearings.tsv is not there yet"))
+    ]
 
 
 @pytest.mark.parametrize(("heard", "expect"), _whisper_params())

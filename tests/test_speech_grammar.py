@@ -1,4 +1,5 @@
 """Grammar-scored recognition (voicedrag/speech/grammar.py): exact scores, safe choices."""
+
 from __future__ import annotations
 
 import shutil
@@ -14,8 +15,9 @@ from voicedrag.speech import grammar as g
 from voicedrag.speech.audio import load_audio
 from voicedrag.speech.transcribe import Transcriber
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
-                                  reason="espeak-ng is not installed (apt-get install espeak-ng)")
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="espeak-ng is not installed (apt-get install espeak-ng)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +39,10 @@ def test_fast_scores_equal_whisper_decoder_scores(transcriber: Transcriber) -> N
     import torch
     from whisper.decoding import DecodingOptions, DecodingTask
 
-    task = DecodingTask(transcriber.whisper, DecodingOptions(language="en", without_timestamps=True,
-                                                             prompt=transcriber.prompt, fp16=False))
+    task = DecodingTask(
+        transcriber.whisper,
+        DecodingOptions(language="en", without_timestamps=True, prompt=transcriber.prompt, fp16=False),
+    )
     torch.manual_seed(0)
     features = transcriber.whisper.embed_audio(torch.randn(1, 80, 600) * 0.5)
     texts = ["open the mouth", "undo", "turn the head to the left", "perk up the ears", "save the picture"]
@@ -63,20 +67,25 @@ def test_prefix_tree_holds_each_text_as_one_path(transcriber: Transcriber) -> No
     assert sorted(ends) == sorted(texts[:3])
 
 
-def test_grammar_search_finds_the_likeliest_texts_with_exact_scores(transcriber: Transcriber,
-                                                                    parser: CommandParser) -> None:
+def test_grammar_search_finds_the_likeliest_texts_with_exact_scores(
+    transcriber: Transcriber, parser: CommandParser
+) -> None:
     import torch
     from whisper.decoding import DecodingOptions, DecodingTask
 
-    task = DecodingTask(transcriber.whisper, DecodingOptions(language="en", without_timestamps=True,
-                                                             prompt=transcriber.prompt, fp16=False))
+    task = DecodingTask(
+        transcriber.whisper,
+        DecodingOptions(language="en", without_timestamps=True, prompt=transcriber.prompt, fp16=False),
+    )
     texts = sorted(g.command_phrases(parser))[:60]
     tree = g.prefix_tree(task.tokenizer, texts)
     for seed in range(3):
         torch.manual_seed(seed)
         features = transcriber.whisper.embed_audio(torch.randn(1, 80, 600) * 0.5)
-        exact = sorted(g.score_texts(transcriber.whisper, task.tokenizer, task.initial_tokens, features, texts),
-                       key=lambda s: -s.total)
+        exact = sorted(
+            g.score_texts(transcriber.whisper, task.tokenizer, task.initial_tokens, features, texts),
+            key=lambda s: -s.total,
+        )
         # A beam as wide as the grammar loses nothing: the same texts, in order, with the same scores.
         wide = g.decode_in_grammar(transcriber.whisper, task.initial_tokens, features, tree, beam=len(texts), best=5)
         assert [s.text for s in wide] == [s.text for s in exact[:5]]
@@ -92,18 +101,23 @@ def test_grammar_search_joins_commands_with_and(transcriber: Transcriber, parser
     import torch
     from whisper.decoding import DecodingOptions, DecodingTask
 
-    task = DecodingTask(transcriber.whisper, DecodingOptions(language="en", without_timestamps=True,
-                                                             prompt=transcriber.prompt, fp16=False))
+    task = DecodingTask(
+        transcriber.whisper,
+        DecodingOptions(language="en", without_timestamps=True, prompt=transcriber.prompt, fp16=False),
+    )
     texts = ["open the mouth", "close the eyes", "raise the ears", "smile", "undo", "turn the head left"]
     joined = texts + [f"{a} and {b}" for a in texts for b in texts]
     tree = g.prefix_tree(task.tokenizer, texts)
     join = task.tokenizer.encode(" and")[0]
     torch.manual_seed(3)
     features = transcriber.whisper.embed_audio(torch.randn(1, 80, 600) * 0.5)
-    exact = sorted(g.score_texts(transcriber.whisper, task.tokenizer, task.initial_tokens, features, joined),
-                   key=lambda s: -s.total)
-    found = g.decode_in_grammar(transcriber.whisper, task.initial_tokens, features, tree, beam=len(joined), best=8,
-                                join=join, parts=2)
+    exact = sorted(
+        g.score_texts(transcriber.whisper, task.tokenizer, task.initial_tokens, features, joined),
+        key=lambda s: -s.total,
+    )
+    found = g.decode_in_grammar(
+        transcriber.whisper, task.initial_tokens, features, tree, beam=len(joined), best=8, join=join, parts=2
+    )
     assert [s.text for s in found] == [s.text for s in exact[:8]]
     assert np.allclose([s.total for s in found], [s.total for s in exact[:8]], atol=1e-3)
     single = g.decode_in_grammar(transcriber.whisper, task.initial_tokens, features, tree, beam=len(joined), best=8)
@@ -114,8 +128,9 @@ def test_grammar_search_joins_commands_with_and(transcriber: Transcriber, parser
     assert g.canonical(choice, forms).text == "raise the ears and close the eyes"
     read = g.parser_reading(parser)
     assert g.joined_plausibly("perk up the ears and shut the eyes", forms, read)
-    assert not g.joined_plausibly("turn the head left and turn the head to the left",
-                                  {"turn the head left": "turn the head to the left"}, read)  # one command twice
+    assert not g.joined_plausibly(
+        "turn the head left and turn the head to the left", {"turn the head left": "turn the head to the left"}, read
+    )  # one command twice
 
 
 def test_choices_keep_what_the_parser_reads_and_refuse_unlikely_commands() -> None:
@@ -184,8 +199,9 @@ def test_spoken_forms_stand_for_the_grammars_commands(parser: CommandParser) -> 
 
 
 @needs_espeak
-def test_a_misheard_command_is_read_from_the_audio(parser: CommandParser, transcriber: Transcriber,
-                                                   tmp_path: Path) -> None:
+def test_a_misheard_command_is_read_from_the_audio(
+    parser: CommandParser, transcriber: Transcriber, tmp_path: Path
+) -> None:
     forms, read = g.command_phrases(parser), g.parser_reading(parser)
     wav = tmp_path / "c.wav"
     # en-029 says "save the picture" as "save the big shot" to free decoding.
@@ -205,9 +221,12 @@ def test_noise_never_becomes_a_command(parser: CommandParser, transcriber: Trans
     rng = np.random.default_rng(0)
     bursts = np.zeros(32000, dtype=np.float32)
     for start in (4000, 12000, 20000):  # clicks loud enough to pass the energy check
-        bursts[start:start + 1200] = rng.standard_normal(1200).astype(np.float32) * 0.5
-    for samples in (rng.standard_normal(32000).astype(np.float32) * 0.1, bursts,
-                    np.cumsum(rng.standard_normal(32000)).astype(np.float32) * 0.002):
+        bursts[start : start + 1200] = rng.standard_normal(1200).astype(np.float32) * 0.5
+    for samples in (
+        rng.standard_normal(32000).astype(np.float32) * 0.1,
+        bursts,
+        np.cumsum(rng.standard_normal(32000)).astype(np.float32) * 0.002,
+    ):
         _, choice = transcriber.transcribe_command(samples, forms, read)
         assert _meaning(parser, choice.text) is None, choice.text
 
@@ -224,14 +243,18 @@ def _benchmark():
 
 @pytest.mark.slow
 @needs_espeak
-@pytest.mark.parametrize("condition, voices, floor", [
-    # Measured with benchmarks/spoken_commands.py on these 16 commands (3 voices): free 31/48 and
-    # grammar 44/48 before the noise filter and the unsure floor, 47/48 with them.
-    ("noise10", (("en-us", 150), ("en-gb", 175), ("en-us+f3", 130)), 0.9),
-    ("reverb", (("en-us", 150), ("en-gb", 175)), 0.9),
-])
-def test_noisy_and_reverberant_commands_are_understood(parser: CommandParser, transcriber: Transcriber,
-                                                       tmp_path: Path, condition: str, voices: tuple, floor: float) -> None:
+@pytest.mark.parametrize(
+    "condition, voices, floor",
+    [
+        # Measured with benchmarks/spoken_commands.py on these 16 commands (3 voices): free 31/48 and
+        # grammar 44/48 before the noise filter and the unsure floor, 47/48 with them.
+        ("noise10", (("en-us", 150), ("en-gb", 175), ("en-us+f3", 130)), 0.9),
+        ("reverb", (("en-us", 150), ("en-gb", 175)), 0.9),
+    ],
+)
+def test_noisy_and_reverberant_commands_are_understood(
+    parser: CommandParser, transcriber: Transcriber, tmp_path: Path, condition: str, voices: tuple, floor: float
+) -> None:
     if condition == "reverb" and shutil.which("sox") is None:
         pytest.skip("sox is not installed (apt-get install sox)")
     bench = _benchmark()
@@ -247,3 +270,89 @@ def test_noisy_and_reverberant_commands_are_understood(parser: CommandParser, tr
             grammar_ok += _meaning(parser, choice.text) == _meaning(parser, command)
     total = len(voices) * len(commands)
     assert grammar_ok >= free_ok and grammar_ok / total >= floor, (free_ok, grammar_ok, total)
+
+
+def test_modifiers_of_a_transcript_are_carried_into_the_grammars_commands() -> None:
+    said = "turn the head slightly to the left"
+    found = g.modifiers(said)
+    assert [(m.kind, m.words) for m in found] == [("amount", ("slightly",)), ("side", ("to", "the", "left"))]
+    assert [(m.kind, m.words) for m in g.modifiers("move the nose up by 8 pixels, a bit")] == [
+        ("distance", ("by", "8", "pixels")),
+        ("amount", ("a", "bit")),
+    ]
+    assert [m.words for m in g.modifiers("raise the ears twice as much")] == [("twice", "as", "much")]
+    assert g.modifiers("open the mouth") == [] and g.modifiers("move 4 pixels") == [
+        g.Modifier("distance", ("4", "pixels"), 1)
+    ]
+    heard = g.words_of(said)
+    # Each goes where it was said; a kind the command has already is not added twice.
+    assert g.with_modifiers("turn the head to the left", heard, found) == said
+    assert g.with_modifiers("turn the head left", heard, found) == "turn the head slightly left"
+    assert g.with_modifiers("pull the head to the right", heard, found) == "pull the head slightly to the right"
+    misheard = g.words_of("raise the left here a bit")
+    assert g.with_modifiers("raise the ears", misheard, g.modifiers("raise the left here a bit")) == (
+        "raise the left ears a bit"
+    )
+    # A new text stands for its form's canonical command with the same modifiers.
+    forms = {"turn the head left": "turn the head to the left", "tip the head left": "tilt the head to the left"}
+    carried = g.carrying(["turn the head left", "tip the head left"], said, found, forms, limit=5)
+    assert carried == {
+        "turn the head slightly left": "turn the head slightly to the left",
+        "tip the head slightly left": "tilt the head slightly to the left",
+    }
+    assert g.carrying(["turn the head left"], said, found, forms, limit=0) == {}
+    assert g.keeps("turn the head slightly left", found) and not g.keeps("turn the head left", found)
+
+
+def test_a_reading_that_only_writes_phrases_its_own_way_is_as_heard(parser: CommandParser) -> None:
+    read = g.parser_reading(parser)
+    # The parser writes "a bit" as "a little" and "to the left" as "left": readings, not corrections.
+    for text in ("raise the left ear a bit", "turn the head slightly to the left", "shorten the nose a bit"):
+        reading = read(text)
+        assert reading.as_heard and reading.text == text, reading
+    # A corrected word still makes the reading checked on the audio, which scores the words said
+    # ("a bit", not the parser's "a little"), with the correction.
+    reading = read("raise the left hear a bit")
+    assert not reading.as_heard and reading.text == "raise the left ear a bit"
+    # A modifier said but lost in the reading is checked on the audio: "close to the left eye" is
+    # read as "close the eyes".
+    assert not read("close to the left eye").as_heard
+    # An action no word said is the parser's guess: "to in the head to the right" reads as a move.
+    assert read("to in the head to the right").understood and not read("to in the head to the right").as_heard
+    assert read("drag 64 80 to 70 90").points == ((64.0, 80.0), (70.0, 90.0))
+    assert read("open the mouth").points == ()
+
+
+def test_a_command_drops_a_modifier_heard_with_confidence_only_when_clearly_likelier() -> None:
+    settings = g.GrammarSettings(min_avg_logprob=-2.0, length_bonus=0.0, drop_margin=3.0)
+    unread = g.Reading(False, False, "")
+    sure = g.modifiers("turn the head slightly to the left", [0.0] * 7)
+    assert all(m.confident for m in sure)
+    close = [g.Scored("turn the head to the left", -6.0, 6), g.Scored("turn the head slightly to the left", -7.5, 7)]
+    assert g.choose("turn the hat slightly to the left", unread, close, settings, sure=sure).text == close[1].text
+    # Without the rule, or far likelier on the audio, the shorter command wins.
+    assert g.choose("turn the hat slightly to the left", unread, close, settings).text == close[0].text
+    far = [close[0], g.Scored("turn the head slightly to the left", -10.0, 7)]
+    assert g.choose("turn the hat slightly to the left", unread, far, settings, sure=sure).text == close[0].text
+    # A word Whisper doubted (below confident_word) is not held to.
+    doubted = g.modifiers("turn the head slightly left", [0.0, 0.0, 0.0, -2.5, 0.0])
+    assert [(m.words, m.confident) for m in doubted] == [(("slightly",), False), (("left",), True)]
+
+
+def test_scores_keep_each_tokens_log_probability(transcriber: Transcriber) -> None:
+    import torch
+    from whisper.decoding import DecodingOptions, DecodingTask
+
+    task = DecodingTask(
+        transcriber.whisper,
+        DecodingOptions(language="en", without_timestamps=True, prompt=transcriber.prompt, fp16=False),
+    )
+    torch.manual_seed(1)
+    features = transcriber.whisper.embed_audio(torch.randn(1, 80, 600) * 0.5)
+    texts = ["open the mouth a bit", "move the nose up by 12 pixels.", "undo"]
+    for s in g.score_texts(transcriber.whisper, task.tokenizer, task.initial_tokens, features, texts):
+        assert len(s.token_logprobs) == s.tokens and abs(sum(s.token_logprobs) - s.total) < 1e-3
+        # Per word: the least likely of the tokens that spell it (the final "." belongs to "pixels").
+        per_word = g.word_confidence(task.tokenizer, s)
+        assert per_word is not None and len(per_word) == len(g.words_of(s.text))
+        assert min(per_word) >= min(s.token_logprobs[:-1]) - 1e-6

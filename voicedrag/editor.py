@@ -128,7 +128,7 @@ class Editor:
         gave; a cancel (`cancel`) before the drag ends it as Refused, during it as Finished."""
         text = request.text
         if request.audio is not None:
-            heard = self.listen(request.audio)
+            heard = self.listen(request.audio, request.state.size)
             yield heard
             text = heard.text
             if not text.strip():
@@ -385,10 +385,11 @@ class Editor:
     def listener_loaded(self) -> bool:
         return self._listener is not None
 
-    def listen(self, samples: np.ndarray) -> Heard:
+    def listen(self, samples: np.ndarray, size: tuple[int, int] | None = None) -> Heard:
         """Spoken audio as the text to parse: Whisper's free transcript, or, where this model's
-        parser cannot read it as heard, the command of its grammar the audio makes likeliest."""
-        return self.listener().listen(samples)
+        parser cannot read it as heard, the command of its grammar the audio makes likeliest.
+        Spoken points are read as pixels of an image of `size` (width, height), when given."""
+        return self.listener().listen(samples, size)
 
     # ------------------------------------------------------------ images
 

@@ -128,6 +128,9 @@ PHRASES: dict[str, str] = {
     "a tad": "a_little",
     "a touch": "a_little",
     "a tiny bit": "a_tiny_bit",
+    # ... without the article, which a recogniser often runs into the word before ("eye tiny bit").
+    "tiny bit": "a_tiny_bit",
+    "little bit": "a_little",
     "just a bit": "a_little",
     "just a little": "a_little",
     "a smidge": "a_tiny_bit",
@@ -434,6 +437,8 @@ CORNER_WORDS = frozenset({"corner", "corners"})
 SEPARATORS = frozenset({"and", "then", "also", "plus", "afterwards", "next", "after", "finally", "_sep"})
 
 # Words of explicit point drags.
+# What a recogniser writes for a spoken "comma" between two numbers ("64 come 80", "70 common 90").
+COMMA_SOUNDS = frozenset({"comma", "come", "common", "coming", "kamu", "calm", "karma", "commas", "comer"})
 POINT_WORDS = frozenset({"point", "points", "location", "position", "pixel_at", "spot", "coordinate", "coordinates"})
 PIXEL_WORDS = frozenset({"pixels", "pixel", "px", "pics", "pix"})
 TO_WORDS = frozenset({"to", "towards", "toward", "onto", "into", "till", "until"})

@@ -88,7 +88,29 @@ def normalize(text: str) -> list[str]:
         nxt = words[i + 1] if words[i + 1] != "," or i + 2 >= len(words) else words[i + 2]
         if words[i] in _NUMBER_HOMOPHONES and nxt in lx.PIXEL_WORDS:
             words[i] = _NUMBER_HOMOPHONES[words[i]]
-    return words
+    return _spoken_points(words)
+
+
+def _is_number(word: str) -> bool:
+    return word[0].isdigit() or word in lx.NUMBER_WORDS
+
+
+def _spoken_points(words: list[str]) -> list[str]:
+    """Points as they are said: "x 64 y 80" is "64, 80", and a "comma" (or a word a recogniser
+    writes for it) between two numbers is a comma."""
+    out: list[str] = []
+    for i, w in enumerate(words):
+        nxt = words[i + 1] if i + 1 < len(words) else ""
+        if w in ("x", "y") and nxt and _is_number(nxt):
+            # "y" after x's number separates the two; "x" only announces the point.
+            if w == "y" and out and out[-1] != "," and _is_number(out[-1]):
+                out.append(",")
+            continue
+        if w in lx.COMMA_SOUNDS and nxt and _is_number(nxt) and out and _is_number(out[-1]):
+            out.append(",")
+            continue
+        out.append(w)
+    return out
 
 
 # A minus sign that starts a number: after the start, a space, a comma, ";" or "(", where the last

@@ -27,16 +27,17 @@ class Listener:
         self.transcriber = transcriber
         self._spoken_forms: dict[str, str] | None = None
 
-    def hear(self, samples: np.ndarray) -> tuple[Transcript, GrammarChoice]:
-        """Whisper's free transcript and the choice made from it and the grammar."""
+    def hear(self, samples: np.ndarray, size: tuple[int, int] | None = None) -> tuple[Transcript, GrammarChoice]:
+        """Whisper's free transcript and the choice made from it and the grammar; `size` (width,
+        height) is the image the command is for, whose pixels spoken points must name."""
         from voicedrag.speech.grammar import command_phrases, parser_reading
 
         if self._spoken_forms is None:
             self._spoken_forms = command_phrases(self.parser)
-        return self.transcriber.transcribe_command(samples, self._spoken_forms, parser_reading(self.parser))
+        return self.transcriber.transcribe_command(samples, self._spoken_forms, parser_reading(self.parser), size=size)
 
-    def listen(self, samples: np.ndarray) -> Heard:
-        transcript, choice = self.hear(samples)
+    def listen(self, samples: np.ndarray, size: tuple[int, int] | None = None) -> Heard:
+        transcript, choice = self.hear(samples, size)
         return Heard(
             text=choice.text.strip(), free_text=choice.free_text or "", source=choice.source, seconds=transcript.elapsed
         )

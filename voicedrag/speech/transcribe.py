@@ -41,17 +41,31 @@ from voicedrag.speech.denoise import NoiseSuppression, suppress_noise
 from voicedrag.speech.grammar import (
     GrammarChoice,
     GrammarSettings,
+    GraphTokens,
     PrefixTree,
+    Prompt,
     Reading,
     candidates,
     canonical,
+    carrying,
     choose,
     decode_in_grammar,
+    decode_in_graph,
     joined_plausibly,
+    modifiers,
     prefix_tree,
     run_prompt,
     score_texts,
     unsure,
+    word_confidence,
+)
+from voicedrag.speech.points import (
+    POINTS_PROMPT,
+    Limits,
+    choose_points,
+    plain_text,
+    point_graph,
+    sounds_like_points,
 )
 
 if TYPE_CHECKING:
@@ -384,6 +398,7 @@ class Transcriber:
     settings: DecodeSettings = field(default_factory=DecodeSettings)
     vad: VadSettings = field(default_factory=VadSettings)
     _trees: tuple[tuple[str, ...], PrefixTree] | None = field(default=None, init=False, repr=False)
+    _points: tuple[Limits, GraphTokens] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         started = time.perf_counter()
@@ -411,10 +426,13 @@ class Transcriber:
         phrases: Sequence[str] | dict[str, str],
         read: Callable[[str], Reading],
         grammar: GrammarSettings | None = None,
+        size: tuple[int, int] | None = None,
     ) -> tuple[Transcript, GrammarChoice]:
         """Free decoding, then grammar scoring (voicedrag.speech.grammar) unless the parser reads
         the free transcript as heard: the closest of `phrases`, and the parser's own correction,
-        are scored on the same audio and the likeliest is kept."""
+        are scored on the same audio and the likeliest is kept. Explicit points are searched in
+        a grammar of points (voicedrag.speech.points) whose numbers fit an image of `size`
+        (width, height; None: any size up to 1024 pixels)."""
         started = time.perf_counter()
         settings = grammar or GrammarSettings()
         transcript, context = self._decode(samples, None)
@@ -424,22 +442,39 @@ class Transcriber:
         # A free transcript below the confidence floor is empty, but the voice was there: the
         # grammar's commands are still scored (its own floor keeps noise from becoming one).
         reading = read(transcript.text) if transcript.text else Reading(False, False, "")
-        if reading.as_heard:
+        # Numbers are what free decoding writes worst ("6 4 80", "34040"): a reading with points
+        # is checked against the grammar of points even when the parser reads it as heard.
+        pointed = settings.points and (bool(reading.points) or (not reading.understood and sounds_like_points(heard)))
+        if reading.as_heard and not pointed:
             return transcript, GrammarChoice(transcript.text, "free", transcript.text)
-        # Two ways to candidates: spelling close to what was heard, and the audio's own choice
-        # within the grammar (which still finds the command when noise made the words unrelated,
-        # or Whisper wrote nothing). The search runs only when the spelling's candidates leave
-        # the audio unexplained, as it costs about as much as the free decoding.
         import torch
 
         with torch.inference_mode():
             prompt = run_prompt(self.whisper, task.initial_tokens, features)
+        if pointed:
+            spoken = self._spoken_points(transcript.text, heard, features, task, prompt, settings, size)
+            if spoken is not None or reading.as_heard:
+                choice = spoken or GrammarChoice(transcript.text, "free", transcript.text)
+                return replace(transcript, elapsed=time.perf_counter() - started), choice
+        # Two ways to candidates: spelling close to what was heard, and the audio's own choice
+        # within the grammar (which still finds the command when noise made the words unrelated,
+        # or Whisper wrote nothing). The search runs only when the spelling's candidates leave
+        # the audio unexplained, as it costs about as much as the free decoding.
         near = list(dict.fromkeys(candidates(heard, reading, phrases, settings))) if heard.strip() else []
+        # The grammar's commands carry no amount, side or distance; those the free transcript holds
+        # are added to the closest of them (each new text stands for its command with the same words).
+        forms = phrases if isinstance(phrases, dict) else {}
+        said = modifiers(heard, settings=settings) if heard.strip() else []
+        carried = carrying(near, heard, said, forms, settings.modifier_candidates)
+        texts = near + [t for t in carried if t not in near]
         # The free transcript is scored in the same batch: how sure Whisper was of it sets the floor.
-        own = [heard] if heard.strip() and heard not in near else []
-        scored = score_texts(self.whisper, task.tokenizer, task.initial_tokens, features, near + own, prompt)
+        own = [heard] if heard.strip() and heard not in texts else []
+        scored = score_texts(self.whisper, task.tokenizer, task.initial_tokens, features, texts + own, prompt)
         heard_score = next((x for x in scored if x.text == heard), None)  # None: Whisper wrote nothing
-        scored = scored[: len(near)]
+        scored = scored[: len(texts)]
+        # Modifiers that every token of was heard with confidence must not be dropped lightly.
+        confidence = None if heard_score is None else word_confidence(task.tokenizer, heard_score)
+        sure = [m for m in modifiers(heard, confidence, settings) if m.confident] if confidence else []
         confident = settings.search_below is not None and any(s.average >= settings.search_below for s in scored)
         if settings.beam_best > 0 and not confident:
             found = decode_in_grammar(
@@ -453,12 +488,65 @@ class Transcriber:
                 join=task.tokenizer.encode(" and")[0],
                 parts=settings.beam_parts,
             )
-            forms = phrases if isinstance(phrases, dict) else {}
-            scored += [f for f in found if f.text not in near and joined_plausibly(f.text, forms, read)]
-        choice = choose(transcript.text, reading, scored, settings, unsure(heard_score, settings))
+            new = [f for f in found if f.text not in texts and joined_plausibly(f.text, forms, read)]
+            more = {
+                t: c
+                for t, c in carrying([f.text for f in new], heard, said, forms, len(new)).items()
+                if t not in texts and t not in carried
+            }
+            scored += new
+            if more:
+                scored += score_texts(self.whisper, task.tokenizer, task.initial_tokens, features, list(more), prompt)
+                carried.update(more)
+        choice = choose(transcript.text, reading, scored, settings, unsure(heard_score, settings), sure)
         if isinstance(phrases, dict):  # spoken forms -> the canonical commands they stand for
-            choice = canonical(choice, phrases)
+            choice = canonical(choice, {**phrases, **carried})
         return replace(transcript, elapsed=time.perf_counter() - started), choice
+
+    def _spoken_points(
+        self,
+        free_text: str,
+        heard: str,
+        features: torch.Tensor,
+        task: Any,
+        prompt: Prompt,
+        settings: GrammarSettings,
+        size: tuple[int, int] | None,
+    ) -> GrammarChoice | None:
+        """The explicit drag the audio makes likeliest in the grammar of points, the free
+        transcript among them where the grammar says it; None where none is likely enough."""
+        graph = self._point_graph(Limits.of(size), task.tokenizer)
+        # The search has a prompt of its own, of points (POINTS_PROMPT): under the command prompt
+        # Whisper hears "sixty four eighty" as "6 480" as readily as "64 80".
+        tokenizer = task.tokenizer
+        initial = [
+            tokenizer.sot_prev,
+            *tokenizer.encode(" " + POINTS_PROMPT),
+            *tokenizer.sot_sequence_including_notimestamps,
+        ]
+        import torch
+
+        with torch.inference_mode():
+            points_prompt = run_prompt(self.whisper, initial, features)
+        found = decode_in_graph(
+            self.whisper, initial, features, graph, settings.point_beam, settings.point_best, points_prompt
+        )
+        plain = plain_text(heard)
+        own = [plain] if plain and graph.accepts(plain) and all(f.text != plain for f in found) else []
+        scored = found + score_texts(self.whisper, tokenizer, initial, features, own, points_prompt)
+        # How sure Whisper was of its free transcript, under the prompt it was heard with.
+        heard_score = (
+            score_texts(self.whisper, tokenizer, task.initial_tokens, features, [heard], prompt)[0]
+            if heard.strip()
+            else None
+        )
+        return choose_points(free_text, scored, settings, unsure(heard_score, settings))
+
+    def _point_graph(self, limits: Limits, tokenizer: Any) -> GraphTokens:
+        """The grammar of points for these limits, kept for the next command (the same image size)."""
+        if self._points is None or self._points[0] != limits:
+            self._points = (limits, GraphTokens(point_graph(limits), tokenizer))
+        return self._points[1]
 
     def _tree(self, phrases: Sequence[str] | dict[str, str], tokenizer: Any) -> PrefixTree:
         """The phrases' prefix tree, built once per set of phrases (the same set comes with every command)."""

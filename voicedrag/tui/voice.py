@@ -32,13 +32,14 @@ class VoiceInput(EditStream):
         if self.voice_worker is not None and self.voice_worker.is_running:
             self.set_hint("still working on the last recording…")
             return
+        size = self.image_size  # read here, on the UI thread: spoken points are pixels of this image
         self.voice_worker = self.run_worker(
-            self._voice_worker, thread=True, group="voice", name="voice", exit_on_error=False
+            lambda: self._voice_worker(size), thread=True, group="voice", name="voice", exit_on_error=False
         )
 
-    def _voice_worker(self) -> None:
+    def _voice_worker(self, size: tuple[int, int] | None) -> None:
         worker = get_current_worker()
-        workers.voice(self.backend, self.post_message, lambda: worker.is_cancelled)
+        workers.voice(self.backend, self.post_message, lambda: worker.is_cancelled, size)
 
     def on_voice_state(self, message: m.VoiceState) -> None:
         self.voice_state = message.state

@@ -299,10 +299,11 @@ def run_edit(backend: Backend, request: EditRequest, post: Post) -> None:
         post(EditUpdate(Refused(describe(err, "the edit"))))
 
 
-def voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
-    """Record one command from the microphone, transcribe it and post the text."""
+def voice(backend: Backend, post: Post, cancelled: Cancelled, size: tuple[int, int] | None = None) -> None:
+    """Record one command from the microphone, transcribe it (spoken points as pixels of an image
+    of `size`, the one shown) and post the text."""
     try:
-        _voice(backend, post, cancelled)
+        _voice(backend, post, cancelled, size)
     except Exception as err:  # noqa: BLE001
         post(VoiceFailed(describe(err, "listening")))
     finally:
@@ -310,7 +311,7 @@ def voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
         post(VoiceState("idle"))
 
 
-def _voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
+def _voice(backend: Backend, post: Post, cancelled: Cancelled, size: tuple[int, int] | None) -> None:
     from voicedrag.speech.audio import (
         MicrophoneRecorder,
         NoMicrophoneError,
@@ -347,7 +348,7 @@ def _voice(backend: Backend, post: Post, cancelled: Cancelled) -> None:
         post(VoiceFailed("no speech was heard; speak after pressing the key, or type the command."))
         return
     post(VoiceState("transcribing"))
-    heard = TORCH.call(functools.partial(editor.listen, recording.samples))
+    heard = TORCH.call(functools.partial(editor.listen, recording.samples, size))
     if heard.note:
         post(Notice(heard.note, "information"))
     if not heard.text:
