@@ -809,8 +809,9 @@ class DragSession:
         # A pane-sized preview whose block is the feature block comes with this step's own pass
         # where that pass runs the whole map (a mask step, the dense path): the RGB branch costs
         # a few 1x1 convolutions, against a second pass through every block.
-        share = self._preview_due() and self.preview_block() == self.feature_block
-        if self._preview_due() and not share:
+        due = self._preview_due()
+        share = due and self.preview_block() == self.feature_block
+        if due and not share:
             image = self.render_preview()
             self._render_seconds = time.perf_counter() - t0
         views, native = self._features(rgb=share)
